@@ -1,0 +1,14 @@
+{
+  "targets": [
+    {
+      "target_name": "vrun_native",
+      "sources": ["src/addon.cc", "src/kvm_system.cc"],
+      "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
+      "defines": ["NAPI_VERSION=8", "NAPI_DISABLE_CPP_EXCEPTIONS"],
+      "cflags!": ["-fno-exceptions"],
+      "cflags_cc!": ["-fno-exceptions"],
+      "cflags_cc": ["-std=c++20", "-Wall", "-Wextra", "-Werror", "-fexceptions"],
+      "cflags": ["-Wall", "-Wextra", "-Werror"]
+    }
+  ]
+}

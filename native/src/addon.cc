@@ -1,0 +1,12 @@
+#include <napi.h>
+
+#include "kvm_system.h"
+
+namespace {
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  vrun::InitKvmSystem(env, exports);
+  return exports;
+}
+}  // namespace
+
+NODE_API_MODULE(vrun_native, Init)

@@ -1,0 +1,53 @@
+import { VrunError, errorMessage } from '../common/errors.js';
+import { commands } from './registry.js';
+
+function usage(): string {
+  const width = Math.max(...commands.map((c) => c.name.length));
+  const lines = commands.map((c) => `  ${c.name.padEnd(width)}  ${c.summary}`);
+  return `Usage: vrun [--debug] COMMAND [ARGS...]\n\nVM-isolated containers: every container runs in its own lightweight VM.\n\nCommands:\n${lines.join('\n')}\n`;
+}
+
+/** Finds the command for argv, longest match first so "image prune" beats "image". */
+function findCommand(argv: string[]): { cmd: (typeof commands)[number]; rest: string[] } | undefined {
+  for (const words of [2, 1]) {
+    const key = argv.slice(0, words).join(' ');
+    const cmd = commands.find((c) => c.name === key || c.aliases?.includes(key));
+    if (cmd) return { cmd, rest: argv.slice(words) };
+  }
+  return undefined;
+}
+
+export async function main(argvIn: string[]): Promise<number> {
+  const argv = [...argvIn];
+  while (argv[0] === '--debug' || argv[0] === '-D') {
+    argv.shift();
+    process.env.VRUN_DEBUG = '1';
+  }
+  if (argv.length === 0 || argv[0] === '--help' || argv[0] === '-h' || argv[0] === 'help') {
+    process.stdout.write(usage());
+    return argv.length === 0 ? 125 : 0;
+  }
+  if (argv[0] === '--version') argv[0] = 'version';
+  const found = findCommand(argv);
+  if (!found) {
+    process.stderr.write(`vrun: unknown command "${argv[0]}"\nSee 'vrun --help'.\n`);
+    return 125;
+  }
+  if (found.rest.includes('--help') && !found.rest.slice(0, found.rest.indexOf('--help')).some((a) => !a.startsWith('-'))) {
+    process.stdout.write(`Usage: ${found.cmd.usage}\n\n${found.cmd.summary}\n`);
+    return 0;
+  }
+  try {
+    return await found.cmd.run(found.rest);
+  } catch (err) {
+    const debug = Boolean(process.env.VRUN_DEBUG);
+    if (err instanceof VrunError) {
+      process.stderr.write(`vrun: ${err.message}\n${err.hint ? `hint: ${err.hint}\n` : ''}`);
+      if (debug && err.stack) process.stderr.write(`${err.stack}\n`);
+      return err.exitCode;
+    }
+    process.stderr.write(`vrun: ${errorMessage(err)}\n`);
+    if (debug && err instanceof Error && err.stack) process.stderr.write(`${err.stack}\n`);
+    return 125;
+  }
+}
