@@ -1,0 +1,100 @@
+import { existsSync } from 'node:fs';
+import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { VrunError } from '../common/errors.js';
+import { guestImageCacheDir, projectRoot } from '../common/paths.js';
+import { createProgress, type Progress } from '../common/progress.js';
+import { buildKernel } from './kernel.js';
+import { buildInitrd } from './initrd.js';
+import { guestPayload, labPayload } from './guest-payload.js';
+import { readVerifiedManifest, type ArtifactFile } from './manifest.js';
+import { requireRoot } from './host-tools.js';
+
+/** The guest image a VM boots: our kernel and initrd, as recorded in the image manifest. */
+export interface GuestImage {
+  kernel: string;
+  bzImage: string;
+  initrd: string;
+  kernelRelease: string;
+  configHash: string;
+}
+
+export interface ImageManifest extends GuestImage {
+  kind: 'guest-image' | 'lab-image';
+  kernelBuildSeconds: number;
+  sizes: { vmlinux: number; bzImage: number; initrd: number };
+  builtAt: string;
+  totalSeconds: number;
+}
+
+function manifestPath(kind: 'guest-image' | 'lab-image'): string {
+  return path.join(guestImageCacheDir(), `${kind}.json`);
+}
+
+async function writeImageManifest(m: ImageManifest): Promise<void> {
+  const p = manifestPath(m.kind);
+  await writeFile(`${p}.${process.pid}`, JSON.stringify(m, null, 2) + '\n');
+  await rename(`${p}.${process.pid}`, p);
+}
+
+async function ensure(kind: 'guest-image' | 'lab-image', opts: { force?: boolean; progress?: Progress }): Promise<ImageManifest> {
+  requireRoot('building the guest image');
+  const progress = opts.progress ?? createProgress({ bytes: false });
+  const cacheDir = guestImageCacheDir();
+  await mkdir(cacheDir, { recursive: true });
+  const started = Date.now();
+  const frags = [path.join(projectRoot(), 'guest-image', 'kernel.fragment')];
+  if (kind === 'lab-image') frags.push(path.join(projectRoot(), 'guest-image', 'kernel-lab.fragment'));
+  const kernel = await buildKernel({ cacheDir, name: kind === 'lab-image' ? 'lab-kernel' : 'kernel', fragments: frags, progress, force: opts.force });
+  const initrd = await buildInitrd({
+    name: kind === 'lab-image' ? 'lab-initrd' : 'initrd',
+    payload: kind === 'lab-image' ? await labPayload() : await guestPayload(),
+    cacheDir,
+    progress,
+    force: opts.force,
+  });
+  const kernelFiles = (await readVerifiedManifest<{ files: Record<string, ArtifactFile> }>(kernel.dir, 'stat'));
+  const sizeOf = (name: string) => (kernelFiles.ok ? (kernelFiles.manifest.files[name]?.size ?? 0) : 0);
+  const manifest: ImageManifest = {
+    kind,
+    kernel: kernel.vmlinux,
+    bzImage: kernel.bzImage,
+    initrd: initrd.initrd,
+    kernelRelease: kernel.release,
+    configHash: kernel.configHash,
+    kernelBuildSeconds: kernel.buildSeconds,
+    sizes: { vmlinux: sizeOf('vmlinux'), bzImage: sizeOf('bzImage'), initrd: initrd.sizeBytes },
+    builtAt: new Date().toISOString(),
+    totalSeconds: Math.round((Date.now() - started) / 100) / 10,
+  };
+  await writeImageManifest(manifest);
+  return manifest;
+}
+
+/** Builds whatever is missing or stale (kernel, initrd) and returns the image; seconds when cached. */
+export function ensureGuestImage(opts: { force?: boolean; progress?: Progress } = {}): Promise<ImageManifest> {
+  return ensure('guest-image', opts);
+}
+
+/** The KVM lab's L1 image: the guest kernel plus KVM_AMD and 9p, and a tiny initrd that chroots into the host. */
+export function ensureLabImage(opts: { force?: boolean; progress?: Progress } = {}): Promise<ImageManifest> {
+  return ensure('lab-image', opts);
+}
+
+/**
+ * The last built image, checked cheaply (sizes and mtimes) so starting a VM does not re-hash 150 MB.
+ * Throws a clear error when nothing was built yet.
+ */
+export async function loadGuestImage(kind: 'guest-image' | 'lab-image' = 'guest-image'): Promise<ImageManifest> {
+  const p = manifestPath(kind);
+  if (!existsSync(p)) {
+    throw new VrunError(`the ${kind} is not built yet (${p} missing)`, { hint: 'run "npm run guest-image" (or the README setup command)' });
+  }
+  const m = JSON.parse(await readFile(p, 'utf8')) as ImageManifest;
+  for (const f of [m.kernel, m.initrd]) {
+    const dir = path.dirname(f);
+    const check = await readVerifiedManifest<{ files: Record<string, ArtifactFile> }>(dir, 'stat');
+    if (!check.ok) throw new VrunError(`the ${kind} artifact ${f} is not usable (${check.reason})`, { hint: 'run "npm run guest-image" to rebuild it' });
+  }
+  return m;
+}

@@ -1,0 +1,191 @@
+import { existsSync } from 'node:fs';
+import { copyFile, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import os from 'node:os';
+import { VrunError } from '../common/errors.js';
+import type { Progress } from '../common/progress.js';
+import { KERNEL_BUILD_TOOLS, requireTools } from './host-tools.js';
+import { sha256Text } from './hash.js';
+import { capture, runLogged } from './run-logged.js';
+import { type ArtifactFile, readVerifiedManifest, recordFiles, writeManifest } from './manifest.js';
+
+const LINUX_TARBALL = '/usr/src/linux-source-6.1.tar.xz';
+/** Bumped when the way we build changes, so caches keyed by inputs are invalidated. */
+const KERNEL_RECIPE = 'kernel-v1';
+
+export interface KernelArtifact {
+  dir: string;
+  vmlinux: string;
+  bzImage: string;
+  config: string;
+  release: string;
+  configHash: string;
+  buildSeconds: number;
+  cached: boolean;
+}
+
+interface KernelManifest {
+  kind: 'kernel';
+  key: string;
+  release: string;
+  configHash: string;
+  sourcePackageVersion: string;
+  fragments: string[];
+  buildSeconds: number;
+  builtAt: string;
+  files: Record<string, ArtifactFile>;
+}
+
+/** Parses a fragment into (symbol -> wanted value), where 'n' means "is not set". */
+export function parseFragment(text: string, origin: string): Map<string, string> {
+  const out = new Map<string, string>();
+  text.split('\n').forEach((raw, i) => {
+    const line = raw.trim();
+    if (line === '' || line.startsWith('#')) return;
+    const m = /^(CONFIG_[A-Z0-9_]+)=(y|n|m|"[^"]*"|-?\d+|0x[0-9a-fA-F]+)$/.exec(line);
+    if (!m) throw new VrunError(`${origin}:${i + 1}: not a kernel config line: "${line}"`);
+    if (m[2] === 'm') throw new VrunError(`${origin}:${i + 1}: ${m[1]}=m: the guest kernel has no modules, use =y`);
+    out.set(m[1] as string, m[2] as string);
+  });
+  return out;
+}
+
+function toConfigLines(wanted: Map<string, string>): string {
+  return [...wanted].map(([k, v]) => (v === 'n' ? `# ${k} is not set` : `${k}=${v}`)).join('\n') + '\n';
+}
+
+/** Options that olddefconfig dropped or changed: their dependencies are not met. */
+export function checkConfig(config: string, wanted: Map<string, string>): string[] {
+  const have = new Map<string, string>();
+  for (const line of config.split('\n')) {
+    const set = /^(CONFIG_[A-Z0-9_]+)=(.*)$/.exec(line);
+    if (set) have.set(set[1] as string, set[2] as string);
+  }
+  const bad: string[] = [];
+  for (const [k, v] of wanted) {
+    const got = have.get(k);
+    if (v === 'n' ? got !== undefined && got !== 'n' : got !== v) bad.push(`${k}=${v} (got ${got ?? 'not set'})`);
+  }
+  return bad;
+}
+
+async function sourcePackageVersion(): Promise<string> {
+  try {
+    return (await capture('dpkg-query', ['-W', '-f=${Version}', 'linux-source-6.1'])).trim();
+  } catch {
+    throw new VrunError('linux-source-6.1 is not installed: apt-get install linux-source-6.1');
+  }
+}
+
+/** Unpacks Debian's kernel tarball once per package version (into a temp dir, then renamed). */
+async function ensureSource(cacheDir: string, version: string, progress: Progress, logFile: string): Promise<string> {
+  const dir = path.join(cacheDir, 'src', `linux-source-6.1_${version}`);
+  if (existsSync(path.join(dir, '.vrun-extracted'))) return dir;
+  progress.step('guest-image: unpacking linux-source-6.1');
+  const tmp = `${dir}.tmp-${process.pid}`;
+  await rm(tmp, { recursive: true, force: true });
+  await mkdir(tmp, { recursive: true });
+  await runLogged('tar', ['-xf', LINUX_TARBALL, '-C', tmp], { logFile });
+  await writeFile(path.join(tmp, 'linux-source-6.1', '.vrun-extracted'), `${version}\n`);
+  await rm(dir, { recursive: true, force: true });
+  await rename(path.join(tmp, 'linux-source-6.1'), dir);
+  await rm(tmp, { recursive: true, force: true });
+  progress.done();
+  return dir;
+}
+
+/**
+ * Builds (or reuses) a kernel from tinyconfig plus the given fragments. The cache key covers the
+ * source package version, the fragments' text and the recipe; a cached kernel is used only if every
+ * recorded file hash still matches.
+ */
+export async function buildKernel(opts: {
+  cacheDir: string;
+  name: string;
+  fragments: string[];
+  progress: Progress;
+  force?: boolean;
+}): Promise<KernelArtifact> {
+  requireTools([...KERNEL_BUILD_TOOLS, { what: 'dpkg-query', path: 'dpkg-query', debianPackage: 'dpkg' }]);
+  const version = await sourcePackageVersion();
+  const fragTexts = await Promise.all(opts.fragments.map((f) => readFile(f, 'utf8')));
+  const wanted = new Map<string, string>();
+  fragTexts.forEach((t, i) => parseFragment(t, opts.fragments[i] as string).forEach((v, k) => wanted.set(k, v)));
+  const configHash = sha256Text(...fragTexts).slice(0, 16);
+  const key = sha256Text(KERNEL_RECIPE, version, ...fragTexts).slice(0, 16);
+  const outDir = path.join(opts.cacheDir, `${opts.name}-${key}`);
+
+  if (!opts.force) {
+    const m = await readVerifiedManifest<KernelManifest>(outDir, 'full');
+    if (m.ok) return artifact(outDir, m.manifest, true);
+    if (m.reason !== 'missing') {
+      opts.progress.step(`guest-image: cached ${opts.name} rejected (${m.reason}), rebuilding`);
+      opts.progress.done('stale');
+    }
+  }
+
+  await mkdir(opts.cacheDir, { recursive: true });
+  const logFile = path.join(opts.cacheDir, `${opts.name}-${key}.build.log`);
+  await writeFile(logFile, '');
+  const src = await ensureSource(opts.cacheDir, version, opts.progress, logFile);
+  const build = path.join(opts.cacheDir, 'build', `${opts.name}-${configHash}`);
+  await mkdir(build, { recursive: true });
+  const started = Date.now();
+
+  opts.progress.step(`guest-image: configuring ${opts.name} (tinyconfig + ${opts.fragments.map((f) => path.basename(f)).join(' + ')})`);
+  await runLogged('make', [`O=${build}`, 'tinyconfig'], { cwd: src, logFile });
+  const base = await readFile(path.join(build, '.config'), 'utf8');
+  await writeFile(path.join(build, '.config'), base + toConfigLines(wanted));
+  await runLogged('make', [`O=${build}`, 'olddefconfig'], { cwd: src, logFile });
+  const config = await readFile(path.join(build, '.config'), 'utf8');
+  const dropped = checkConfig(config, wanted);
+  if (dropped.length > 0) {
+    throw new VrunError(`kernel config for ${opts.name}: these options did not survive olddefconfig (unmet dependencies):\n  ${dropped.join('\n  ')}`);
+  }
+  opts.progress.done();
+
+  // Rough line count of a full tinyconfig-based build, for a percentage that means something.
+  opts.progress.step(`guest-image: compiling ${opts.name} (make -j${os.availableParallelism()})`, 1700);
+  await runLogged('make', [`O=${build}`, `-j${os.availableParallelism()}`, 'vmlinux', 'bzImage'], {
+    cwd: src,
+    logFile,
+    onLine: (n) => opts.progress.update(n),
+  });
+  opts.progress.done();
+  const release = (await capture('make', ['-s', `O=${build}`, 'kernelrelease'], src)).trim();
+
+  const tmpOut = `${outDir}.tmp-${process.pid}`;
+  await rm(tmpOut, { recursive: true, force: true });
+  await mkdir(tmpOut, { recursive: true });
+  await copyFile(path.join(build, 'vmlinux'), path.join(tmpOut, 'vmlinux'));
+  await copyFile(path.join(build, 'arch/x86/boot/bzImage'), path.join(tmpOut, 'bzImage'));
+  await copyFile(path.join(build, '.config'), path.join(tmpOut, 'config'));
+  const manifest: KernelManifest = {
+    kind: 'kernel',
+    key,
+    release,
+    configHash,
+    sourcePackageVersion: version,
+    fragments: opts.fragments.map((f) => path.basename(f)),
+    buildSeconds: Math.round((Date.now() - started) / 100) / 10,
+    builtAt: new Date().toISOString(),
+    files: await recordFiles(tmpOut, ['vmlinux', 'bzImage', 'config']),
+  };
+  await writeManifest(tmpOut, manifest);
+  await rm(outDir, { recursive: true, force: true });
+  await rename(tmpOut, outDir);
+  return artifact(outDir, manifest, false);
+}
+
+function artifact(dir: string, m: KernelManifest, cached: boolean): KernelArtifact {
+  return {
+    dir,
+    vmlinux: path.join(dir, 'vmlinux'),
+    bzImage: path.join(dir, 'bzImage'),
+    config: path.join(dir, 'config'),
+    release: m.release,
+    configHash: m.configHash,
+    buildSeconds: m.buildSeconds,
+    cached,
+  };
+}

@@ -1,0 +1,86 @@
+import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { VrunError } from '../common/errors.js';
+import type { Logger } from '../common/log.js';
+import { loadGuestImage } from '../guest-image/image.js';
+import { BASE_CMDLINE } from '../vmm/qemu/guest-runner.js';
+import { QemuVm } from '../vmm/qemu/machine.js';
+
+/**
+ * The KVM lab: hosts without hardware virtualization (like this one, whose PVM-backed /dev/kvm cannot
+ * boot Linux) still test Linux-on-KVM for real. An L1 guest runs under QEMU TCG with `-cpu max`, which
+ * exposes AMD SVM; its kernel has KVM_AMD, so L1 gets a working /dev/kvm. The host's / is shared
+ * read-only over 9p and the command runs chrooted into it, so every host program (node, QEMU, this
+ * project) is there; a writable work directory (same path as on the host) carries output back.
+ */
+export interface LabResult {
+  status: number;
+  stdout: string;
+  stderr: string;
+  /** From spawning L1 to its readiness line. */
+  l1ReadyMs: number;
+  /** From L1's readiness line to the command's end. */
+  commandMs: number;
+  kvm: boolean;
+  consoleLog: string;
+}
+
+export async function runInLab(opts: {
+  /** Shell script run by /bin/sh inside the chroot, in the work directory. */
+  script: string;
+  timeoutMs?: number;
+  memoryMiB?: number;
+  vcpus?: number;
+  /** Files to place in the work directory before starting. */
+  files?: Record<string, string>;
+  logger?: Logger;
+  keepWorkDir?: boolean;
+}): Promise<LabResult> {
+  const image = await loadGuestImage('lab-image');
+  const workDir = await mkdtemp(path.join(os.tmpdir(), 'vrun-lab-'));
+  await chmod(workDir, 0o755);
+  await writeFile(path.join(workDir, 'cmd.sh'), opts.script, { mode: 0o755 });
+  for (const [name, content] of Object.entries(opts.files ?? {})) await writeFile(path.join(workDir, name), content);
+  const started = Date.now();
+  const vm = QemuVm.start(
+    {
+      kernel: image.kernel,
+      initrd: image.initrd,
+      cmdline: `${BASE_CMDLINE} vrun.labdir=${workDir}`,
+      vcpus: opts.vcpus ?? 2,
+      memoryMiB: opts.memoryMiB ?? 4096,
+      accel: 'tcg',
+      cpu: 'max',
+      ninePShares: [
+        { tag: 'hostroot', path: '/', readonly: true },
+        { tag: 'lab', path: workDir, readonly: false },
+      ],
+    },
+    { consoleLog: path.join(workDir, 'console.log'), logger: opts.logger },
+  );
+  const timeoutMs = opts.timeoutMs ?? 600_000;
+  try {
+    const ready = await vm.console.waitFor(/VRUN-LAB-READY \S+ kvm=(yes|no)/, Math.min(timeoutMs, 180_000), 'VRUN-LAB-READY');
+    const l1ReadyMs = Date.now() - started;
+    const done = await vm.console.waitFor(/VRUN-LAB-DONE status=(\d+)/, timeoutMs - l1ReadyMs, 'VRUN-LAB-DONE');
+    const commandMs = Date.now() - started - l1ReadyMs;
+    await vm.exited;
+    const read = (f: string) => readFile(path.join(workDir, f), 'utf8').catch(() => '');
+    return {
+      status: Number(done[1]),
+      stdout: await read('stdout'),
+      stderr: await read('stderr'),
+      l1ReadyMs,
+      commandMs,
+      kvm: ready[1] === 'yes',
+      consoleLog: vm.console.recent(80),
+    };
+  } catch (err) {
+    await vm.kill();
+    throw new VrunError(`KVM lab: ${(err as Error).message}`);
+  } finally {
+    await vm.kill();
+    if (!opts.keepWorkDir) await rm(workDir, { recursive: true, force: true });
+  }
+}

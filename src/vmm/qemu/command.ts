@@ -1,0 +1,77 @@
+/**
+ * The qemu-system-x86_64 command line for a vrun guest on QEMU's microvm machine: no firmware, no PCI,
+ * virtio over MMIO (modern only), guest RAM as a shared memfd so vhost-user-fs (virtiofsd) can map it.
+ */
+export type Accel = 'kvm' | 'tcg';
+
+export interface QemuSpec {
+  kernel: string;
+  initrd?: string;
+  cmdline: string;
+  vcpus: number;
+  memoryMiB: number;
+  accel: Accel;
+  /** virtio-console ports surfaced as unix sockets on the host (QEMU listens). */
+  ports?: { name: string; socketPath: string }[];
+  /** vhost-user-fs shares: virtiofsd listens on socketPath, the guest mounts `tag`. */
+  shares?: { tag: string; socketPath: string }[];
+  /** 9p shares (used by the KVM lab to share the host's /). */
+  ninePShares?: { tag: string; path: string; readonly: boolean }[];
+  qmpSocket?: string;
+  /** -cpu model; defaults to host under KVM and max under TCG (max exposes SVM, which the KVM lab needs). */
+  cpu?: string;
+  extraArgs?: string[];
+}
+
+export const QEMU_BINARY = 'qemu-system-x86_64';
+
+export function qemuArgs(spec: QemuSpec): string[] {
+  const args = [
+    '-nodefaults',
+    '-no-user-config',
+    '-nographic',
+    '-no-reboot',
+    '-M',
+    `microvm,x-option-roms=off,rtc=off,memory-backend=mem${spec.accel === 'kvm' ? ',pit=off,pic=off' : ''}`,
+    '-accel',
+    spec.accel === 'tcg' ? 'tcg,thread=multi' : 'kvm',
+    '-cpu',
+    spec.cpu ?? (spec.accel === 'kvm' ? 'host' : 'max'),
+    '-smp',
+    String(spec.vcpus),
+    '-m',
+    `${spec.memoryMiB}M`,
+    '-object',
+    `memory-backend-memfd,id=mem,size=${spec.memoryMiB}M,share=on`,
+    '-global',
+    'virtio-mmio.force-legacy=false',
+    '-serial',
+    'stdio',
+    '-kernel',
+    spec.kernel,
+    '-append',
+    spec.cmdline,
+    '-device',
+    'virtio-rng-device',
+  ];
+  if (spec.initrd) args.push('-initrd', spec.initrd);
+  if (spec.qmpSocket) args.push('-qmp', `unix:${spec.qmpSocket},server=on,wait=off`);
+  const ports = spec.ports ?? [];
+  if (ports.length > 0) {
+    args.push('-device', `virtio-serial-device,max_ports=${ports.length + 1}`);
+    ports.forEach((p, i) => {
+      args.push('-chardev', `socket,id=port${i},path=${p.socketPath},server=on,wait=off`);
+      args.push('-device', `virtserialport,chardev=port${i},name=${p.name}`);
+    });
+  }
+  (spec.shares ?? []).forEach((s, i) => {
+    args.push('-chardev', `socket,id=fs${i},path=${s.socketPath}`);
+    args.push('-device', `vhost-user-fs-device,chardev=fs${i},tag=${s.tag}`);
+  });
+  (spec.ninePShares ?? []).forEach((s, i) => {
+    args.push('-fsdev', `local,id=p9fs${i},path=${s.path},security_model=none${s.readonly ? ',readonly=on' : ''}`);
+    args.push('-device', `virtio-9p-device,fsdev=p9fs${i},mount_tag=${s.tag}`);
+  });
+  args.push(...(spec.extraArgs ?? []));
+  return args;
+}

@@ -1,0 +1,65 @@
+import { describe, expect, it } from 'vitest';
+import { spawnSync } from 'node:child_process';
+import { openSync, readSync, writeSync, closeSync, statSync } from 'node:fs';
+import path from 'node:path';
+import { ensureGuestImage } from '../../src/guest-image/image.js';
+import { sha256File } from '../../src/guest-image/hash.js';
+
+const root = path.resolve(import.meta.dirname, '../..');
+const cli = path.join(root, 'dist/src/guest-image/cli.js');
+
+function flipByte(file: string, offset: number): void {
+  const fd = openSync(file, 'r+');
+  const b = Buffer.alloc(1);
+  readSync(fd, b, 0, 1, offset);
+  b[0] = (b[0] as number) ^ 0xff;
+  writeSync(fd, b, 0, 1, offset);
+  closeSync(fd);
+}
+
+describe('guest image build', () => {
+  it('reuses an unchanged build without running make again', async () => {
+    const first = await ensureGuestImage();
+    const before = statSync(first.kernel).mtimeMs;
+    const second = await ensureGuestImage();
+    expect(second.kernel).toBe(first.kernel);
+    expect(second.initrd).toBe(first.initrd);
+    expect(statSync(second.kernel).mtimeMs).toBe(before);
+    console.log(`guest-image cached run: ${second.totalSeconds}s; kernel ${second.kernelRelease}, vmlinux ${second.sizes.vmlinux} B, initrd ${second.sizes.initrd} B`);
+  });
+
+  it('detects a corrupt cached initrd and rebuilds it instead of using it', async () => {
+    const img = await ensureGuestImage();
+    const good = await sha256File(img.initrd);
+    flipByte(img.initrd, 1000);
+    expect(await sha256File(img.initrd)).not.toBe(good);
+    const lines: string[] = [];
+    const progress = { step: (n: string) => lines.push(n), update: () => {}, done: () => {} };
+    const again = await ensureGuestImage({ progress });
+    expect(lines.join('\n')).toMatch(/cached initrd rejected \(initrd.cpio hash mismatch/);
+    expect(await sha256File(again.initrd)).toBe(good);
+  });
+
+  it('detects a corrupt cached kernel and rebuilds it', async () => {
+    const img = await ensureGuestImage();
+    const good = await sha256File(img.kernel);
+    flipByte(img.kernel, 4096);
+    const lines: string[] = [];
+    const progress = { step: (n: string) => lines.push(n), update: () => {}, done: () => {} };
+    const again = await ensureGuestImage({ progress });
+    expect(lines.join('\n')).toMatch(/cached kernel rejected \(vmlinux hash mismatch/);
+    expect(await sha256File(again.kernel)).toBe(good);
+  });
+
+  it('names the Debian package when a build tool is missing', () => {
+    const r = spawnSync(process.execPath, [cli, '--force'], { encoding: 'utf8', env: { ...process.env, PATH: '/nonexistent' } });
+    expect(r.status).not.toBe(0);
+    expect(r.stderr).toMatch(/make not found: install the Debian package "make"/);
+  });
+
+  it('refuses to build when not root, saying so', () => {
+    const r = spawnSync(process.execPath, [cli], { encoding: 'utf8', uid: 65534, gid: 65534, env: { ...process.env, VRUN_ROOT: '/tmp/vrun-nonroot' } });
+    expect(r.status).not.toBe(0);
+    expect(r.stderr).toMatch(/needs root/);
+  });
+});
