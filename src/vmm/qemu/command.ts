@@ -32,7 +32,7 @@ export function qemuArgs(spec: QemuSpec): string[] {
     '-nographic',
     '-no-reboot',
     '-M',
-    `microvm,x-option-roms=off,rtc=off,memory-backend=mem${spec.accel === 'kvm' ? ',pit=off,pic=off' : ''}`,
+    `microvm,x-option-roms=off,rtc=off,acpi=off,memory-backend=mem${spec.accel === 'kvm' ? ',pit=off,pic=off' : ''}`,
     '-accel',
     spec.accel === 'tcg' ? 'tcg,thread=multi' : 'kvm',
     '-cpu',
