@@ -8,7 +8,7 @@ import { sha256File, sha256Text } from './hash.js';
 import { capture, runLogged } from './run-logged.js';
 import { type ArtifactFile, readVerifiedManifest, recordFiles, writeManifest } from './manifest.js';
 
-const INITRD_RECIPE = 'initrd-v1';
+const INITRD_RECIPE = 'initrd-v2';
 
 export interface InitrdArtifact {
   dir: string;
@@ -117,7 +117,11 @@ export async function buildInitrd(opts: {
   const logFile = path.join(tmpOut, 'cpio.log');
   const list = (await capture('find', ['.', '-mindepth', '1'], staging)).split('\n').filter(Boolean).sort().join('\n') + '\n';
   await writeFile(path.join(tmpOut, 'files.txt'), list);
-  await runLogged('sh', ['-c', `cpio --quiet -o -H newc --reproducible -R 0:0 < ../files.txt > ../initrd.cpio`], { cwd: staging, logFile });
+  // Same inputs, same bytes: fixed mtimes, and cpio's --reproducible renumbers inodes.
+  await runLogged('sh', ['-c', 'find . -exec touch -h -d @0 {} + && cpio --quiet -o -H newc --reproducible -R 0:0 < ../files.txt > ../initrd.cpio'], {
+    cwd: staging,
+    logFile,
+  });
   await rm(staging, { recursive: true, force: true });
   const manifest: InitrdManifest = {
     kind: 'initrd',
