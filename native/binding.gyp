@@ -2,7 +2,7 @@
   "targets": [
     {
       "target_name": "vrun_native",
-      "sources": ["src/addon.cc", "src/kvm_system.cc"],
+      "sources": ["src/addon.cc", "src/kvm_system.cc", "src/fs_ops.cc"],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
       "defines": ["NAPI_VERSION=8", "NAPI_DISABLE_CPP_EXCEPTIONS"],
       "cflags!": ["-fno-exceptions"],

@@ -1,10 +1,12 @@
 #include <napi.h>
 
+#include "fs_ops.h"
 #include "kvm_system.h"
 
 namespace {
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   vrun::InitKvmSystem(env, exports);
+  vrun::InitFsOps(env, exports);
   return exports;
 }
 }  // namespace

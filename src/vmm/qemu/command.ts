@@ -69,7 +69,7 @@ export function qemuArgs(spec: QemuSpec): string[] {
     args.push('-device', `vhost-user-fs-device,chardev=fs${i},tag=${s.tag}`);
   });
   (spec.ninePShares ?? []).forEach((s, i) => {
-    args.push('-fsdev', `local,id=p9fs${i},path=${s.path},security_model=none${s.readonly ? ',readonly=on' : ''}`);
+    args.push('-fsdev', `local,id=p9fs${i},path=${s.path},security_model=none,multidevs=remap${s.readonly ? ',readonly=on' : ''}`);
     args.push('-device', `virtio-9p-device,fsdev=p9fs${i},mount_tag=${s.tag}`);
   });
   args.push(...(spec.extraArgs ?? []));

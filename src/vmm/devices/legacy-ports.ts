@@ -1,0 +1,34 @@
+import type { Bus, BusDevice } from './bus.js';
+
+/**
+ * The PC ports Linux touches at boot that have no device behind them in a vrun guest, and where
+ * each is handled:
+ *
+ * - in the kernel (KVM_CREATE_IRQCHIP / KVM_CREATE_PIT2): PIC 0x20-0x21 and 0xa0-0xa1, ELCR
+ *   0x4d0-0x4d1, PIT 0x40-0x43, the speaker/PIT-gate port 0x61; these never exit to user space;
+ * - avoided by the command line: 0x80 (io_delay=none), COM2-4 probes (8250.nr_uarts=1), PCI config
+ *   0xcf8/0xcfc (pci=off);
+ * - here, answered without logging: 0x80 (POST/delay, in case io_delay is overridden), CMOS/RTC
+ *   0x70-0x71 (reads 0xff, "no RTC": KVM guests take wall-clock time from kvmclock);
+ * - everything else that hits no device reads as all-ones through the bus and is logged at a
+ *   bounded rate.
+ */
+
+class SilentPorts implements BusDevice {
+  constructor(readonly name: string) {}
+
+  read(_offset: number, _size: number): number {
+    return 0xffff_ffff;
+  }
+
+  write(_offset: number, _size: number, _value: number): void {}
+}
+
+export const SILENT_PORTS: readonly { base: number; size: number; name: string }[] = [
+  { base: 0x70, size: 2, name: 'cmos (absent)' },
+  { base: 0x80, size: 1, name: 'post/delay' },
+];
+
+export function attachSilentPorts(pio: Bus): void {
+  for (const p of SILENT_PORTS) pio.insert(p.base, p.size, new SilentPorts(p.name));
+}
