@@ -1,7 +1,8 @@
-// Bundles the guest agent into one file (dist/agent/agent.js) for the guest initrd: the guest has node
-// but no node_modules. The .proto file and the native addon are shipped beside it.
+// Bundles the guest agent into one file (dist/agent/agent.mjs) for the guest initrd: the guest has node
+// but no node_modules. Its .proto is copied beside it (dist/agent/agent.proto, which the initrd puts at
+// /opt/vrun/agent.proto, where src/agent/proto.ts looks first); the native addon is shipped by the initrd.
 import { build } from 'esbuild';
-import { mkdirSync, copyFileSync, existsSync, readdirSync } from 'node:fs';
+import { mkdirSync, copyFileSync, existsSync } from 'node:fs';
 import path from 'node:path';
 
 const root = path.resolve(import.meta.dirname, '..');
@@ -18,7 +19,6 @@ await build({
   logLevel: 'warning',
   legalComments: 'none',
 });
-const protoDir = path.join(root, 'proto');
-if (existsSync(protoDir)) {
-  for (const f of readdirSync(protoDir)) if (f.endsWith('.proto')) copyFileSync(path.join(protoDir, f), path.join(out, f));
-}
+const agentProto = path.join(root, 'proto', 'vrun', 'agent', 'v1', 'agent.proto');
+if (!existsSync(agentProto)) throw new Error(`${agentProto} is missing`);
+copyFileSync(agentProto, path.join(out, 'agent.proto'));

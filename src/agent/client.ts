@@ -1,0 +1,427 @@
+/**
+ * The host's typed client of the guest agent (the sandbox and the shim use it). It speaks gRPC over a unix
+ * socket: QEMU's chardev for the guest's `vrun.agent` virtio-console port, or the agent's own socket when it
+ * runs on the host in tests. Everything the guest sends back is untrusted: replies are bounded by the gRPC
+ * message size and their numbers are range-checked before anyone uses them.
+ */
+import { Readable, Transform, Writable } from 'node:stream';
+import * as grpc from '@grpc/grpc-js';
+import { VrunError } from '../common/errors.js';
+import type { AgentClient as GeneratedAgentClient, AgentDefinition } from './generated/vrun/agent/v1/Agent.js';
+import type { GuestDetailsResponse__Output } from './generated/vrun/agent/v1/GuestDetailsResponse.js';
+import type { OomEvent__Output } from './generated/vrun/agent/v1/OomEvent.js';
+import type { OutputChunk__Output } from './generated/vrun/agent/v1/OutputChunk.js';
+import type { ProcessInfo__Output } from './generated/vrun/agent/v1/ProcessInfo.js';
+import type { StatsResponse__Output } from './generated/vrun/agent/v1/StatsResponse.js';
+import type { WaitProcessResponse__Output } from './generated/vrun/agent/v1/WaitProcessResponse.js';
+import type { WriteStdinRequest } from './generated/vrun/agent/v1/WriteStdinRequest.js';
+import type { WriteStdinResponse__Output } from './generated/vrun/agent/v1/WriteStdinResponse.js';
+import { loadAgentProto, MAX_MESSAGE_BYTES, STDIO_CHUNK_BYTES } from './proto.js';
+
+export type { GuestDetailsResponse__Output as GuestDetails } from './generated/vrun/agent/v1/GuestDetailsResponse.js';
+export type { StatsResponse__Output as ContainerStats } from './generated/vrun/agent/v1/StatsResponse.js';
+export type { OomEvent__Output as OomEvent } from './generated/vrun/agent/v1/OomEvent.js';
+export type { ProcessInfo__Output as ProcessInfo } from './generated/vrun/agent/v1/ProcessInfo.js';
+
+/** How a process's stdio is wired: separate pipes, or one pseudo-terminal (stdout carries its output). */
+export type StdioMode = 'pipes' | 'terminal';
+
+/** A process of a container: its init process (`execId` empty or absent) or one started by exec. */
+export interface ProcessRef {
+  containerId: string;
+  execId?: string;
+}
+
+/** The parts of an OCI process object the agent passes to crun (the full OCI shape is accepted). */
+export interface OciProcess {
+  args: string[];
+  env?: string[];
+  cwd?: string;
+  user?: { uid: number; gid: number; additionalGids?: number[]; umask?: number };
+  terminal?: boolean;
+  consoleSize?: { height: number; width: number };
+  noNewPrivileges?: boolean;
+  capabilities?: Record<string, string[]>;
+  rlimits?: { type: string; hard: number; soft: number }[];
+  [key: string]: unknown;
+}
+
+/** An OCI runtime spec (config.json); root.path is replaced by the agent with `rootfs`. */
+export interface OciSpec {
+  ociVersion: string;
+  process: OciProcess;
+  root?: { path: string; readonly?: boolean };
+  hostname?: string;
+  mounts?: { destination: string; type?: string; source?: string; options?: string[] }[];
+  linux?: Record<string, unknown>;
+  [key: string]: unknown;
+}
+
+export interface CreateContainerOptions {
+  containerId: string;
+  spec: OciSpec;
+  /** Absolute path of the rootfs inside the guest, under the agent's share dir (or its state dir). */
+  rootfs: string;
+  stdio?: StdioMode;
+}
+
+export interface ExecOptions {
+  containerId: string;
+  execId: string;
+  process: OciProcess;
+  stdio?: StdioMode;
+}
+
+export interface WaitResult {
+  /** Exit code, or 128+signal when killed by a signal. */
+  exitStatus: number;
+  /** The signal that killed the process, 0 if it exited by itself. */
+  signal: number;
+  /** The container's cgroup recorded an OOM kill while the process ran. */
+  oomKilled: boolean;
+}
+
+export interface DnsConfig {
+  nameservers: string[];
+  searches?: string[];
+  options?: string[];
+}
+
+/** A failed agent call: the gRPC status code and the agent's message. */
+export class AgentError extends VrunError {
+  readonly code: grpc.status;
+  readonly details: string;
+  readonly method: string;
+
+  constructor(method: string, code: grpc.status, details: string, cause?: unknown) {
+    super(`agent ${method} failed: ${grpc.status[code] ?? code}: ${details}`, { cause });
+    this.name = 'AgentError';
+    this.code = code;
+    this.details = details;
+    this.method = method;
+  }
+}
+
+function isServiceError(err: unknown): err is grpc.ServiceError {
+  return err instanceof Error && typeof (err as Partial<grpc.ServiceError>).code === 'number';
+}
+
+function toAgentError(method: string, err: unknown): AgentError {
+  if (err instanceof AgentError) return err;
+  if (isServiceError(err)) return new AgentError(method, err.code, err.details || err.message, err);
+  return new AgentError(method, grpc.status.UNKNOWN, err instanceof Error ? err.message : String(err), err);
+}
+
+function checkInt(what: string, value: number, min: number, max: number): number {
+  if (!Number.isSafeInteger(value) || value < min || value > max) {
+    throw new VrunError(`agent sent an invalid ${what}: ${value} (expected an integer in ${min}..${max})`);
+  }
+  return value;
+}
+
+function validPid(method: string, pid: number): number {
+  return checkInt(`${method} pid`, pid, 1, 4_194_304);
+}
+
+function validWait(r: WaitProcessResponse__Output): WaitResult {
+  return {
+    exitStatus: checkInt('exit status', r.exitStatus, 0, 255),
+    signal: checkInt('signal', r.signal, 0, 64),
+    oomKilled: r.oomKilled === true,
+  };
+}
+
+function validStats(r: StatsResponse__Output): StatsResponse__Output {
+  const numbers: [string, number][] = [];
+  for (const [group, value] of Object.entries({ cpu: r.cpu, memory: r.memory, pids: r.pids, io: r.io })) {
+    if (value === null) throw new VrunError(`agent stats lack the ${group} section`);
+    for (const [k, v] of Object.entries(value)) numbers.push([`${group}.${k}`, v as number]);
+  }
+  for (const [k, v] of numbers) checkInt(`stats ${k}`, v, 0, Number.MAX_SAFE_INTEGER);
+  if (r.controllers.length > 32) throw new VrunError(`agent stats name ${r.controllers.length} controllers`);
+  return r;
+}
+
+const STDIO_WIRE = { pipes: 'STDIO_MODE_PIPES', terminal: 'STDIO_MODE_TERMINAL' } as const;
+
+type UnaryMethod =
+  | 'Health' | 'GuestDetails' | 'CreateContainer' | 'StartContainer' | 'ExecProcess' | 'SignalProcess' | 'WaitProcess'
+  | 'CloseStdin' | 'ResizeTerminal' | 'ListProcesses' | 'Stats' | 'UpdateResources' | 'PauseContainer'
+  | 'ResumeContainer' | 'RemoveContainer' | 'MountShare' | 'CreateBusyboxRootfs' | 'SetHostname' | 'SetDns' | 'Shutdown';
+type RequestOf<M extends UnaryMethod> = Parameters<AgentDefinition[M]['requestSerialize']>[0];
+type ResponseOf<M extends UnaryMethod> = ReturnType<AgentDefinition[M]['responseDeserialize']>;
+type UnaryFn = (req: unknown, options: grpc.CallOptions, cb: grpc.requestCallback<unknown>) => grpc.ClientUnaryCall;
+
+export interface AgentClientOptions {
+  /** Default per-call deadline for unary calls (not for waits or streams). */
+  callTimeoutMs?: number;
+}
+
+export class AgentClient {
+  private readonly client: GeneratedAgentClient;
+  private readonly callTimeoutMs: number;
+
+  /** `address` is a unix socket path, or a gRPC target such as `unix:/run/vrun/pod/agent.sock`. */
+  constructor(address: string, opts: AgentClientOptions = {}) {
+    const { service } = loadAgentProto();
+    const Ctor = grpc.makeClientConstructor(service, 'Agent');
+    const target = address.startsWith('unix:') ? address : `unix:${address}`;
+    this.client = new Ctor(target, grpc.credentials.createInsecure(), {
+      'grpc.max_receive_message_length': MAX_MESSAGE_BYTES,
+      'grpc.max_send_message_length': MAX_MESSAGE_BYTES,
+      // The guest may be booting, or the virtio port may be between host connections: retry soon.
+      'grpc.initial_reconnect_backoff_ms': 100,
+      'grpc.max_reconnect_backoff_ms': 1000,
+      'grpc.enable_retries': 0,
+    }) as unknown as GeneratedAgentClient;
+    this.callTimeoutMs = opts.callTimeoutMs ?? 60_000;
+  }
+
+  /** Resolves once the transport to the agent is up (the agent answered the HTTP/2 handshake). */
+  waitForReady(timeoutMs: number): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.client.waitForReady(Date.now() + timeoutMs, (err) => {
+        if (err) reject(new VrunError(`the guest agent did not answer within ${timeoutMs} ms: ${err.message}`, { cause: err }));
+        else resolve();
+      });
+    });
+  }
+
+  close(): void {
+    this.client.close();
+  }
+
+  private unary<M extends UnaryMethod>(method: M, req: RequestOf<M>, timeoutMs: number | null = this.callTimeoutMs): Promise<ResponseOf<M>> {
+    const options: grpc.CallOptions = timeoutMs === null ? {} : { deadline: Date.now() + timeoutMs };
+    // The generated client's overloads defeat inference; the method table gives the precise types instead.
+    const fn = (this.client as unknown as Record<M, UnaryFn>)[method];
+    return new Promise((resolve, reject) => {
+      fn.call(this.client, req, options, (err, res) => {
+        if (err) reject(toAgentError(method, err));
+        else if (res === undefined) reject(new AgentError(method, grpc.status.INTERNAL, 'empty reply'));
+        else resolve(res as ResponseOf<M>);
+      });
+    });
+  }
+
+  async health(): Promise<boolean> {
+    return (await this.unary('Health', {})).serving;
+  }
+
+  async guestDetails(): Promise<GuestDetailsResponse__Output> {
+    return this.unary('GuestDetails', {});
+  }
+
+  /** Writes the bundle and runs `crun create`; returns the init process's pid in the guest. */
+  async createContainer(o: CreateContainerOptions): Promise<number> {
+    const res = await this.unary('CreateContainer', {
+      containerId: o.containerId,
+      ociSpecJson: JSON.stringify(o.spec),
+      rootfs: o.rootfs,
+      stdio: STDIO_WIRE[o.stdio ?? 'pipes'],
+    });
+    return validPid('CreateContainer', res.pid);
+  }
+
+  async startContainer(containerId: string): Promise<void> {
+    await this.unary('StartContainer', { containerId });
+  }
+
+  /** Starts another process in a running container; returns its pid in the guest. */
+  async execProcess(o: ExecOptions): Promise<number> {
+    const res = await this.unary('ExecProcess', {
+      containerId: o.containerId,
+      execId: o.execId,
+      processJson: JSON.stringify(o.process),
+      stdio: STDIO_WIRE[o.stdio ?? 'pipes'],
+    });
+    return validPid('ExecProcess', res.pid);
+  }
+
+  /** `signal` is a number or a name ("SIGTERM", "KILL"); `all` signals every process of the container. */
+  async signalProcess(ref: ProcessRef, signal: number | string, opts: { all?: boolean } = {}): Promise<void> {
+    await this.unary('SignalProcess', {
+      containerId: ref.containerId,
+      execId: ref.execId ?? '',
+      signal: String(signal),
+      all: opts.all ?? false,
+    });
+  }
+
+  /** Resolves when the process has exited (no deadline unless `timeoutMs`). */
+  async waitProcess(ref: ProcessRef, timeoutMs: number | null = null): Promise<WaitResult> {
+    const res = await this.unary('WaitProcess', { containerId: ref.containerId, execId: ref.execId ?? '' }, timeoutMs);
+    return validWait(res);
+  }
+
+  /**
+   * The process's stdout or stderr as a byte stream ending at EOF. Reading slowly pauses the gRPC stream,
+   * whose HTTP/2 flow control pauses the agent's reads of the process's pipe.
+   */
+  readOutput(ref: ProcessRef, which: 'stdout' | 'stderr'): Readable {
+    const method = which === 'stdout' ? 'ReadStdout' : 'ReadStderr';
+    const req = { containerId: ref.containerId, execId: ref.execId ?? '' };
+    const call: grpc.ClientReadableStream<OutputChunk__Output> = which === 'stdout' ? this.client.readStdout(req) : this.client.readStderr(req);
+    const bytes = new Transform({
+      writableObjectMode: true,
+      readableObjectMode: false,
+      transform(chunk: OutputChunk__Output, _enc, cb) {
+        cb(null, chunk.data);
+      },
+      destroy(err, cb) {
+        call.cancel();
+        cb(err);
+      },
+    });
+    call.on('error', (err) => {
+      if (isServiceError(err) && err.code === grpc.status.CANCELLED && bytes.destroyed) return;
+      bytes.destroy(toAgentError(method, err));
+    });
+    call.pipe(bytes);
+    return bytes;
+  }
+
+  /**
+   * A writable byte stream into the process's stdin. Ending it closes the process's stdin (EOF) unless
+   * `closeOnEnd` is false. `written` resolves with the byte count the agent delivered.
+   */
+  writeStdin(ref: ProcessRef, opts: { closeOnEnd?: boolean } = {}): Writable & { written: Promise<number> } {
+    const closeOnEnd = opts.closeOnEnd ?? true;
+    let resolveWritten: (n: number) => void = () => undefined;
+    let rejectWritten: (e: unknown) => void = () => undefined;
+    const written = new Promise<number>((res, rej) => {
+      resolveWritten = res;
+      rejectWritten = rej;
+    });
+    // Callers who only use the stream's events must not see an unhandled rejection.
+    written.catch(() => undefined);
+    const call = this.client.writeStdin((err: grpc.ServiceError | null, res?: WriteStdinResponse__Output) => {
+      if (err) {
+        const e = toAgentError('WriteStdin', err);
+        rejectWritten(e);
+        if (!stream.destroyed) stream.destroy(e);
+      } else resolveWritten(res?.bytesWritten ?? 0);
+    });
+    let first = true;
+    const message = (data: Buffer, close: boolean): WriteStdinRequest => {
+      const ids = first ? { containerId: ref.containerId, execId: ref.execId ?? '' } : {};
+      first = false;
+      return { ...ids, data, closeStdin: close };
+    };
+    const send = (msg: WriteStdinRequest, cb: (err?: Error | null) => void): void => {
+      if (call.write(msg)) cb();
+      else call.once('drain', () => cb());
+    };
+    const stream = new Writable({
+      highWaterMark: STDIO_CHUNK_BYTES,
+      write(chunk: Buffer, _enc, cb) {
+        let offset = 0;
+        const next = (err?: Error | null): void => {
+          if (err || offset >= chunk.length) return cb(err);
+          const piece = chunk.subarray(offset, offset + STDIO_CHUNK_BYTES);
+          offset += piece.length;
+          send(message(piece, false), next);
+        };
+        next();
+      },
+      final(cb) {
+        const finish = () => {
+          call.end();
+          written.then(() => cb(), cb);
+        };
+        if (closeOnEnd || first) send(message(Buffer.alloc(0), closeOnEnd), finish);
+        else finish();
+      },
+      destroy(err, cb) {
+        if (err) call.cancel();
+        cb(err);
+      },
+    });
+    return Object.assign(stream, { written });
+  }
+
+  async closeStdin(ref: ProcessRef): Promise<void> {
+    await this.unary('CloseStdin', { containerId: ref.containerId, execId: ref.execId ?? '' });
+  }
+
+  async resizeTerminal(ref: ProcessRef, size: { rows: number; cols: number }): Promise<void> {
+    await this.unary('ResizeTerminal', { containerId: ref.containerId, execId: ref.execId ?? '', rows: size.rows, cols: size.cols });
+  }
+
+  async listProcesses(containerId: string): Promise<ProcessInfo__Output[]> {
+    const res = await this.unary('ListProcesses', { containerId });
+    for (const p of res.processes) validPid('ListProcesses', p.pid);
+    return res.processes;
+  }
+
+  async stats(containerId: string): Promise<StatsResponse__Output> {
+    return validStats(await this.unary('Stats', { containerId }));
+  }
+
+  /** Applies OCI LinuxResources (e.g. `{ memory: { limit: 268435456 }, pids: { limit: 64 } }`). */
+  async updateResources(containerId: string, resources: Record<string, unknown>): Promise<void> {
+    await this.unary('UpdateResources', { containerId, resourcesJson: JSON.stringify(resources) });
+  }
+
+  async pauseContainer(containerId: string): Promise<void> {
+    await this.unary('PauseContainer', { containerId });
+  }
+
+  async resumeContainer(containerId: string): Promise<void> {
+    await this.unary('ResumeContainer', { containerId });
+  }
+
+  async removeContainer(containerId: string, opts: { force?: boolean } = {}): Promise<void> {
+    await this.unary('RemoveContainer', { containerId, force: opts.force ?? false });
+  }
+
+  /** OOM kills in any container as they happen (object-mode stream of OomEvent); destroy it to stop. */
+  oomEvents(): Readable {
+    const call = this.client.oomEvents({});
+    const events = new Transform({
+      objectMode: true,
+      transform(ev: OomEvent__Output, _enc, cb) {
+        try {
+          checkInt('OOM event count', ev.oomKillCount, 0, Number.MAX_SAFE_INTEGER);
+          if (ev.containerId.length > 64) throw new VrunError('agent sent an OOM event with an overlong container id');
+          cb(null, ev);
+        } catch (err) {
+          cb(err as Error);
+        }
+      },
+      destroy(err, cb) {
+        call.cancel();
+        cb(err);
+      },
+    });
+    call.on('error', (err) => {
+      if (isServiceError(err) && err.code === grpc.status.CANCELLED && events.destroyed) return;
+      events.destroy(toAgentError('OomEvents', err));
+    });
+    call.pipe(events);
+    return events;
+  }
+
+  /** Mounts the virtio-fs share `tag` at `path` (relative to the agent's share dir); returns the guest path. */
+  async mountShare(o: { tag: string; path: string; readonly?: boolean }): Promise<string> {
+    return (await this.unary('MountShare', { tag: o.tag, path: o.path, readonly: o.readonly ?? false })).mountPath;
+  }
+
+  /** Builds a busybox rootfs at `path` (relative to the agent's share dir); returns its guest path. */
+  async createBusyboxRootfs(path: string): Promise<string> {
+    return (await this.unary('CreateBusyboxRootfs', { path })).rootfs;
+  }
+
+  async setHostname(hostname: string): Promise<void> {
+    await this.unary('SetHostname', { hostname });
+  }
+
+  async setDns(dns: DnsConfig): Promise<void> {
+    await this.unary('SetDns', { nameservers: dns.nameservers, searches: dns.searches ?? [], options: dns.options ?? [] });
+  }
+
+  /** Asks the agent to kill every container and exit; the guest then powers off. */
+  async shutdown(): Promise<void> {
+    await this.unary('Shutdown', {});
+  }
+}
