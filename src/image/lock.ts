@@ -21,6 +21,8 @@ export interface LockOptions {
   timeoutMs?: number;
   /** Called once if the lock is busy, e.g. to tell the user what we wait for. */
   onWait?: () => void;
+  /** A shared (reader) lock: many holders at once, excluded only by an exclusive holder. */
+  shared?: boolean;
 }
 
 export async function acquireLock(file: string, opts: LockOptions = {}): Promise<Lock> {
@@ -30,11 +32,11 @@ export async function acquireLock(file: string, opts: LockOptions = {}): Promise
   let delay = 5;
   let announced = false;
   for (;;) {
-    const fd = fs.openSync(file, fs.constants.O_RDWR | fs.constants.O_CREAT, 0o600) // libuv opens with O_CLOEXEC already;
+    const fd = fs.openSync(file, fs.constants.O_RDWR | fs.constants.O_CREAT, 0o600); // libuv opens with O_CLOEXEC already
     let locked = false;
     try {
-      locked = ops.fsFlock(fd, true, false);
-      if (locked && sameInode(fd, file)) return makeLock(file, fd);
+      locked = ops.fsFlock(fd, !opts.shared, false);
+      if (locked && sameInode(fd, file)) return makeLock(file, fd, !opts.shared);
     } catch (err) {
       fs.closeSync(fd);
       throw err;
@@ -71,9 +73,9 @@ function sameInode(fd: number, file: string): boolean {
   }
 }
 
-function makeLock(file: string, fd: number): Lock {
+function makeLock(file: string, fd: number, exclusive: boolean): Lock {
   let held = true;
-  try {
+  if (exclusive) try {
     fs.ftruncateSync(fd, 0);
     fs.writeSync(fd, `${process.pid}\n`);
   } catch {

@@ -1,0 +1,76 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { VrunError } from '../common/errors.js';
+import type { Digest } from './digest.js';
+import { withLock } from './lock.js';
+import { blobPath, layerDir, layerFsDir, lockFile, type StoreLayout } from './store-layout.js';
+import { removeTree, syncDir } from './atomic-fs.js';
+import { unpackLayer, type UnpackLimits, type UnpackResult } from './unpack.js';
+
+/**
+ * Unpacked layers, keyed by diff id (the digest of the uncompressed tar), so two images sharing a layer, or the
+ * same layer compressed two ways, share one directory. A layer is unpacked into tmp/, its diff id checked, and
+ * only then renamed into layers/, so a directory under layers/ is always complete and verified.
+ */
+export interface LayerMeta {
+  diffId: Digest;
+  blob: Digest;
+  uncompressedBytes: number;
+  entries: number;
+  compression: string;
+  skippedDevices: string[];
+}
+
+export function hasLayer(l: StoreLayout, diffId: Digest): boolean {
+  return fs.existsSync(path.join(layerDir(l, diffId), 'meta.json'));
+}
+
+export async function ensureLayer(
+  l: StoreLayout,
+  diffId: Digest,
+  blob: Digest,
+  opts: { what: string; limits?: UnpackLimits; onBytes?: (n: number) => void } = { what: 'layer' },
+): Promise<string> {
+  if (hasLayer(l, diffId)) return layerFsDir(l, diffId);
+  return withLock(lockFile(l, `layer-${diffId.slice(7, 23)}`), async () => {
+    if (hasLayer(l, diffId)) return layerFsDir(l, diffId);
+    fs.mkdirSync(l.tmp, { recursive: true });
+    fs.mkdirSync(l.layers, { recursive: true });
+    const work = fs.mkdtempSync(path.join(l.tmp, `layer-${process.pid}-`));
+    try {
+      const fsDir = path.join(work, 'fs');
+      fs.mkdirSync(fsDir, { mode: 0o755 });
+      const unpackOpts: { what: string; limits?: UnpackLimits; onBytes?: (n: number) => void } = { what: opts.what };
+      if (opts.limits) unpackOpts.limits = opts.limits;
+      if (opts.onBytes) unpackOpts.onBytes = opts.onBytes;
+      const res: UnpackResult = await unpackLayer(fs.createReadStream(blobPath(l, blob), { highWaterMark: 1 << 20 }), fsDir, unpackOpts);
+      if (res.compressedDigest !== blob) throw new VrunError(`${opts.what}: blob ${blob} changed on disk while unpacking (refused)`);
+      if (res.diffId !== diffId) {
+        throw new VrunError(`${opts.what}: uncompressed content has digest ${res.diffId}, but the image config says ${diffId} (refused)`);
+      }
+      const meta: LayerMeta = {
+        diffId,
+        blob,
+        uncompressedBytes: res.uncompressedBytes,
+        entries: res.entries,
+        compression: res.compression,
+        skippedDevices: res.skippedDevices.slice(0, 100),
+      };
+      fs.writeFileSync(path.join(work, 'meta.json'), JSON.stringify(meta));
+      fs.renameSync(work, layerDir(l, diffId));
+      syncDir(l.layers);
+      return layerFsDir(l, diffId);
+    } catch (err) {
+      removeTree(work);
+      throw err;
+    }
+  });
+}
+
+export function readLayerMeta(l: StoreLayout, diffId: Digest): LayerMeta | undefined {
+  try {
+    return JSON.parse(fs.readFileSync(path.join(layerDir(l, diffId), 'meta.json'), 'utf8')) as LayerMeta;
+  } catch {
+    return undefined;
+  }
+}

@@ -1,0 +1,151 @@
+import { Transform, type TransformCallback } from 'node:stream';
+import zlib from 'node:zlib';
+import { Decompress as ZstdDecompress } from 'fzstd';
+import { VrunError } from '../common/errors.js';
+import { hasherDigest, newHasher, type Digest } from './digest.js';
+
+/**
+ * The byte-level stages of a layer stream: hashing what passes through (the blob digest before decompression,
+ * the diff id after), decompression chosen by the stream's magic bytes rather than by a media type an archive
+ * could get wrong, and a hard byte limit that stops a decompression bomb while it inflates.
+ */
+export class HashingStream extends Transform {
+  private readonly hash = newHasher();
+  bytes = 0;
+  private readonly maxBytes: number;
+  private readonly what: string;
+
+  constructor(opts: { maxBytes?: number; what?: string } = {}) {
+    super();
+    this.maxBytes = opts.maxBytes ?? Number.MAX_SAFE_INTEGER;
+    this.what = opts.what ?? 'stream';
+  }
+
+  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    this.bytes += chunk.length;
+    if (this.bytes > this.maxBytes) {
+      cb(new VrunError(`${this.what} is larger than the limit of ${this.maxBytes} bytes (a decompression bomb, or raise VRUN_IMAGE_MAX_LAYER_BYTES)`));
+      return;
+    }
+    this.hash.update(chunk);
+    cb(null, chunk);
+  }
+
+  digest(): Digest {
+    return hasherDigest(this.hash);
+  }
+}
+
+export type Compression = 'gzip' | 'zstd' | 'none';
+
+export function detectCompression(head: Uint8Array): Compression {
+  if (head.length >= 2 && head[0] === 0x1f && head[1] === 0x8b) return 'gzip';
+  if (head.length >= 4 && head[0] === 0x28 && head[1] === 0xb5 && head[2] === 0x2f && head[3] === 0xfd) return 'zstd';
+  return 'none';
+}
+
+/** Decompresses whatever arrives, deciding the format from the first bytes. */
+export class AutoDecompress extends Transform {
+  private inner: Transform | undefined;
+  private pending: Buffer[] = [];
+  private pendingBytes = 0;
+  private readonly what: string;
+  compression: Compression | undefined;
+
+  constructor(what: string) {
+    super();
+    this.what = what;
+  }
+
+  private start(): void {
+    const head = Buffer.concat(this.pending);
+    this.compression = detectCompression(head);
+    if (this.compression === 'gzip') this.inner = zlib.createGunzip({ chunkSize: 256 * 1024 });
+    else if (this.compression === 'zstd') this.inner = zstdTransform();
+    if (this.inner) {
+      this.inner.on('data', (d: Buffer) => this.push(d));
+      this.inner.on('error', (err: Error) => this.destroy(new VrunError(`${this.what}: ${this.compression} data is corrupt or truncated (${err.message})`)));
+    }
+  }
+
+  private forward(chunk: Buffer, cb: TransformCallback): void {
+    if (!this.inner) {
+      cb(null, chunk);
+      return;
+    }
+    if (this.inner.write(chunk)) cb();
+    else this.inner.once('drain', () => cb());
+  }
+
+  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
+    if (this.compression === undefined) {
+      this.pending.push(chunk);
+      this.pendingBytes += chunk.length;
+      if (this.pendingBytes < 4) {
+        cb();
+        return;
+      }
+      this.start();
+      const all = Buffer.concat(this.pending);
+      this.pending = [];
+      this.forward(all, cb);
+      return;
+    }
+    this.forward(chunk, cb);
+  }
+
+  override _flush(cb: TransformCallback): void {
+    if (this.compression === undefined) {
+      this.start();
+      const all = Buffer.concat(this.pending);
+      this.pending = [];
+      if (!this.inner) {
+        cb(null, all);
+        return;
+      }
+      this.inner.write(all);
+    }
+    const inner = this.inner;
+    if (!inner) {
+      cb();
+      return;
+    }
+    let finished = false;
+    const done = (err?: Error) => {
+      if (finished) return;
+      finished = true;
+      cb(err ? new VrunError(`${this.what}: ${this.compression} data is corrupt or truncated (${err.message})`) : null);
+    };
+    inner.once('end', () => done());
+    inner.once('error', (err: Error) => done(err));
+    inner.end();
+  }
+}
+
+function zstdTransform(): Transform {
+  const sink: { out?: Transform } = {};
+  const dec = new ZstdDecompress((data: Uint8Array) => {
+    // fzstd reuses its window buffer: copy before handing the bytes on
+    sink.out?.push(Buffer.from(data));
+  });
+  const out = new Transform({
+    transform(chunk: Buffer, _enc, cb) {
+      try {
+        dec.push(chunk);
+        cb();
+      } catch (err) {
+        cb(err as Error);
+      }
+    },
+    flush(cb) {
+      try {
+        dec.push(new Uint8Array(0), true);
+        cb();
+      } catch (err) {
+        cb(err as Error);
+      }
+    },
+  });
+  sink.out = out;
+  return out;
+}

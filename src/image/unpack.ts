@@ -1,0 +1,371 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { Writable, type Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import tar from 'tar-stream';
+import { VrunError, errorMessage } from '../common/errors.js';
+import { rootLogger } from '../common/log.js';
+import type { Digest } from './digest.js';
+import { fsOps } from './fs-ops.js';
+import { AutoDecompress, HashingStream, type Compression } from './layer-stream.js';
+
+/**
+ * Unpacks one layer tar into its own directory in overlayfs format (whiteouts become 0:0 character devices,
+ * opaque directories get `trusted.overlay.opaque=y`), so layers can be stacked by overlayfs or applied in order
+ * by the copy fallback. The layer is hostile: every entry name is checked so nothing is created or changed
+ * outside the target, never through a symlink, and every refusal names the entry.
+ */
+export interface UnpackLimits {
+  /** Uncompressed bytes of the tar stream (headers included). */
+  maxBytes: number;
+  maxEntries: number;
+}
+
+export function defaultUnpackLimits(): UnpackLimits {
+  return {
+    maxBytes: envNumber('VRUN_IMAGE_MAX_LAYER_BYTES', 64 * 1024 ** 3),
+    maxEntries: envNumber('VRUN_IMAGE_MAX_LAYER_ENTRIES', 2_000_000),
+  };
+}
+
+function envNumber(name: string, fallback: number): number {
+  const v = process.env[name];
+  if (v === undefined || v === '') return fallback;
+  const n = Number(v);
+  if (!Number.isSafeInteger(n) || n <= 0) throw new VrunError(`invalid ${name}="${v}": expected a positive whole number`);
+  return n;
+}
+
+export interface UnpackResult {
+  /** sha256 of the bytes as they came in (the blob digest when the input is a blob). */
+  compressedDigest: Digest;
+  /** sha256 of the uncompressed tar: the layer's diff id. */
+  diffId: Digest;
+  compression: Compression;
+  uncompressedBytes: number;
+  entries: number;
+  skippedDevices: string[];
+}
+
+type TarHeader = Omit<tar.Header, 'pax' | 'type'> & { type: tar.Header['type'] | null; pax?: Record<string, string> | null };
+type EntryBody = AsyncIterable<Buffer>;
+
+const WHITEOUT_PREFIX = '.wh.';
+const OPAQUE_MARKER = '.wh..wh..opq';
+export const OPAQUE_XATTR = 'trusted.overlay.opaque';
+/** xattrs a layer may set: user data and file capabilities. trusted.* (overlay metadata) and security labels are host business. */
+const ALLOWED_XATTR = /^(user\.|security\.capability$)/;
+const MAX_PATH = 4096;
+const MAX_COMPONENT = 255;
+
+export async function unpackLayer(input: Readable, target: string, opts: { what: string; limits?: UnpackLimits; onBytes?: (n: number) => void }): Promise<UnpackResult> {
+  const limits = opts.limits ?? defaultUnpackLimits();
+  const what = opts.what;
+  const compressed = new HashingStream({ what });
+  const decompress = new AutoDecompress(what);
+  const uncompressed = new HashingStream({ maxBytes: limits.maxBytes, what: `${what} (uncompressed)` });
+  const writer = new LayerWriter(target, what, limits);
+  const extract = tar.extract();
+  if (opts.onBytes) compressed.on('data', (c: Buffer) => opts.onBytes?.(c.length));
+  // tar-stream speaks streamx, so feed it through a plain Writable with backpressure rather than pipeline().
+  const sink = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      if (extract.write(chunk)) cb();
+      else extract.once('drain', () => cb());
+    },
+    final(cb) {
+      (extract as unknown as { end(): void }).end();
+      cb();
+    },
+  });
+  let feedError: unknown;
+  const feed = pipeline(input, compressed, decompress, uncompressed, sink).catch((err: unknown) => {
+    feedError = err;
+    extract.destroy(err instanceof Error ? err : new Error(String(err)));
+  });
+  try {
+    for await (const entry of extract) await writer.entry(entry.header as TarHeader, entry as AsyncIterable<unknown> as EntryBody);
+    await feed;
+    if (feedError !== undefined) throw feedError;
+    writer.finish();
+  } catch (err) {
+    const first = feedError ?? err;
+    input.destroy();
+    extract.destroy(new Error('unpack aborted'));
+    await feed;
+    if (first instanceof VrunError) throw first;
+    throw new VrunError(`${what}: ${errorMessage(first)}`, { cause: first });
+  }
+  return {
+    compressedDigest: compressed.digest(),
+    diffId: uncompressed.digest(),
+    compression: decompress.compression ?? 'none',
+    uncompressedBytes: uncompressed.bytes,
+    entries: writer.entries,
+    skippedDevices: writer.skippedDevices,
+  };
+}
+
+/** Splits and checks an entry path; returns its components relative to the layer root ([] for the root). */
+export function safeComponents(name: string, what: string): string[] {
+  if (name.length > MAX_PATH) throw new VrunError(`${what}: entry name longer than ${MAX_PATH} bytes ("${name.slice(0, 80)}...")`);
+  if (name.includes('\0')) throw new VrunError(`${what}: entry "${printable(name)}" contains a NUL byte`);
+  if (name.startsWith('/')) throw new VrunError(`${what}: entry "${printable(name)}" has an absolute path (refused: layers must be relative)`);
+  const parts: string[] = [];
+  for (const c of name.split('/')) {
+    if (c === '' || c === '.') continue;
+    if (c === '..') throw new VrunError(`${what}: entry "${printable(name)}" contains ".." (refused: it would escape the layer)`);
+    if (Buffer.byteLength(c) > MAX_COMPONENT) throw new VrunError(`${what}: entry "${printable(name)}" has a component longer than ${MAX_COMPONENT} bytes`);
+    parts.push(c);
+  }
+  return parts;
+}
+
+function printable(s: string): string {
+  const t = s.length > 200 ? `${s.slice(0, 200)}...` : s;
+  // eslint-disable-next-line no-control-regex
+  return t.replace(/[\x00-\x1f\x7f]/g, (ch) => `\\x${ch.charCodeAt(0).toString(16).padStart(2, '0')}`);
+}
+
+class LayerWriter {
+  entries = 0;
+  readonly skippedDevices: string[] = [];
+  /** Directories known to be real directories of this layer (not symlinks): skips repeated lstat calls. */
+  private readonly knownDirs = new Set<string>();
+  private readonly dirTimes: [string, Date][] = [];
+  private readonly ops = fsOps();
+  private readonly isRoot = process.getuid?.() === 0;
+
+  constructor(
+    private readonly root: string,
+    private readonly what: string,
+    private readonly limits: UnpackLimits,
+  ) {
+    this.knownDirs.add('');
+  }
+
+  async entry(h: TarHeader, body: EntryBody): Promise<void> {
+    this.entries++;
+    if (this.entries > this.limits.maxEntries) {
+      throw new VrunError(`${this.what} has more than ${this.limits.maxEntries} entries (raise VRUN_IMAGE_MAX_LAYER_ENTRIES if this image is legitimate)`);
+    }
+    const name = h.name;
+    const label = `${this.what}: entry "${printable(name)}"`;
+    const parts = safeComponents(name, this.what);
+    const type = h.type ?? 'file';
+    if (parts.length === 0) {
+      // The layer root ("./"): only its metadata, and only if it claims to be a directory.
+      if (type === 'directory') this.applyMeta(this.root, h, true);
+      await drain(body);
+      return;
+    }
+    const base = parts[parts.length - 1] as string;
+    const parentRel = parts.slice(0, -1).join('/');
+    const parent = this.ensureParent(parts.slice(0, -1), label);
+    if (base.startsWith(WHITEOUT_PREFIX)) {
+      await drain(body);
+      this.whiteout(parent, base, label);
+      return;
+    }
+    const dest = path.join(parent, base);
+    const rel = parentRel === '' ? base : `${parentRel}/${base}`;
+    switch (type) {
+      case 'directory': {
+        await drain(body);
+        const st = lstatOrNull(dest);
+        if (st && !st.isDirectory()) this.remove(dest);
+        if (!st || !st.isDirectory()) fs.mkdirSync(dest, { mode: 0o700 });
+        this.knownDirs.add(rel);
+        this.applyMeta(dest, h, true);
+        return;
+      }
+      case 'file':
+      case 'contiguous-file':
+        this.clear(dest);
+        await writeBody(dest, body, label);
+        this.applyMeta(dest, h, false);
+        return;
+      case 'symlink': {
+        await drain(body);
+        const target = h.linkname ?? '';
+        if (target === '' || target.length > MAX_PATH || target.includes('\0')) throw new VrunError(`${label}: invalid symlink target`);
+        this.clear(dest);
+        fs.symlinkSync(target, dest);
+        this.applyMeta(dest, h, false, true);
+        return;
+      }
+      case 'link': {
+        await drain(body);
+        const linkParts = safeComponents(h.linkname ?? '', `${label} (hardlink target)`);
+        if (linkParts.length === 0) throw new VrunError(`${label}: hardlink to the layer root`);
+        const src = this.existingPath(linkParts, label);
+        const sst = lstatOrNull(src);
+        if (!sst) throw new VrunError(`${label}: hardlink target "${printable(h.linkname ?? '')}" is not in this layer (refused)`);
+        if (sst.isDirectory()) throw new VrunError(`${label}: hardlink to a directory (refused)`);
+        if (src === dest) return;
+        this.clear(dest);
+        fs.linkSync(src, dest);
+        return;
+      }
+      case 'fifo':
+        await drain(body);
+        this.clear(dest);
+        this.ops.fsMknod(dest, fs.constants.S_IFIFO | 0o600, 0, 0);
+        this.applyMeta(dest, h, false);
+        return;
+      case 'character-device':
+      case 'block-device':
+        // Device nodes would reach the guest through virtio-fs, where opening one would be opened by virtiofsd on
+        // the host. Containers get their /dev from the runtime, so image device nodes are never created.
+        await drain(body);
+        this.skippedDevices.push(rel);
+        return;
+      default:
+        throw new VrunError(`${label}: unsupported tar entry type "${String(h.type)}"`);
+    }
+  }
+
+  finish(): void {
+    for (const [p, t] of this.dirTimes) fs.utimesSync(p, t, t);
+    if (this.skippedDevices.length > 0) {
+      rootLogger().warn({ layer: this.what, devices: this.skippedDevices.slice(0, 20) }, 'device nodes in the layer were not created');
+    }
+  }
+
+  /** Creates missing parents as plain directories; refuses a parent that is a symlink or not a directory. */
+  private ensureParent(parts: string[], label: string): string {
+    let rel = '';
+    let abs = this.root;
+    for (const c of parts) {
+      rel = rel === '' ? c : `${rel}/${c}`;
+      abs = path.join(abs, c);
+      if (this.knownDirs.has(rel)) continue;
+      const st = lstatOrNull(abs);
+      if (!st) {
+        fs.mkdirSync(abs, { mode: 0o755 });
+      } else if (st.isSymbolicLink()) {
+        throw new VrunError(`${label}: parent "${printable(rel)}" is a symlink (refused: writing through it could escape the layer)`);
+      } else if (!st.isDirectory()) {
+        throw new VrunError(`${label}: parent "${printable(rel)}" is not a directory`);
+      }
+      this.knownDirs.add(rel);
+    }
+    return abs;
+  }
+
+  /** The path of an existing entry of this layer, reached without following any symlink. */
+  private existingPath(parts: string[], label: string): string {
+    let abs = this.root;
+    let rel = '';
+    for (const c of parts.slice(0, -1)) {
+      rel = rel === '' ? c : `${rel}/${c}`;
+      abs = path.join(abs, c);
+      if (this.knownDirs.has(rel)) continue;
+      const st = lstatOrNull(abs);
+      if (!st || !st.isDirectory()) throw new VrunError(`${label}: hardlink target's parent "${printable(rel)}" is not a directory of this layer (refused)`);
+    }
+    return path.join(abs, parts[parts.length - 1] as string);
+  }
+
+  private whiteout(parent: string, base: string, label: string): void {
+    if (base === OPAQUE_MARKER) {
+      this.ops.fsLsetxattr(parent, OPAQUE_XATTR, Buffer.from('y'));
+      return;
+    }
+    if (base.startsWith(`${WHITEOUT_PREFIX}${WHITEOUT_PREFIX}`)) return; // aufs bookkeeping (.wh..wh.plnk etc.)
+    const hidden = base.slice(WHITEOUT_PREFIX.length);
+    if (hidden === '' || hidden === '.' || hidden === '..') throw new VrunError(`${label}: invalid whiteout`);
+    const dest = path.join(parent, hidden);
+    // A whiteout hides lower layers only: if this layer itself has the entry, the entry stays.
+    if (lstatOrNull(dest)) return;
+    this.ops.fsMknod(dest, fs.constants.S_IFCHR | 0o600, 0, 0);
+  }
+
+  /** Makes room for a new non-directory entry. */
+  private clear(dest: string): void {
+    const st = lstatOrNull(dest);
+    if (st) this.remove(dest, st);
+  }
+
+  private remove(dest: string, st = lstatOrNull(dest)): void {
+    if (!st) return;
+    if (st.isDirectory()) {
+      fs.rmSync(dest, { recursive: true, force: true });
+      this.knownDirs.clear();
+      this.knownDirs.add('');
+    } else {
+      fs.unlinkSync(dest);
+    }
+  }
+
+  private applyMeta(p: string, h: TarHeader, isDir: boolean, isSymlink = false): void {
+    const pax = h.pax ?? undefined;
+    const uid = paxInt(pax?.uid) ?? h.uid ?? 0;
+    const gid = paxInt(pax?.gid) ?? h.gid ?? 0;
+    if (this.isRoot) fs.lchownSync(p, uid, gid);
+    if (!isSymlink) fs.chmodSync(p, (h.mode ?? (isDir ? 0o755 : 0o644)) & 0o7777);
+    if (pax) this.applyXattrs(p, pax);
+    const mtime = paxTime(pax?.mtime) ?? h.mtime ?? new Date(0);
+    if (isDir) this.dirTimes.push([p, mtime]);
+    else fs.lutimesSync(p, mtime, mtime);
+  }
+
+  private applyXattrs(p: string, pax: Record<string, string>): void {
+    for (const [key, value] of Object.entries(pax)) {
+      if (!key.startsWith('SCHILY.xattr.')) continue;
+      const name = key.slice('SCHILY.xattr.'.length);
+      if (!ALLOWED_XATTR.test(name)) {
+        rootLogger().debug({ layer: this.what, path: p, xattr: name }, 'xattr not applied');
+        continue;
+      }
+      // tar-stream hands pax values over as UTF-8 text; a binary value that did not survive that is dropped.
+      const buf = Buffer.from(value, 'utf8');
+      if (value.includes('\ufffd')) {
+        rootLogger().warn({ layer: this.what, path: p, xattr: name }, 'binary xattr value not representable, skipped');
+        continue;
+      }
+      this.ops.fsLsetxattr(p, name, buf);
+    }
+  }
+}
+
+function paxInt(v: string | undefined): number | undefined {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  return Number.isSafeInteger(n) && n >= 0 && n <= 0xffffffff ? n : undefined;
+}
+
+function paxTime(v: string | undefined): Date | undefined {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  return Number.isFinite(n) ? new Date(n * 1000) : undefined;
+}
+
+function lstatOrNull(p: string): fs.Stats | null {
+  try {
+    return fs.lstatSync(p);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw err;
+  }
+}
+
+async function drain(body: EntryBody): Promise<void> {
+  for await (const _ of body) void _;
+}
+
+/** Writes an entry's data with synchronous writes: fewer event-loop round trips than a write stream. */
+async function writeBody(dest: string, body: EntryBody, label: string): Promise<void> {
+  const fd = fs.openSync(dest, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW, 0o600);
+  try {
+    for await (const chunk of body) {
+      let off = 0;
+      while (off < chunk.length) off += fs.writeSync(fd, chunk, off);
+    }
+  } catch (err) {
+    if (err instanceof VrunError) throw err;
+    throw new VrunError(`${label}: ${errorMessage(err)}`, { cause: err });
+  } finally {
+    fs.closeSync(fd);
+  }
+}
