@@ -1,0 +1,47 @@
+import type { StreamSession } from '../sandbox/control-client.js';
+
+/**
+ * Wires the local terminal to a container process: stdin into it (-i), raw mode and window size (-t),
+ * SIGINT/SIGTERM/SIGHUP forwarded (without -t; with -t the terminal sends ^C as a byte, like Docker).
+ * Returns a function that restores the terminal.
+ */
+export function wireLocalIo(session: StreamSession, opts: { stdin: boolean; tty: boolean }): () => void {
+  const undo: (() => void)[] = [];
+  const stdin = process.stdin;
+  if (opts.tty && stdin.isTTY) {
+    stdin.setRawMode(true);
+    undo.push(() => stdin.setRawMode(false));
+  }
+  if (opts.tty && process.stdout.isTTY) {
+    const sendSize = () => session.sendResize(process.stdout.rows, process.stdout.columns);
+    sendSize();
+    process.on('SIGWINCH', sendSize);
+    undo.push(() => process.off('SIGWINCH', sendSize));
+  }
+  if (opts.stdin) {
+    const onData = (b: Buffer) => session.sendStdin(b);
+    const onEnd = () => session.sendStdinEof();
+    stdin.on('data', onData);
+    stdin.once('end', onEnd);
+    undo.push(() => {
+      stdin.off('data', onData);
+      stdin.off('end', onEnd);
+      stdin.pause();
+      stdin.destroy();
+    });
+  }
+  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+    const h = () => session.sendSignal(sig);
+    process.on(sig, h);
+    undo.push(() => process.off(sig, h));
+  }
+  return () => {
+    for (const u of undo.reverse()) u();
+  };
+}
+
+/** Writes and resolves when the bytes reached the OS (so the exit code never outruns the output). */
+export function flushStdio(): Promise<void> {
+  const drain = (s: NodeJS.WriteStream) => new Promise<void>((r) => (s.writableNeedDrain ? s.once('drain', () => r()) : r()));
+  return Promise.all([drain(process.stdout), drain(process.stderr)]).then(() => undefined);
+}

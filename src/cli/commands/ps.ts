@@ -1,0 +1,55 @@
+import { VrunError } from '../../common/errors.js';
+import { listSandboxes } from '../../sandbox/inventory.js';
+import type { SandboxState } from '../../sandbox/state.js';
+import { formatFlagHelp, parseArgs } from '../args.js';
+import type { Command } from '../command.js';
+
+const FLAGS = {
+  all: { type: 'boolean', short: 'a', description: 'Show all containers (default shows just running)' },
+  quiet: { type: 'boolean', short: 'q', description: 'Only display container ids' },
+} as const;
+
+function ago(iso: string | undefined): string {
+  if (!iso) return '';
+  const s = Math.max(0, Math.round((Date.now() - Date.parse(iso)) / 1000));
+  if (s < 60) return `${s} seconds`;
+  if (s < 3600) return `${Math.round(s / 60)} minutes`;
+  return `${Math.round(s / 3600)} hours`;
+}
+
+/** Docker's STATUS column, plus the reason for a failed sandbox. */
+export function statusText(s: SandboxState): string {
+  switch (s.status) {
+    case 'creating':
+      return 'Created';
+    case 'running':
+      return `Up ${ago(s.startedAt)}`;
+    case 'exited':
+      return `Exited (${s.exitCode ?? '?'})${s.oomKilled ? ' OOM-killed' : ''} ${ago(s.finishedAt)} ago`;
+    case 'failed':
+      return `Failed: ${s.error ?? 'unknown reason'}`;
+  }
+}
+
+export const psCommand: Command = {
+  name: 'ps',
+  summary: 'List containers',
+  usage: `vrun ps [OPTIONS]\n\n${formatFlagHelp(FLAGS)}`,
+  async run(argv) {
+    const { flags, positionals } = parseArgs(argv, FLAGS, { command: 'ps', stopAtPositional: false });
+    if (positionals.length > 0) throw new VrunError('"vrun ps" accepts no arguments');
+    const rows = (await listSandboxes()).filter((s) => flags.all || s.status === 'running' || s.status === 'creating');
+    if (flags.quiet) {
+      for (const s of rows) process.stdout.write(`${s.id.slice(0, 12)}\n`);
+      return 0;
+    }
+    const table = [['CONTAINER ID', 'IMAGE', 'COMMAND', 'CREATED', 'STATUS', 'NAMES']];
+    for (const s of rows) {
+      const cmd = [...(s.config.entrypoint ? [s.config.entrypoint] : []), ...s.config.args].join(' ');
+      table.push([s.id.slice(0, 12), s.image, JSON.stringify(cmd.length > 20 ? `${cmd.slice(0, 19)}…` : cmd), `${ago(s.createdAt)} ago`, statusText(s), s.name]);
+    }
+    const widths = table[0]?.map((_, i) => Math.max(...table.map((r) => (r[i] ?? '').length))) ?? [];
+    for (const r of table) process.stdout.write(`${r.map((c, i) => (i === r.length - 1 ? c : c.padEnd((widths[i] ?? 0) + 3))).join('')}\n`);
+    return 0;
+  },
+};

@@ -1,0 +1,67 @@
+import { openSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
+import path from 'node:path';
+import pino from 'pino';
+import { errorMessage } from '../common/errors.js';
+import { fileLogger, sandboxLogger, setRootLogger } from '../common/log.js';
+import { removeSandboxDir } from './cleanup.js';
+import { ControlServer } from './control-server.js';
+import { releaseName } from './names.js';
+import { Sandbox } from './sandbox.js';
+import { ID_RE, readState, sandboxPaths } from './state.js';
+
+/**
+ * The sandbox process: `node dist/src/sandbox/daemon.js <state-dir>`, started detached by `vrun run`. It
+ * owns the pod (VMM, virtiofsd, agent client), serves ctl.sock, and exits once the pod is torn down.
+ */
+async function main(stateDir: string): Promise<void> {
+  const runDir = path.dirname(stateDir);
+  const id = path.basename(stateDir);
+  if (!ID_RE.test(id)) throw new Error(`not a sandbox state directory: ${stateDir}`);
+  const paths = sandboxPaths(id, runDir);
+  const state = await readState(id, runDir);
+  if (!state) throw new Error(`no state in ${stateDir}`);
+  const dest = pino.destination({ fd: openSync(paths.log, 'a'), sync: false });
+  const log = sandboxLogger(fileLogger(dest, { level: state.config.debug ? 'debug' : 'info' }), id);
+  setRootLogger(log);
+  log.info({ image: state.config.image, name: state.name }, 'sandbox process starting');
+
+  const sandbox = new Sandbox(state, paths, log);
+  const server = new ControlServer(sandbox, paths.control, log);
+  await server.listen();
+  let shuttingDown = false;
+  const onSignal = (sig: string) => {
+    if (shuttingDown) return;
+    shuttingDown = true;
+    log.warn({ sig }, 'sandbox process told to stop');
+    void sandbox.stop(5);
+  };
+  process.on('SIGTERM', () => onSignal('SIGTERM'));
+  process.on('SIGINT', () => onSignal('SIGINT'));
+  process.on('SIGHUP', () => undefined);
+
+  await sandbox.boot();
+  await sandbox.whenDone();
+  await server.close();
+  await rm(paths.control, { force: true });
+  if (state.config.autoRemove) {
+    await releaseName(state.name, id, runDir);
+    const problem = await removeSandboxDir(paths.dir, []);
+    if (problem) log.error({ problem }, 'removing the sandbox failed');
+  }
+  log.info('sandbox process done');
+  dest.flushSync();
+}
+
+const dir = process.argv[2];
+if (!dir) {
+  process.stderr.write('usage: daemon.js STATE_DIR\n');
+  process.exit(2);
+}
+main(path.resolve(dir)).then(
+  () => process.exit(0),
+  (err: unknown) => {
+    process.stderr.write(`vrun sandbox: ${errorMessage(err)}\n${err instanceof Error ? (err.stack ?? '') : ''}\n`);
+    process.exit(1);
+  },
+);

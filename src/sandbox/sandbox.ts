@@ -1,0 +1,421 @@
+import { randomBytes } from 'node:crypto';
+import { mkdir } from 'node:fs/promises';
+import path from 'node:path';
+import type { Readable, Writable } from 'node:stream';
+import { AgentClient, type OciProcess, type WaitResult } from '../agent/client.js';
+import { VrunError, errorMessage } from '../common/errors.js';
+import type { Logger } from '../common/log.js';
+import { loadGuestImage } from '../guest-image/image.js';
+import { BASE_CMDLINE, READY_PATTERN } from '../vmm/qemu/guest-runner.js';
+import { ContainerLogWriter } from './container-log.js';
+import { buildSpec, type OciSpec } from './oci-spec.js';
+import { prepareRootfs, type PreparedRootfs } from './rootfs.js';
+import { type SandboxPaths, type SandboxState, writeState } from './state.js';
+import { resolveUser } from './user.js';
+import { Virtiofsd } from './virtiofsd.js';
+import { decideBackend, launchQemu, type RunningVm } from './vmm-backend.js';
+
+/**
+ * One pod's sandbox, run by the sandbox process: it prepares the rootfs, starts virtiofsd and the VMM,
+ * waits for the guest agent, creates the container, and tears everything down when the container ends
+ * or any part of the stack dies. Every phase is timed into state.json (the benchmark reads them).
+ */
+export interface OutputSink {
+  stdout(chunk: Buffer): void;
+  stderr(chunk: Buffer): void;
+}
+
+export interface ExecRequest {
+  args: string[];
+  env: string[];
+  workdir?: string;
+  user?: string;
+  tty: boolean;
+}
+
+/** What the guest shares are mounted as inside the guest (relative to the agent's share dir). */
+const ROOTFS_TAG = 'vrun-root';
+const AGENT_TIMEOUT_MS = Number(process.env.VRUN_AGENT_TIMEOUT_MS ?? 300_000);
+const BOOT_TIMEOUT_MS = Number(process.env.VRUN_BOOT_TIMEOUT_MS ?? 300_000);
+
+export class Sandbox {
+  private vm: RunningVm | undefined;
+  private readonly fsds: { what: string; d: Virtiofsd }[] = [];
+  private agent: AgentClient | undefined;
+  private rootfs: PreparedRootfs | undefined;
+  private spec: OciSpec | undefined;
+  private readonly sinks = new Set<OutputSink>();
+  private containerLog: ContainerLogWriter | undefined;
+  private pumps: Promise<void>[] = [];
+  private stdinStream: (Writable & { written: Promise<number> }) | undefined;
+  private tearingDown = false;
+  private stateQueue: Promise<void> = Promise.resolve();
+  private failure: string | undefined;
+  private exitResult: WaitResult | undefined;
+  private readonly doneWaiters: (() => void)[] = [];
+  private finished = false;
+  /** Settles when the container has been created in the guest (or the boot failed). */
+  readonly ready: Promise<void>;
+  private resolveReady: () => void = () => undefined;
+  private rejectReady: (e: Error) => void = () => undefined;
+  private started = false;
+
+  constructor(
+    private readonly state: SandboxState,
+    private readonly paths: SandboxPaths,
+    private readonly log: Logger,
+  ) {
+    this.ready = new Promise((res, rej) => {
+      this.resolveReady = res;
+      this.rejectReady = rej;
+    });
+    this.ready.catch(() => undefined);
+  }
+
+  get id(): string {
+    return this.state.id;
+  }
+
+  get current(): SandboxState {
+    return this.state;
+  }
+
+  /** Persists the state; writes are queued so the file always holds the latest one. */
+  private save(patch: Partial<SandboxState>): Promise<void> {
+    Object.assign(this.state, patch);
+    const snapshot = structuredClone(this.state);
+    this.stateQueue = this.stateQueue.then(() => writeState(snapshot, path.dirname(this.paths.dir)).catch((err) => this.log.error({ err: errorMessage(err) }, 'writing state failed')));
+    return this.stateQueue;
+  }
+
+  private phase(name: string, started: number): void {
+    const ms = Math.round((performance.now() - started) * 10) / 10;
+    this.state.phases = { ...this.state.phases, [name]: ms };
+    this.log.info({ phase: name, ms }, 'phase done');
+  }
+
+  async boot(): Promise<void> {
+    try {
+      await this.bootSteps();
+      this.resolveReady();
+    } catch (err) {
+      const msg = errorMessage(err).split('\n')[0] ?? 'boot failed';
+      this.log.error({ err: errorMessage(err) }, 'sandbox boot failed');
+      this.rejectReady(new VrunError(msg));
+      await this.fail(msg);
+    }
+  }
+
+  private async bootSteps(): Promise<void> {
+    const cfg = this.state.config;
+    await this.save({ pids: { ...this.state.pids, sandbox: process.pid } });
+
+    let t = performance.now();
+    await mkdir(this.paths.shared, { recursive: true, mode: 0o700 });
+    this.rootfs = await prepareRootfs(cfg.image, this.state.id, this.paths.shared);
+    const user = cfg.user !== undefined ? await resolveUser(cfg.user, this.rootfs.hostPath) : undefined;
+    this.phase('imagePrep', t);
+
+    t = performance.now();
+    const decision = decideBackend(cfg.vmm, { nativeAvailable: false });
+    const guest = await loadGuestImage('guest-image');
+    const shareDirs = [{ what: 'rootfs', dir: this.paths.shared }, ...cfg.volumes.map((v, i) => ({ what: `volume ${i} (${v.hostPath})`, dir: v.hostPath }))];
+    const fsds = await Promise.all(shareDirs.map((s, i) => Virtiofsd.start({ socketPath: this.paths.fsSocket(i), sharedDir: s.dir, logger: this.log })));
+    fsds.forEach((d, i) => {
+      const what = shareDirs[i]?.what ?? 'share';
+      this.fsds.push({ what, d });
+      void d.exited.then((e) => this.onComponentExit(`virtiofsd for the ${what} exited (${e.signal ? `killed by ${e.signal}` : `code ${e.code}`})`));
+    });
+    const memoryMiB = Math.max(512, Math.ceil((cfg.memoryBytes ?? 0) / 2 ** 20) + 384);
+    const vcpus = Math.max(1, Math.min(8, Math.ceil(cfg.cpus ?? 2)));
+    this.vm = launchQemu(
+      decision,
+      {
+        kernel: guest.kernel,
+        initrd: guest.initrd,
+        cmdline: `${BASE_CMDLINE} quiet vrun.hostname=${this.state.id.slice(0, 12)}`,
+        vcpus,
+        memoryMiB,
+        agentSocket: this.paths.agent,
+        shares: fsds.map((d, i) => ({ tag: i === 0 ? ROOTFS_TAG : `vrun-vol${i - 1}`, socketPath: d.socketPath })),
+        consoleLog: this.paths.console,
+        qmpSocket: this.paths.qmp,
+      },
+      this.log,
+    );
+    void this.vm.exited.then((e) => this.onComponentExit(`the VM stopped unexpectedly: ${e.detail}${e.panic ? ' (guest kernel panic)' : ''}`));
+    await this.save({
+      backend: this.vm.backend,
+      pids: { sandbox: process.pid, vmm: this.vm.pid, virtiofsd: fsds.map((d) => d.pid).filter((p): p is number => p !== undefined) },
+    });
+    this.phase('vmmStart', t);
+
+    t = performance.now();
+    await this.vm.console.waitFor(READY_PATTERN, BOOT_TIMEOUT_MS, 'VRUN-READY');
+    this.phase('guestBoot', t);
+
+    t = performance.now();
+    this.agent = await this.connectAgent();
+    const details = await this.agent.guestDetails();
+    this.phase('agentReady', t);
+
+    t = performance.now();
+    const rootMount = await this.agent.mountShare({ tag: ROOTFS_TAG, path: 'root', readonly: false });
+    const mounts: { source: string; destination: string; readonly: boolean }[] = [];
+    for (const [i, v] of cfg.volumes.entries()) {
+      const src = await this.agent.mountShare({ tag: `vrun-vol${i}`, path: `vol${i}`, readonly: v.readonly });
+      mounts.push({ source: src, destination: v.containerPath, readonly: v.readonly });
+    }
+    this.spec = buildSpec(this.rootfs.config, {
+      args: cfg.args,
+      entrypoint: cfg.entrypoint,
+      env: cfg.env,
+      workdir: cfg.workdir,
+      user,
+      terminal: cfg.tty,
+      readonlyRootfs: cfg.readOnly,
+      hostname: this.state.id.slice(0, 12),
+      memoryBytes: cfg.memoryBytes,
+      cpus: cfg.cpus,
+      pidsLimit: cfg.pidsLimit,
+      mounts,
+    });
+    if (this.spec.process.args.length === 0) throw new VrunError(`no command given and the image ${cfg.image} has no Entrypoint or Cmd`);
+    await this.agent.createContainer({
+      containerId: this.state.id,
+      spec: this.spec as unknown as Parameters<AgentClient['createContainer']>[0]['spec'],
+      rootfs: `${rootMount}/${this.rootfs.guestRelPath}`,
+      stdio: cfg.tty ? 'terminal' : 'pipes',
+    });
+    this.startPumps();
+    this.phase('containerCreate', t);
+    await this.save({
+      guest: { kernel: details.kernelRelease, cpus: details.cpus, memTotalBytes: details.memTotalBytes },
+    });
+  }
+
+  /**
+   * The console port accepts a connection before the agent inside opens it, and bytes written into a port
+   * nobody has open are lost; so each attempt gets a short deadline and a fresh connection.
+   */
+  private async connectAgent(): Promise<AgentClient> {
+    const deadline = Date.now() + AGENT_TIMEOUT_MS;
+    let last = '';
+    for (;;) {
+      if (this.failure) throw new VrunError(this.failure);
+      const client = new AgentClient(this.paths.agent, { callTimeoutMs: 60_000 });
+      try {
+        await client.waitForReady(Math.min(5000, Math.max(1, deadline - Date.now())));
+        await new Promise<void>((resolve, reject) => {
+          const timer = setTimeout(() => reject(new VrunError('health check timed out')), 5000);
+          client.health().then(
+            () => {
+              clearTimeout(timer);
+              resolve();
+            },
+            (e: unknown) => {
+              clearTimeout(timer);
+              reject(e instanceof Error ? e : new Error(String(e)));
+            },
+          );
+        });
+        return client;
+      } catch (err) {
+        client.close();
+        last = errorMessage(err);
+        if (Date.now() > deadline) throw new VrunError(`the guest agent did not answer within ${AGENT_TIMEOUT_MS} ms: ${last}`);
+      }
+    }
+  }
+
+  /** Copies the container's output to container.log and to every attached client until EOF. */
+  private startPumps(): void {
+    const agent = this.agent as AgentClient;
+    this.containerLog = new ContainerLogWriter(this.paths.containerLog);
+    const ref = { containerId: this.state.id };
+    const streams: ['stdout' | 'stderr', Readable][] = [['stdout', agent.readOutput(ref, 'stdout')]];
+    if (!this.state.config.tty) streams.push(['stderr', agent.readOutput(ref, 'stderr')]);
+    this.pumps = streams.map(
+      ([which, stream]) =>
+        new Promise<void>((resolve) => {
+          stream.on('data', (chunk: Buffer) => {
+            this.containerLog?.write(which, chunk);
+            for (const s of this.sinks) s[which](chunk);
+          });
+          stream.on('end', resolve);
+          stream.on('error', (err) => {
+            this.log.warn({ err: errorMessage(err), which }, 'output stream ended with an error');
+            resolve();
+          });
+        }),
+    );
+  }
+
+  addSink(sink: OutputSink): () => void {
+    this.sinks.add(sink);
+    return () => this.sinks.delete(sink);
+  }
+
+  /** Opens the container's stdin for an attached client (only one writer). */
+  openStdin(): Writable & { written: Promise<number> } {
+    if (!this.agent) throw new VrunError('the container is not created yet');
+    if (this.stdinStream) throw new VrunError('another client already writes to this container\'s stdin');
+    this.stdinStream = this.agent.writeStdin({ containerId: this.state.id });
+    this.stdinStream.on('error', (err) => this.log.debug({ err: errorMessage(err) }, 'stdin stream ended'));
+    return this.stdinStream;
+  }
+
+  /** Starts the container's process; without interactive stdin it reads EOF, like `docker run` without -i. */
+  async start(opts: { keepStdin: boolean }): Promise<void> {
+    await this.ready;
+    if (this.started) throw new VrunError('the container was already started');
+    this.started = true;
+    const agent = this.agent as AgentClient;
+    if (!opts.keepStdin) await agent.closeStdin({ containerId: this.state.id }).catch((err: unknown) => this.log.debug({ err: errorMessage(err) }, 'closing stdin'));
+    const t = performance.now();
+    await agent.startContainer(this.state.id);
+    this.phase('containerStart', t);
+    await this.save({ status: 'running', startedAt: new Date().toISOString() });
+    void this.waitForExit();
+  }
+
+  private async waitForExit(): Promise<void> {
+    const agent = this.agent as AgentClient;
+    let result: WaitResult;
+    try {
+      result = await agent.waitProcess({ containerId: this.state.id });
+    } catch (err) {
+      await this.fail(`lost the container's exit status: ${errorMessage(err).split('\n')[0]}`);
+      return;
+    }
+    // Output written just before the exit is still in flight: drain it, bounded.
+    await Promise.race([Promise.all(this.pumps), new Promise((r) => setTimeout(r, 5000))]);
+    this.exitResult = result;
+    this.log.info({ ...result }, 'container exited');
+    await this.teardown({ status: 'exited', exitCode: result.exitStatus, oomKilled: result.oomKilled });
+  }
+
+  get exit(): WaitResult | undefined {
+    return this.exitResult;
+  }
+
+  get failed(): string | undefined {
+    return this.failure;
+  }
+
+  async signal(signal: string, all = false): Promise<void> {
+    await this.ready;
+    await (this.agent as AgentClient).signalProcess({ containerId: this.state.id }, signal, { all });
+  }
+
+  async resize(rows: number, cols: number, execId?: string): Promise<void> {
+    if (!this.agent) return;
+    await this.agent.resizeTerminal({ containerId: this.state.id, execId }, { rows, cols });
+  }
+
+  /** SIGTERM, then SIGKILL after `timeoutS`; resolves once the sandbox is torn down. */
+  async stop(timeoutS: number): Promise<void> {
+    if (this.finished) return;
+    if (!this.started) {
+      await this.teardown({ status: 'exited', exitCode: 137 });
+      return;
+    }
+    await this.signal('SIGTERM').catch(() => undefined);
+    const done = this.whenDone();
+    const timedOut = await Promise.race([done.then(() => false), new Promise<boolean>((r) => setTimeout(() => r(true), timeoutS * 1000))]);
+    if (timedOut) await this.signal('SIGKILL', true).catch(() => undefined);
+    await done;
+  }
+
+  async stats(): Promise<unknown> {
+    await this.ready;
+    return (this.agent as AgentClient).stats(this.state.id);
+  }
+
+  async exec(req: ExecRequest, stdin: boolean, sink: OutputSink): Promise<{ execId: string; stdin?: Writable; wait: Promise<WaitResult> }> {
+    await this.ready;
+    if (!this.started || this.finished) throw new VrunError('the container is not running');
+    const agent = this.agent as AgentClient;
+    const spec = this.spec as OciSpec;
+    const execId = `exec-${randomBytes(6).toString('hex')}`;
+    const user = req.user !== undefined && this.rootfs ? await resolveUser(req.user, this.rootfs.hostPath) : spec.process.user;
+    const proc: OciProcess = {
+      ...spec.process,
+      args: req.args,
+      env: req.env.length > 0 ? mergeEnvList(spec.process.env, req.env) : spec.process.env,
+      cwd: req.workdir ?? spec.process.cwd,
+      user,
+      terminal: req.tty,
+    };
+    await agent.execProcess({ containerId: this.state.id, execId, process: proc, stdio: req.tty ? 'terminal' : 'pipes' });
+    const ref = { containerId: this.state.id, execId };
+    const outs: Promise<void>[] = (req.tty ? (['stdout'] as const) : (['stdout', 'stderr'] as const)).map(
+      (which) =>
+        new Promise<void>((resolve) => {
+          const s = agent.readOutput(ref, which);
+          s.on('data', (c: Buffer) => sink[which](c));
+          s.on('end', resolve);
+          s.on('error', () => resolve());
+        }),
+    );
+    let stdinStream: Writable | undefined;
+    if (stdin) {
+      stdinStream = agent.writeStdin(ref);
+      stdinStream.on('error', () => undefined);
+    } else await agent.closeStdin(ref).catch(() => undefined);
+    const wait = agent.waitProcess(ref).then(async (r) => {
+      await Promise.race([Promise.all(outs), new Promise((res) => setTimeout(res, 5000))]);
+      return r;
+    });
+    return { execId, stdin: stdinStream, wait };
+  }
+
+  whenDone(): Promise<void> {
+    if (this.finished) return Promise.resolve();
+    return new Promise((r) => this.doneWaiters.push(r));
+  }
+
+  private onComponentExit(reason: string): void {
+    if (this.tearingDown) return;
+    void this.fail(reason);
+  }
+
+  /** Something broke: record why, tear everything down, keep the state (for `ps`) unless --rm. */
+  async fail(reason: string): Promise<void> {
+    if (this.tearingDown) return;
+    this.failure = reason;
+    this.log.error({ reason }, 'sandbox failed');
+    this.rejectReady(new VrunError(reason));
+    await this.teardown({ status: 'failed', error: reason });
+  }
+
+  /** Stops the guest, the VMM, virtiofsd and the rootfs, in that order; idempotent. */
+  async teardown(final: Partial<SandboxState>): Promise<void> {
+    if (this.tearingDown) return this.whenDone();
+    this.tearingDown = true;
+    const t = performance.now();
+    if (this.agent && !this.failure) {
+      await Promise.race([this.agent.shutdown().catch(() => undefined), new Promise((r) => setTimeout(r, 2000))]);
+    }
+    this.agent?.close();
+    if (this.vm) {
+      // After Shutdown the guest reboots, which ends QEMU; give it a moment before pulling the plug.
+      const vm = this.vm;
+      await Promise.race([vm.exited, new Promise((r) => setTimeout(r, this.failure ? 0 : 1500))]);
+      await vm.kill();
+    }
+    await Promise.all(this.fsds.map((f) => f.d.stop().catch(() => undefined)));
+    await this.containerLog?.close();
+    if (this.rootfs) await this.rootfs.release().catch((err: unknown) => this.log.warn({ err: errorMessage(err) }, 'releasing the rootfs failed'));
+    this.phase('teardown', t);
+    await this.save({ ...final, finishedAt: new Date().toISOString() });
+    this.finished = true;
+    for (const w of this.doneWaiters.splice(0)) w();
+  }
+}
+
+function mergeEnvList(base: string[] | undefined, extra: string[]): string[] {
+  const byName = new Map<string, string>();
+  for (const e of [...(base ?? []), ...extra]) byName.set(e.split('=')[0] ?? e, e);
+  return [...byName.values()];
+}
