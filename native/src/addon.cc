@@ -1,12 +1,18 @@
 #include <napi.h>
 
+#include "fd_passing.h"
 #include "fs_ops.h"
 #include "kvm_system.h"
+#include "kvm_vm.h"
+#include "process_ops.h"
 
 namespace {
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   vrun::InitKvmSystem(env, exports);
+  vrun::KvmVm::Init(env, exports);
   vrun::InitFsOps(env, exports);
+  vrun::InitFdPassing(env, exports);
+  vrun::InitProcessOps(env, exports);
   return exports;
 }
 }  // namespace

@@ -1,5 +1,51 @@
 /**
- * Guest agent entry point (bundled to dist/agent/agent.mjs and started by the guest init).
- * Placeholder until the agent issue lands: it announces itself on the console so the boot path is real.
+ * Guest agent entry point (bundled to dist/agent/agent.mjs; the guest init runs it as
+ * `node /opt/vrun/agent.mjs` with VRUN_AGENT_PORT=vrun.agent). On the host, tests run the same bundle with
+ * --socket/--state-dir/--share-dir. Prints "vrun-agent: serving on <socket>" once it accepts calls.
  */
-process.stdout.write(`vrun-agent: starting (node ${process.version})\n`);
+import { mkdir, rm } from 'node:fs/promises';
+import * as grpc from '@grpc/grpc-js';
+import { errorMessage } from '../common/errors.js';
+import { rootLogger } from '../common/log.js';
+import { parseAgentConfig } from './config.js';
+import { Containers } from './containers.js';
+import { findPortDevice, PortBridge } from './port-bridge.js';
+import { Reaper } from './reaper.js';
+import { createAgentServer } from './server.js';
+
+async function main(): Promise<void> {
+  const cfg = parseAgentConfig(process.argv.slice(2), process.env);
+  const log = rootLogger().child({ component: 'agent' });
+  await mkdir(cfg.stateDir, { recursive: true, mode: 0o700 });
+  await mkdir(cfg.shareDir, { recursive: true });
+  await rm(cfg.socketPath, { force: true });
+
+  const reaper = new Reaper(log);
+  const containers = new Containers(cfg, reaper, log);
+  await containers.init();
+  let bridge: PortBridge | null = null;
+  const exit = (code: number) => {
+    bridge?.stop();
+    server.forceShutdown();
+    process.exit(code);
+  };
+  const server = createAgentServer({ cfg, containers, log, onShutdown: () => exit(0) });
+  await new Promise<void>((resolve, reject) =>
+    server.bindAsync(`unix:${cfg.socketPath}`, grpc.ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve())),
+  );
+  if (cfg.portName) {
+    bridge = new PortBridge(await findPortDevice(cfg.portName), cfg.socketPath, log);
+    await bridge.start();
+  }
+  for (const sig of ['SIGTERM', 'SIGINT'] as const) {
+    process.once(sig, () => {
+      void containers.removeAll().finally(() => exit(0));
+    });
+  }
+  process.stdout.write(`vrun-agent: serving on ${cfg.socketPath}${cfg.portName ? ` and port ${cfg.portName}` : ''}\n`);
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`vrun-agent: ${errorMessage(err)}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,68 @@
+/** Pod-level guest setup requests: shares, a busybox rootfs, hostname, DNS. */
+import { execFile } from 'node:child_process';
+import { copyFile, mkdir, symlink, writeFile, chmod } from 'node:fs/promises';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { status } from '@grpc/grpc-js';
+import type { AgentConfig } from './config.js';
+import { checkRelativeUnder } from './request-checks.js';
+import { invalid, RpcError } from './rpc-error.js';
+
+const run = promisify(execFile);
+
+const TAG = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,35}$/;
+const HOSTNAME = /^(?=.{1,64}$)[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$/;
+const DNS_WORD = /^[A-Za-z0-9_.:%-]{1,253}$/;
+
+export async function mountShare(cfg: AgentConfig, req: { tag: string; path: string; readonly: boolean }): Promise<string> {
+  if (!TAG.test(req.tag)) throw invalid(`share tag ${JSON.stringify(req.tag.slice(0, 40))} is not allowed: 1-36 of [A-Za-z0-9_.-]`);
+  const target = checkRelativeUnder('share path', req.path, cfg.shareDir);
+  await mkdir(target, { recursive: true });
+  const opts = req.readonly ? ['-o', 'ro'] : [];
+  try {
+    await run('mount', ['-t', 'virtiofs', ...opts, req.tag, target]);
+  } catch (err) {
+    throw new RpcError(status.FAILED_PRECONDITION, `mounting virtio-fs share ${req.tag} at ${target} failed: ${(err as { stderr?: string }).stderr?.trim() || (err as Error).message}`);
+  }
+  return target;
+}
+
+/** The guest's own busybox and a link per applet: a rootfs that needs nothing from the host. */
+export async function createBusyboxRootfs(cfg: AgentConfig, rel: string): Promise<string> {
+  const root = checkRelativeUnder('rootfs path', rel, cfg.shareDir);
+  const bin = path.join(root, 'bin');
+  await mkdir(bin, { recursive: true });
+  for (const d of ['proc', 'sys', 'dev', 'tmp', 'etc', 'root', 'run']) await mkdir(path.join(root, d), { recursive: true });
+  await chmod(path.join(root, 'tmp'), 0o1777);
+  await copyFile(cfg.busybox, path.join(bin, 'busybox'));
+  await chmod(path.join(bin, 'busybox'), 0o755);
+  const { stdout } = await run(cfg.busybox, ['--list']);
+  for (const applet of stdout.split('\n').filter((a) => /^[a-z0-9_.[-]+$/.test(a) && a !== 'busybox')) {
+    await symlink('busybox', path.join(bin, applet)).catch((err: NodeJS.ErrnoException) => {
+      if (err.code !== 'EEXIST') throw err;
+    });
+  }
+  await writeFile(path.join(root, 'etc', 'passwd'), 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n');
+  await writeFile(path.join(root, 'etc', 'group'), 'root:x:0:\nnogroup:x:65534:\n');
+  return root;
+}
+
+export async function setHostname(cfg: AgentConfig, hostname: string): Promise<void> {
+  if (!HOSTNAME.test(hostname)) throw invalid(`hostname ${JSON.stringify(hostname.slice(0, 80))} is not a valid host name`);
+  if (cfg.setKernelHostname) await run('hostname', [hostname]);
+  await writeFile(path.join(cfg.etcDir, 'hostname'), `${hostname}\n`);
+  await writeFile(path.join(cfg.etcDir, 'hosts'), `127.0.0.1 localhost\n::1 localhost\n127.0.1.1 ${hostname}\n`);
+}
+
+export async function setDns(cfg: AgentConfig, req: { nameservers: string[]; searches: string[]; options: string[] }): Promise<void> {
+  if (req.nameservers.length > 3 || req.searches.length > 6 || req.options.length > 16) throw invalid('too many DNS entries (at most 3 nameservers, 6 searches, 16 options)');
+  for (const w of [...req.nameservers, ...req.searches, ...req.options]) {
+    if (!DNS_WORD.test(w)) throw invalid(`DNS entry ${JSON.stringify(w.slice(0, 80))} has characters resolv.conf cannot hold`);
+  }
+  const lines = [
+    ...req.nameservers.map((n) => `nameserver ${n}`),
+    ...(req.searches.length ? [`search ${req.searches.join(' ')}`] : []),
+    ...(req.options.length ? [`options ${req.options.join(' ')}`] : []),
+  ];
+  await writeFile(path.join(cfg.etcDir, 'resolv.conf'), lines.length ? `${lines.join('\n')}\n` : '');
+}

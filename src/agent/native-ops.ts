@@ -1,0 +1,17 @@
+/** The slice of the native addon (native/src/process_ops.cc, fd_passing.cc) the agent uses. */
+import { loadNative } from '../common/native.js';
+
+export interface AgentNative {
+  procSetChildSubreaper(): void;
+  /** null while the child runs; the exit once reaped (code is 128+signal for a signal death). */
+  procWaitPid(pid: number): { code: number; signal: number } | null;
+  procPipe(): [number, number];
+  ttySetWinsize(fd: number, rows: number, cols: number): void;
+  fdListenUnix(path: string): number;
+  fdRecvFromListener(listenFd: number, timeoutMs: number): Promise<number>;
+  fdClose(fd: number): void;
+}
+
+export function agentNative(): AgentNative {
+  return loadNative<AgentNative>();
+}

@@ -1,0 +1,118 @@
+/**
+ * Joins the guest's `vrun.agent` virtio-console port to the agent's local gRPC socket. Node cannot wrap a
+ * character device in a net.Socket, so bytes are pumped with fs reads/writes on the device and a plain
+ * unix-socket connection to the server. Each host connection gets its own local connection: the port reads
+ * EOF while the host side is closed, which ends the current HTTP/2 session; the next bytes from a new
+ * host connection open a fresh one.
+ */
+import { open, readdir, readFile, type FileHandle } from 'node:fs/promises';
+import net from 'node:net';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { VrunError } from '../common/errors.js';
+import type { Logger } from '../common/log.js';
+
+const SYS_PORTS = '/sys/class/virtio-ports';
+const READ_BYTES = 64 * 1024;
+/** How often to look again while no host is connected (reads return EOF at once then). */
+const IDLE_POLL_MS = 50;
+
+/** /dev/vportNpM of the port QEMU (or the native VMM) named `name`; waits for udev-less devtmpfs. */
+export async function findPortDevice(name: string, timeoutMs = 10_000): Promise<string> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const entries = await readdir(SYS_PORTS).catch(() => [] as string[]);
+    for (const e of entries) {
+      const n = await readFile(path.join(SYS_PORTS, e, 'name'), 'utf8').catch(() => '');
+      if (n.trim() === name) return path.join('/dev', e);
+    }
+    if (Date.now() > deadline) throw new VrunError(`no virtio-console port named ${name} (looked in ${SYS_PORTS}: ${entries.join(', ') || 'none'})`);
+    await sleep(100);
+  }
+}
+
+export class PortBridge {
+  private device: FileHandle | null = null;
+  private conn: net.Socket | null = null;
+  private writes: Promise<void> = Promise.resolve();
+  private stopped = false;
+
+  constructor(
+    private readonly devicePath: string,
+    private readonly socketPath: string,
+    private readonly log: Logger,
+  ) {}
+
+  async start(): Promise<void> {
+    this.device = await open(this.devicePath, 'r+');
+    void this.pump().catch((err: unknown) => {
+      this.log.error({ err }, 'agent port bridge failed');
+      process.exitCode = 1;
+      process.kill(process.pid, 'SIGTERM');
+    });
+  }
+
+  stop(): void {
+    this.stopped = true;
+    this.conn?.destroy();
+  }
+
+  private async pump(): Promise<void> {
+    const dev = this.device as FileHandle;
+    for (;;) {
+      if (this.stopped) return;
+      const buf = Buffer.allocUnsafe(READ_BYTES);
+      const { bytesRead } = await dev.read(buf, 0, READ_BYTES, null);
+      if (bytesRead === 0) {
+        if (this.conn) {
+          this.log.info('host closed the agent port; ending its session');
+          this.conn.destroy();
+          this.conn = null;
+        }
+        await sleep(IDLE_POLL_MS);
+        continue;
+      }
+      const conn = this.conn ?? this.connect();
+      if (!conn.write(buf.subarray(0, bytesRead))) {
+        await new Promise<void>((resolve) => {
+          const done = () => {
+            conn.removeListener('drain', done);
+            conn.removeListener('close', done);
+            resolve();
+          };
+          conn.once('drain', done);
+          conn.once('close', done);
+        });
+      }
+    }
+  }
+
+  private connect(): net.Socket {
+    const conn = net.connect(this.socketPath);
+    this.conn = conn;
+    this.log.info('host opened the agent port; new session');
+    const dev = this.device as FileHandle;
+    conn.on('data', (chunk: Buffer) => {
+      conn.pause();
+      this.writes = this.writes
+        .then(async () => {
+          let off = 0;
+          while (off < chunk.length) off += (await dev.write(chunk, off, chunk.length - off, null)).bytesWritten;
+        })
+        .then(
+          () => {
+            conn.resume();
+          },
+          (err: unknown) => {
+            this.log.warn({ err }, 'writing to the agent port failed; ending the session');
+            conn.destroy();
+          },
+        );
+    });
+    conn.on('error', (err) => this.log.warn({ err }, 'local agent connection failed'));
+    conn.on('close', () => {
+      if (this.conn === conn) this.conn = null;
+    });
+    return conn;
+  }
+}

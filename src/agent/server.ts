@@ -1,0 +1,227 @@
+/**
+ * The gRPC face of the agent: every method of vrun.agent.v1.Agent, with request checks in front. Handlers
+ * never throw into grpc-js: every failure becomes a status with a message naming what was wrong, and the
+ * agent keeps serving.
+ */
+import { execFile } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import * as grpc from '@grpc/grpc-js';
+import type { MethodDefinition } from '@grpc/proto-loader';
+import { errorMessage } from '../common/errors.js';
+import type { Logger } from '../common/log.js';
+import type { AgentConfig } from './config.js';
+import type { Containers, StdioKind } from './containers.js';
+import type { AgentHandlers } from './generated/vrun/agent/v1/Agent.js';
+import type { StdioMode__Output } from './generated/vrun/agent/v1/StdioMode.js';
+import type { WriteStdinRequest__Output } from './generated/vrun/agent/v1/WriteStdinRequest.js';
+import { createBusyboxRootfs, mountShare, setDns, setHostname } from './guest-setup.js';
+import type { ProcessIo } from './process-io.js';
+import { loadAgentProto, MAX_MESSAGE_BYTES } from './proto.js';
+import { invalid, RpcError } from './rpc-error.js';
+import { findUnknownField, messageDescriptors } from './strict-decode.js';
+
+export const AGENT_VERSION = '0.1.0';
+
+const run = promisify(execFile);
+
+function toStatus(err: unknown): Partial<grpc.StatusObject> {
+  if (err instanceof RpcError) return { code: err.code, details: err.message };
+  return { code: grpc.status.INTERNAL, details: errorMessage(err) };
+}
+
+function stdioKind(mode: StdioMode__Output): StdioKind {
+  return mode === 'STDIO_MODE_TERMINAL' ? 'terminal' : 'pipes';
+}
+
+export interface AgentServices {
+  cfg: AgentConfig;
+  containers: Containers;
+  log: Logger;
+  /** Called after Shutdown answered: the process ends the agent. */
+  onShutdown: () => void;
+}
+
+async function guestDetails(cfg: AgentConfig) {
+  const cg = cfg.cgroupRoot;
+  const mode = existsSync(path.join(cg, 'cgroup.controllers')) ? 'v2' : existsSync(path.join(cg, 'unified')) ? 'hybrid' : 'v1';
+  const crunVersion = await run(cfg.crun, ['--version']).then((r) => r.stdout.split('\n')[0] ?? '', () => '');
+  const controllers = await readFile(path.join(cg, 'cgroup.subtree_control'), 'utf8').catch(() => '');
+  return {
+    kernelRelease: os.release(),
+    agentVersion: AGENT_VERSION,
+    cgroupMode: mode,
+    memTotalBytes: os.totalmem(),
+    cpus: os.cpus().length,
+    crunVersion,
+    nodeVersion: process.version,
+    cgroupControllers: controllers.trim().split(/\s+/).filter(Boolean),
+  };
+}
+
+export function createAgentServer(s: AgentServices): grpc.Server {
+  const { packageDefinition, service } = loadAgentProto();
+  const descriptors = messageDescriptors(packageDefinition, 'vrun.agent.v1');
+  // Requests carrying fields the .proto lacks are marked while decoding and refused by the handler, which
+  // can name the field (a throwing deserializer would only give the caller a bare INTERNAL).
+  const rejected = new WeakMap<object, string>();
+  const strict: Record<string, MethodDefinition<object, object, object, object>> = {};
+  for (const [name, def] of Object.entries(service as unknown as Record<string, MethodDefinition<object, object, object, object>>)) {
+    const typeName = `vrun.agent.v1.${(def.requestType.type as { name: string }).name}`;
+    strict[name] = {
+      ...def,
+      requestDeserialize: (buf: Buffer) => {
+        const problem = findUnknownField(buf, typeName, descriptors);
+        const msg = def.requestDeserialize(buf);
+        if (problem) rejected.set(msg, `${name}: ${problem}`);
+        return msg;
+      },
+    };
+  }
+  const refusal = (req: object): RpcError | null => {
+    const problem = rejected.get(req);
+    return problem ? invalid(problem) : null;
+  };
+
+  function unary<Req extends object, Res>(name: string, fn: (req: Req) => Promise<Res>): grpc.handleUnaryCall<Req, Res> {
+    return (call, cb) => {
+      const bad = refusal(call.request);
+      if (bad) return cb(toStatus(bad));
+      fn(call.request).then(
+        (res) => cb(null, res),
+        (err: unknown) => {
+          s.log.debug({ method: name, err: errorMessage(err) }, 'request failed');
+          cb(toStatus(err));
+        },
+      );
+    };
+  }
+
+  function output(which: 'stdout' | 'stderr'): grpc.handleServerStreamingCall<{ containerId: string; execId: string }, { data: Buffer }> {
+    return (call) => {
+      try {
+        const bad = refusal(call.request);
+        if (bad) throw bad;
+        s.containers.io(call.request.containerId, call.request.execId).attachOutput(which, call);
+      } catch (err) {
+        call.emit('error', toStatus(err));
+      }
+    };
+  }
+
+  const writeStdin: grpc.handleClientStreamingCall<WriteStdinRequest__Output, { bytesWritten: number }> = (call, cb) => {
+    let io: ProcessIo | null = null;
+    let total = 0;
+    let done = false;
+    let chain = Promise.resolve();
+    const finish = (err: unknown) => {
+      if (done) return;
+      done = true;
+      if (err) {
+        cb(toStatus(err));
+        call.destroy();
+      } else cb(null, { bytesWritten: total });
+    };
+    call.on('data', (msg: WriteStdinRequest__Output) => {
+      call.pause();
+      chain = chain.then(async () => {
+        if (done) return;
+        try {
+          const bad = refusal(msg);
+          if (bad) throw bad;
+          if (!io) io = s.containers.io(msg.containerId, msg.execId);
+          if (msg.data.length > 0) await io.writeStdin(msg.data);
+          total += msg.data.length;
+          if (msg.closeStdin) await io.closeStdin();
+          call.resume();
+        } catch (err) {
+          finish(err);
+        }
+      });
+    });
+    call.on('end', () => void chain.then(() => finish(null)));
+    call.on('error', () => finish(new RpcError(grpc.status.CANCELLED, 'stdin stream broke')));
+  };
+
+  const handlers: AgentHandlers = {
+    Health: unary('Health', async () => ({ serving: true })),
+    GuestDetails: unary('GuestDetails', () => guestDetails(s.cfg)),
+    CreateContainer: unary('CreateContainer', async (r) => ({
+      pid: await s.containers.create({ containerId: r.containerId, ociSpecJson: r.ociSpecJson, rootfs: r.rootfs, stdio: stdioKind(r.stdio) }),
+    })),
+    StartContainer: unary('StartContainer', async (r) => {
+      await s.containers.start(r.containerId);
+      return {};
+    }),
+    ExecProcess: unary('ExecProcess', async (r) => ({
+      pid: await s.containers.exec({ containerId: r.containerId, execId: r.execId, processJson: r.processJson, stdio: stdioKind(r.stdio) }),
+    })),
+    SignalProcess: unary('SignalProcess', async (r) => {
+      await s.containers.signal(r);
+      return {};
+    }),
+    WaitProcess: unary('WaitProcess', (r) => s.containers.wait(r.containerId, r.execId)),
+    ReadStdout: output('stdout'),
+    ReadStderr: output('stderr'),
+    WriteStdin: writeStdin,
+    CloseStdin: unary('CloseStdin', async (r) => {
+      await s.containers.io(r.containerId, r.execId).closeStdin();
+      return {};
+    }),
+    ResizeTerminal: unary('ResizeTerminal', async (r) => {
+      if (r.rows < 1 || r.cols < 1 || r.rows > 4096 || r.cols > 4096) throw invalid(`terminal size ${r.rows}x${r.cols} is out of range (1..4096)`);
+      s.containers.io(r.containerId, r.execId).resize(r.rows, r.cols);
+      return {};
+    }),
+    ListProcesses: unary('ListProcesses', async (r) => ({ processes: await s.containers.pids(r.containerId) })),
+    Stats: unary('Stats', (r) => s.containers.stats(r.containerId)),
+    UpdateResources: unary('UpdateResources', async (r) => {
+      await s.containers.update(r.containerId, r.resourcesJson);
+      return {};
+    }),
+    PauseContainer: unary('PauseContainer', async (r) => {
+      await s.containers.pause(r.containerId);
+      return {};
+    }),
+    ResumeContainer: unary('ResumeContainer', async (r) => {
+      await s.containers.resume(r.containerId);
+      return {};
+    }),
+    RemoveContainer: unary('RemoveContainer', async (r) => {
+      await s.containers.remove(r.containerId, r.force);
+      return {};
+    }),
+    OomEvents: (call) => {
+      const send = (ev: { containerId: string; oomKillCount: number }) => call.write(ev);
+      s.containers.on('oom', send);
+      const stop = () => s.containers.removeListener('oom', send);
+      call.once('cancelled', stop);
+      call.once('close', stop);
+    },
+    MountShare: unary('MountShare', async (r) => ({ mountPath: await mountShare(s.cfg, r) })),
+    CreateBusyboxRootfs: unary('CreateBusyboxRootfs', async (r) => ({ rootfs: await createBusyboxRootfs(s.cfg, r.path) })),
+    SetHostname: unary('SetHostname', async (r) => {
+      await setHostname(s.cfg, r.hostname);
+      return {};
+    }),
+    SetDns: unary('SetDns', async (r) => {
+      await setDns(s.cfg, r);
+      return {};
+    }),
+    Shutdown: unary('Shutdown', async () => {
+      await s.containers.removeAll();
+      setTimeout(s.onShutdown, 50);
+      return {};
+    }),
+  };
+
+  const server = new grpc.Server({
+    'grpc.max_receive_message_length': MAX_MESSAGE_BYTES,
+    'grpc.max_send_message_length': MAX_MESSAGE_BYTES,
+  });
+  server.addService(strict as grpc.ServiceDefinition, handlers);
+  return server;
+}

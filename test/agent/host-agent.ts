@@ -1,0 +1,112 @@
+/**
+ * Runs the bundled agent (dist/agent/agent.mjs, the same file the guest gets) as a host process for tests:
+ * in a private mount + UTS namespace with cgroup2 mounted on /sys/fs/cgroup, because crun refuses this
+ * host's hybrid cgroups. Talks to it over a unix socket with the real host client.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { AgentClient, type OciSpec } from '../../src/agent/client.js';
+import { nativeAddonPath } from '../../src/common/native.js';
+import { projectRoot } from '../../src/common/paths.js';
+
+export interface HostAgent {
+  client: AgentClient;
+  dir: string;
+  socketPath: string;
+  shareDir: string;
+  etcDir: string;
+  child: ChildProcess;
+  /** Everything the agent printed (stdout + stderr). */
+  output(): string;
+  stop(): Promise<void>;
+}
+
+export async function startHostAgent(): Promise<HostAgent> {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'vrun-agent-test-'));
+  const socketPath = path.join(dir, 'agent.sock');
+  const shareDir = path.join(dir, 'share');
+  const etcDir = path.join(dir, 'etc');
+  const agent = path.join(projectRoot(), 'dist', 'agent', 'agent.mjs');
+  const script = [
+    'set -e',
+    'mount -t cgroup2 none /sys/fs/cgroup',
+    `mkdir -p ${etcDir}`,
+    `exec "${process.execPath}" ${agent} --socket ${socketPath} --state-dir ${path.join(dir, 'state')} --share-dir ${shareDir} --etc-dir ${etcDir}`,
+  ].join('\n');
+  const child = spawn('unshare', ['-m', '-u', '--propagation', 'private', 'sh', '-c', script], {
+    env: { ...process.env, VRUN_NATIVE_ADDON: nativeAddonPath(), VRUN_LOG_LEVEL: 'warn' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  child.stdout?.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr?.on('data', (d: Buffer) => (out += d.toString()));
+  await new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`agent did not start: ${out}`)), 20_000);
+    const check = () => {
+      if (out.includes('vrun-agent: serving on')) {
+        clearTimeout(timer);
+        resolve();
+      }
+    };
+    child.stdout?.on('data', check);
+    child.once('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`agent exited with ${code}: ${out}`));
+    });
+  });
+  const client = new AgentClient(socketPath);
+  await client.waitForReady(10_000);
+  return {
+    client,
+    dir,
+    socketPath,
+    shareDir,
+    etcDir,
+    child,
+    output: () => out,
+    async stop() {
+      client.close();
+      if (child.exitCode === null) {
+        const exited = new Promise((r) => child.once('exit', r));
+        child.kill('SIGTERM');
+        await exited;
+      }
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** A minimal OCI spec for busybox: args, and the namespaces crun needs. */
+export function busyboxSpec(args: string[], extra: { env?: string[]; cwd?: string; user?: { uid: number; gid: number }; readonly?: boolean; linux?: Record<string, unknown> } = {}): OciSpec {
+  return {
+    ociVersion: '1.0.2',
+    process: {
+      args,
+      env: extra.env ?? ['PATH=/bin'],
+      cwd: extra.cwd ?? '/',
+      user: extra.user ?? { uid: 0, gid: 0 },
+      noNewPrivileges: true,
+    },
+    root: { path: 'rootfs', readonly: extra.readonly ?? false },
+    hostname: 'ctr',
+    mounts: [
+      { destination: '/proc', type: 'proc', source: 'proc' },
+      { destination: '/dev', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'strictatime', 'mode=755', 'size=65536k'] },
+      { destination: '/dev/pts', type: 'devpts', source: 'devpts', options: ['nosuid', 'noexec', 'newinstance', 'ptmxmode=0666', 'mode=0620'] },
+      { destination: '/tmp', type: 'tmpfs', source: 'tmpfs', options: ['nosuid', 'nodev', 'mode=1777'] },
+    ],
+    linux: {
+      namespaces: [{ type: 'pid' }, { type: 'mount' }, { type: 'ipc' }, { type: 'uts' }],
+      ...extra.linux,
+    },
+  };
+}
+
+/** Reads a byte stream to its end. */
+export async function readAll(stream: NodeJS.ReadableStream): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const c of stream) chunks.push(c as Buffer);
+  return Buffer.concat(chunks);
+}
