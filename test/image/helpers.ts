@@ -8,7 +8,10 @@ import { fsOps } from '../../src/image/fs-ops.js';
 /** A fresh directory under /var/tmp (on the same ext4 as the store, so overlayfs and renames behave as in production). */
 export function tempDir(prefix: string): string {
   const base = fs.existsSync('/var/tmp') ? '/var/tmp' : os.tmpdir();
-  return fs.mkdtempSync(path.join(base, `vrun-${prefix}-`));
+  // lowercase only: podman derives image names from layout paths and refuses capitals
+  const dir = path.join(base, `vrun-${prefix}-${crypto.randomBytes(5).toString('hex')}`);
+  fs.mkdirSync(dir, { mode: 0o755 });
+  return dir;
 }
 
 export function cleanup(dir: string): void {
