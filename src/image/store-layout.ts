@@ -1,5 +1,6 @@
 import path from 'node:path';
 import { vrunRoot } from '../common/paths.js';
+import { VrunError } from '../common/errors.js';
 import { digestHex, type Digest } from './digest.js';
 
 /**
@@ -26,7 +27,15 @@ export interface StoreLayout {
 
 /** The image store's root: $VRUN_IMAGE_ROOT, else $VRUN_ROOT/images (the guest kernel cache is its sibling). */
 export function imageStoreRoot(): string {
-  return process.env.VRUN_IMAGE_ROOT ?? path.join(vrunRoot(), 'images');
+  const explicit = process.env.VRUN_IMAGE_ROOT;
+  // Absolute only: a relative or empty value would scatter the store into whatever the working directory is.
+  if (explicit !== undefined && explicit !== '') {
+    if (!path.isAbsolute(explicit)) throw new VrunError(`VRUN_IMAGE_ROOT must be an absolute path (got "${explicit}")`);
+    return explicit;
+  }
+  const root = vrunRoot();
+  if (!path.isAbsolute(root)) throw new VrunError(`VRUN_ROOT must be an absolute path (got "${root}")`);
+  return path.join(root, 'images');
 }
 
 export function storeLayout(root: string = imageStoreRoot()): StoreLayout {

@@ -56,11 +56,7 @@ export function buildFixtureLayout(dir: string, opts: { bigFileBytes?: number } 
   fsOps().fsLsetxattr(path.join(r, 'data/xattr'), 'user.vrun.test', Buffer.from('hello'));
   if (opts.bigFileBytes) {
     const fd = fs.openSync(path.join(r, 'data/big.bin'), 'w');
-    const chunk = Buffer.alloc(1 << 20);
-    for (let i = 0; i < opts.bigFileBytes / chunk.length; i++) {
-      for (let j = 0; j < chunk.length; j += 4) chunk.writeUInt32LE((Math.random() * 0xffffffff) >>> 0, j);
-      fs.writeSync(fd, chunk);
-    }
+    for (let i = 0; i < opts.bigFileBytes / (1 << 20); i++) fs.writeSync(fd, randomBytes(1 << 20));
     fs.closeSync(fd);
   }
   const past = new Date('2020-02-02T02:02:02Z');

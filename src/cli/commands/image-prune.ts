@@ -12,7 +12,8 @@ export const imagePruneCommand: Command = {
     if (positionals.length > 0) throw new VrunError('"vrun image prune" takes no arguments');
     const res = await openImageStore().prune({ all: f.all });
     for (const id of res.images) process.stdout.write(`Deleted: ${id}\n`);
-    process.stdout.write(`Removed ${res.blobs} blobs and ${res.layers} unpacked layers; reclaimed ${(res.bytes / 1e6).toFixed(1)}MB of blobs\n`);
+    const plural = (n: number, w: string) => `${n} ${w}${n === 1 ? '' : 's'}`;
+    process.stdout.write(`Removed ${plural(res.blobs, 'blob')} and ${plural(res.layers, 'unpacked layer')}; reclaimed ${(res.bytes / 1e6).toFixed(1)}MB of blobs\n`);
     return 0;
   },
 };

@@ -1,0 +1,127 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ImageStore } from '../../src/image/image-store.js';
+import { cleanup, tempDir } from './helpers.js';
+import { buildFixtureLayout, skopeoCopy, startProxy, startRegistry, type Proxy, type Registry } from './fixtures.js';
+
+const VRUN = path.resolve(import.meta.dirname, '../../bin/vrun.js');
+
+interface Ran {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+function start(root: string, args: string[]): { proc: ChildProcess; done: Promise<Ran> } {
+  const env: NodeJS.ProcessEnv = { ...process.env, VRUN_ROOT: root };
+  delete env.VRUN_IMAGE_ROOT;
+  const proc = spawn(process.execPath, [VRUN, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  proc.stdout?.on('data', (d: Buffer) => (stdout += d.toString()));
+  proc.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
+  const done = new Promise<Ran>((resolve) => proc.on('close', (code) => resolve({ code, stdout, stderr })));
+  return { proc, done };
+}
+
+async function vrun(root: string, ...args: string[]): Promise<Ran> {
+  return start(root, args).done;
+}
+
+describe('vrun image commands (the real CLI)', () => {
+  let dir: string;
+  let registry: Registry;
+  let proxy: Proxy;
+  const BIG = 24 << 20;
+  beforeAll(async () => {
+    dir = tempDir('cli');
+    const layout = buildFixtureLayout(dir, { bigFileBytes: BIG });
+    registry = await startRegistry(dir);
+    skopeoCopy(`oci:${layout}:v1`, `docker://${registry.host}/big:v1`);
+    proxy = await startProxy(registry.host);
+  });
+  afterAll(async () => {
+    await proxy?.stop();
+    await registry?.stop();
+    cleanup(dir);
+  });
+
+  it('resumes a pull killed in the middle of a layer, and verifies it', async () => {
+    const root = path.join(dir, 'root-kill');
+    const store = new ImageStore(path.join(root, 'images'));
+    proxy.opts.throttleBytesPerSec = 4 << 20;
+    const first = start(root, ['pull', `${proxy.host}/big:v1`]);
+    let partialSize = 0;
+    for (let i = 0; i < 400 && partialSize < 2 << 20; i++) {
+      await sleep(25);
+      const files = fs.existsSync(store.layout.partial) ? fs.readdirSync(store.layout.partial) : [];
+      partialSize = Math.max(0, ...files.map((f) => fs.statSync(path.join(store.layout.partial, f)).size));
+    }
+    first.proc.kill('SIGKILL');
+    const killed = await first.done;
+    expect(killed.code).toBeNull();
+    expect(partialSize).toBeGreaterThan(1 << 20);
+    expect(partialSize).toBeLessThan(BIG);
+    expect(store.list()).toEqual([]);
+    proxy.opts.throttleBytesPerSec = undefined;
+    const before = proxy.requests.length;
+    const second = await vrun(root, 'pull', `${proxy.host}/big:v1`);
+    expect(second.stderr).not.toMatch(/vrun:/);
+    expect(second.code).toBe(0);
+    const ranged = proxy.requests.slice(before).filter((r) => r.range !== undefined);
+    expect(ranged).toHaveLength(1);
+    expect(Number(/bytes=(\d+)-/.exec(ranged[0]?.range ?? '')?.[1])).toBeGreaterThanOrEqual(partialSize);
+    const img = store.resolve(`${proxy.host}/big:v1`);
+    expect(fs.statSync(path.join(img.layerDirs[0] as string, 'data/big.bin')).size).toBe(BIG);
+    expect(fs.readdirSync(store.layout.partial)).toEqual([]);
+  });
+
+  it('runs two pulls of one image at once: both succeed, one download, one copy', async () => {
+    const root = path.join(dir, 'root-twice');
+    const store = new ImageStore(path.join(root, 'images'));
+    proxy.opts.throttleBytesPerSec = 16 << 20;
+    const before = proxy.requests.length;
+    const [a, b] = await Promise.all([vrun(root, 'pull', `${proxy.host}/big:v1`), vrun(root, 'pull', '-q', `${proxy.host}/big:v1`)]);
+    proxy.opts.throttleBytesPerSec = undefined;
+    expect([a.code, b.code, a.stderr.includes('vrun:'), b.stderr.includes('vrun:')]).toEqual([0, 0, false, false]);
+    expect(store.list()).toHaveLength(1);
+    const img = store.resolve(`${proxy.host}/big:v1`);
+    const layerBlob = img.manifest.layers[0]?.digest as string;
+    expect(proxy.requests.slice(before).filter((r) => r.url.endsWith(`/blobs/${layerBlob}`))).toHaveLength(1);
+    expect(fs.readdirSync(store.layout.blobs).sort()).toEqual([img.manifestDigest, img.id, ...img.manifest.layers.map((x) => x.digest)].map((d) => d.slice(7)).sort());
+    expect(fs.readdirSync(store.layout.layers)).toHaveLength(1);
+  });
+
+  it('ensure-builtin, images, inspect, rmi, prune and import work end to end', async () => {
+    const root = path.join(dir, 'root-cmds');
+    expect((await vrun(root, 'image', 'ensure-builtin')).stdout).toMatch(/^busybox:latest [a-f0-9]{12} created\n$/);
+    expect((await vrun(root, 'image', 'ensure-builtin')).stdout).toMatch(/up to date/);
+    const images = await vrun(root, 'images');
+    expect(images.stdout).toMatch(/^REPOSITORY\s+TAG\s+IMAGE ID\s+CREATED\s+SIZE\nbusybox\s+latest\s+[a-f0-9]{12}\s/);
+    const inspect = JSON.parse((await vrun(root, 'image', 'inspect', 'busybox')).stdout) as { RepoTags: string[]; Config: { Cmd: string[] }; RootFS: { Layers: string[] } }[];
+    expect(inspect[0]?.RepoTags).toEqual(['busybox:latest']);
+    expect(inspect[0]?.RootFS.Layers).toHaveLength(2);
+    const archive = path.join(dir, 'big.tar');
+    skopeoCopy(`docker://${registry.host}/big:v1`, `docker-archive:${archive}:imported/big:v1`);
+    const imp = await vrun(root, 'import', archive);
+    expect(imp.code).toBe(0);
+    expect(imp.stdout).toBe('Loaded image: imported/big:v1\n');
+    const rmi = await vrun(root, 'rmi', 'busybox');
+    expect(rmi.stdout).toMatch(/^Untagged: busybox:latest\nDeleted: sha256:[a-f0-9]{64}\n$/);
+    const missing = await vrun(root, 'rmi', 'busybox');
+    expect([missing.code, missing.stderr]).toEqual([125, 'vrun: image "busybox" not found in the local store\n']);
+    expect((await vrun(root, 'images', '-q')).stdout.trim().split('\n')).toHaveLength(1);
+    const prune = await vrun(root, 'image', 'prune', '-a');
+    expect(prune.stdout).toMatch(/^Deleted: sha256:[a-f0-9]{64}\nRemoved \d+ blobs and 1 unpacked layer;/);
+    expect((await vrun(root, 'images', '-q')).stdout).toBe('');
+    const store = new ImageStore(path.join(root, 'images'));
+    expect(fs.readdirSync(store.layout.blobs)).toEqual([]);
+    expect(fs.readdirSync(store.layout.layers)).toEqual([]);
+    const bad = await vrun(root, 'pull', 'Not/A:Valid:Ref');
+    expect(bad.code).toBe(125);
+    expect(bad.stderr).toMatch(/^vrun: invalid image reference/);
+  });
+});
