@@ -4,6 +4,7 @@ import { VrunError } from '../common/errors.js';
 import { vrunRunDir } from '../common/paths.js';
 import { allPids, isAlive, killSandboxProcesses, processBelongsTo, removeSandboxDir, unmountUnder } from './cleanup.js';
 import { nameOwner, releaseName } from './names.js';
+import { releaseRootfsOf } from './rootfs.js';
 import { type SandboxState, ID_RE, hostBootId, listSandboxIds, namesDir, readState, sandboxPaths, shortId, writeState } from './state.js';
 
 /**
@@ -84,6 +85,7 @@ export async function removeSandbox(state: SandboxState, runDir = vrunRunDir()):
   const paths = sandboxPaths(state.id, runDir);
   const problem = await removeSandboxDir(paths.dir, allPids(state.pids));
   if (problem) throw new VrunError(problem);
+  await releaseRootfsOf(state.id);
   await releaseName(state.name, state.id, runDir);
 }
 

@@ -1,11 +1,12 @@
-import { cp, mkdir, rm, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { VrunError } from '../common/errors.js';
+import { BUILTIN_BUSYBOX, ensureBuiltinImages } from '../image/builtin.js';
+import { openImageStore } from '../image/image-store.js';
 import type { ImageRuntimeConfig } from './oci-spec.js';
 
 /**
- * The container's root filesystem inside the sandbox's shared directory (which virtiofsd serves to the guest).
- * TEMPORARY: until the image store lands this builds the busybox rootfs itself.
+ * The container's root filesystem, made by the image store inside the sandbox's shared directory (which
+ * virtiofsd serves to the guest): an overlay of the image's layers with a private upper layer.
  */
 export interface PreparedRootfs {
   config: ImageRuntimeConfig;
@@ -16,20 +17,34 @@ export interface PreparedRootfs {
   release(): Promise<void>;
 }
 
-export async function checkImage(image: string): Promise<void> {
-  if (image !== 'busybox') throw new VrunError(`unable to find image "${image}" locally: pull or import it first (vrun pull ${image})`);
+function isBuiltin(image: string): boolean {
+  return image === 'busybox' || image === BUILTIN_BUSYBOX || image === `docker.io/library/${BUILTIN_BUSYBOX}`;
 }
 
-export async function prepareRootfs(image: string, _containerId: string, sharedDir: string): Promise<PreparedRootfs> {
-  await checkImage(image);
-  const root = path.join(sharedDir, 'rootfs');
-  await mkdir(path.join(root, 'bin'), { recursive: true });
-  await cp('/bin/busybox', path.join(root, 'bin/busybox'));
-  for (const a of ['sh', 'echo', 'cat', 'ls', 'true', 'false', 'uname', 'id', 'pwd', 'sleep', 'env', 'head', 'dd', 'touch', 'hostname', 'yes']) {
-    await symlink('busybox', path.join(root, 'bin', a)).catch(() => undefined);
+/** Fails with one clear line for an image the store does not have; the built-in busybox is made on demand. */
+export async function checkImage(image: string): Promise<void> {
+  const store = openImageStore();
+  if (store.find(image)) return;
+  if (isBuiltin(image)) {
+    await ensureBuiltinImages(store);
+    return;
   }
-  for (const d of ['etc', 'tmp', 'proc', 'sys', 'dev', 'root']) await mkdir(path.join(root, d), { recursive: true });
-  await writeFile(path.join(root, 'etc/passwd'), 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n');
-  await writeFile(path.join(root, 'etc/group'), 'root:x:0:\nnogroup:x:65534:\n');
-  return { config: { Cmd: ['sh'], Env: ['PATH=/usr/sbin:/usr/bin:/sbin:/bin'] }, hostPath: root, guestRelPath: 'rootfs', release: async () => rm(root, { recursive: true, force: true }) };
+  throw new VrunError(`unable to find image "${image}" locally: pull or import it first (vrun pull ${image})`);
+}
+
+export async function prepareRootfs(image: string, containerId: string, sharedDir: string): Promise<PreparedRootfs> {
+  const store = openImageStore();
+  const prepared = await store.prepareRootfs(containerId, image, path.join(sharedDir, 'rootfs'));
+  const rt = prepared.image.runtime;
+  return {
+    config: { Entrypoint: rt.Entrypoint, Cmd: rt.Cmd, Env: rt.Env, WorkingDir: rt.WorkingDir, User: rt.User },
+    hostPath: prepared.path,
+    guestRelPath: 'rootfs',
+    release: () => store.releaseRootfs(containerId),
+  };
+}
+
+/** For `rm -f` of a sandbox whose process died: forget its rootfs in the store (a no-op if there is none). */
+export async function releaseRootfsOf(containerId: string): Promise<void> {
+  await openImageStore().releaseRootfs(containerId);
 }

@@ -113,7 +113,8 @@ export class Sandbox {
     let t = performance.now();
     await mkdir(this.paths.shared, { recursive: true, mode: 0o700 });
     this.rootfs = await prepareRootfs(cfg.image, this.state.id, this.paths.shared);
-    const user = cfg.user !== undefined ? await resolveUser(cfg.user, this.rootfs.hostPath) : undefined;
+    const userSpec = cfg.user ?? (this.rootfs.config.User || undefined);
+    const user = userSpec !== undefined ? await resolveUser(userSpec, this.rootfs.hostPath) : undefined;
     this.phase('imagePrep', t);
 
     t = performance.now();
@@ -124,7 +125,7 @@ export class Sandbox {
     fsds.forEach((d, i) => {
       const what = shareDirs[i]?.what ?? 'share';
       this.fsds.push({ what, d });
-      void d.exited.then((e) => this.onComponentExit(`virtiofsd for the ${what} exited (${e.signal ? `killed by ${e.signal}` : `code ${e.code}`})`));
+      void d.exited.then((e) => this.onComponentExit(`virtiofsd for the ${what} exited (${e.signal ? `killed by ${e.signal}` : `code ${e.code}`})`, 'virtiofsd'));
     });
     const memoryMiB = Math.max(512, Math.ceil((cfg.memoryBytes ?? 0) / 2 ** 20) + 384);
     const vcpus = Math.max(1, Math.min(8, Math.ceil(cfg.cpus ?? 2)));
@@ -143,7 +144,12 @@ export class Sandbox {
       },
       this.log,
     );
-    void this.vm.exited.then((e) => this.onComponentExit(`the VM stopped unexpectedly: ${e.detail}${e.panic ? ' (guest kernel panic)' : ''}`));
+    void this.vm.exited.then((e) =>
+      this.onComponentExit(
+        `the VM stopped unexpectedly: ${e.detail}${e.panic ? ' (guest kernel panic)' : e.guestStatus !== undefined ? ` (the guest agent exited with status ${e.guestStatus})` : ''}`,
+        'vm',
+      ),
+    );
     await this.save({
       backend: this.vm.backend,
       pids: { sandbox: process.pid, vmm: this.vm.pid, virtiofsd: fsds.map((d) => d.pid).filter((p): p is number => p !== undefined) },
@@ -375,8 +381,19 @@ export class Sandbox {
     return new Promise((r) => this.doneWaiters.push(r));
   }
 
-  private onComponentExit(reason: string): void {
+  /**
+   * virtiofsd also exits when QEMU goes away (its vhost-user peer hangs up); then the VM's reason is the
+   * real one, so a virtiofsd exit waits a moment for the VM's before it counts.
+   */
+  private onComponentExit(reason: string, kind: 'vm' | 'virtiofsd'): void {
     if (this.tearingDown) return;
+    if (kind === 'virtiofsd' && this.vm) {
+      const vmGone = Promise.race([this.vm.exited.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), 500))]);
+      void vmGone.then((gone) => {
+        if (!gone) void this.fail(reason);
+      });
+      return;
+    }
     void this.fail(reason);
   }
 

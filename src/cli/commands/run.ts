@@ -67,7 +67,7 @@ export const runCommand: Command = {
       // The sandbox failed before or while running: nothing of it may stay behind for a --rm run,
       // and a failed start leaves nothing at all (Docker keeps a "Created" container; we do not).
       const st = await readState(sb.id).catch(() => undefined);
-      if (st && (config.autoRemove || st.status !== 'failed' || !st.startedAt)) await removeSandbox(st).catch(() => undefined);
+      if (st && !process.env.VRUN_KEEP_FAILED && (config.autoRemove || st.status !== 'failed' || !st.startedAt)) await removeSandbox(st).catch(() => undefined);
       throw err instanceof VrunError ? err : new VrunError(String(err));
     } finally {
       restore();
