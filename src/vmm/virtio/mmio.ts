@@ -218,7 +218,7 @@ export class VirtioMmio implements BusDevice {
         this.writeQueueReady(value);
         return;
       case REG.QUEUE_NOTIFY:
-        this.notify(value);
+        this.queueNotify(value);
         return;
       case REG.INTERRUPT_ACK:
         this.interruptStatus &= ~value;
@@ -313,7 +313,8 @@ export class VirtioMmio implements BusDevice {
     q.ready = true;
   }
 
-  private notify(value: number): void {
+  /** A QueueNotify write, from an MMIO exit or from the ioeventfd that catches it without one. */
+  queueNotify(value: number): void {
     if (!(this.status & STATUS.DRIVER_OK) || this.status & STATUS.DEVICE_NEEDS_RESET) return;
     // Without VIRTIO_F_NOTIFICATION_DATA the value is just the queue index.
     const index = value & 0xffff;
