@@ -1,0 +1,233 @@
+#include "vcpu.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+namespace vrun {
+namespace {
+
+// The signal that knocks a vCPU thread out of KVM_RUN. A real-time signal nobody else in Node uses;
+// its handler does nothing, the point is the EINTR.
+int KickSignal() { return SIGRTMIN + 3; }
+
+void NoopHandler(int) {}
+
+void InstallKickHandler() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = NoopHandler;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = 0;  // no SA_RESTART: KVM_RUN must return EINTR
+    sigaction(KickSignal(), &sa, nullptr);
+  });
+}
+
+std::string Errno(const char* what) { return std::string(what) + ": " + strerror(errno); }
+
+}  // namespace
+
+std::shared_ptr<Vcpu> Vcpu::Create(int vm_fd, int index, int run_size, std::string* error) {
+  int fd = ioctl(vm_fd, KVM_CREATE_VCPU, index);
+  if (fd < 0) {
+    *error = "KVM_CREATE_VCPU " + std::to_string(index) + " failed: " + strerror(errno);
+    return nullptr;
+  }
+  void* run = mmap(nullptr, static_cast<size_t>(run_size), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  if (run == MAP_FAILED) {
+    *error = Errno("cannot map the vCPU run structure");
+    close(fd);
+    return nullptr;
+  }
+  InstallKickHandler();
+  return std::shared_ptr<Vcpu>(new Vcpu(index, fd, static_cast<kvm_run*>(run), run_size));
+}
+
+Vcpu::~Vcpu() {
+  RequestStop();
+  Join();
+  Close();
+}
+
+void Vcpu::Close() {
+  if (thread_.joinable()) return;
+  if (run_ != nullptr) munmap(run_, static_cast<size_t>(run_size_));
+  run_ = nullptr;
+  if (fd_ >= 0) close(fd_);
+  fd_ = -1;
+}
+
+void Vcpu::Start(PostExit post_exit, PostStopped post_stopped) {
+  if (run_ == nullptr || thread_.joinable()) return;
+  post_exit_ = std::move(post_exit);
+  post_stopped_ = std::move(post_stopped);
+  thread_ = std::thread([this] { Loop(); });
+}
+
+void Vcpu::Answer(uint64_t value) {
+  std::lock_guard<std::mutex> lock(mu_);
+  if (!waiting_) return;
+  answer_ = value;
+  answered_ = true;
+  cv_.notify_all();
+}
+
+void Vcpu::Kick() {
+  if (run_ == nullptr) return;
+  run_->immediate_exit = 1;
+  if (thread_started_.load()) pthread_kill(pthread_, KickSignal());
+}
+
+void Vcpu::RequestStop() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_.store(true);
+    cv_.notify_all();
+  }
+  if (thread_.joinable()) Kick();
+}
+
+void Vcpu::SetPaused(bool paused) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    pause_.store(paused);
+    cv_.notify_all();
+  }
+  if (paused && thread_.joinable()) Kick();
+}
+
+void Vcpu::Join() {
+  if (thread_.joinable()) thread_.join();
+}
+
+bool Vcpu::Dispatch(ExitRequest req, uint64_t* value) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stop_.load()) return false;
+    request_ = req;
+    answered_ = false;
+    waiting_ = true;
+  }
+  if (!post_exit_(shared_from_this())) {
+    std::lock_guard<std::mutex> lock(mu_);
+    waiting_ = false;
+    return false;
+  }
+  std::unique_lock<std::mutex> lock(mu_);
+  cv_.wait(lock, [this] { return answered_ || stop_.load(); });
+  waiting_ = false;
+  if (!answered_) return false;
+  *value = answer_;
+  return true;
+}
+
+std::string Vcpu::HandlePio() {
+  auto& io = run_->io;
+  // KVM only produces 1, 2 or 4 byte accesses; string I/O comes as `count` of them in a row.
+  if (io.size != 1 && io.size != 2 && io.size != 4) return "port I/O exit with size " + std::to_string(io.size);
+  uint8_t* base = reinterpret_cast<uint8_t*>(run_) + io.data_offset;
+  if (io.data_offset + static_cast<uint64_t>(io.size) * io.count > static_cast<uint64_t>(run_size_)) return "port I/O data outside the run page";
+  for (uint32_t i = 0; i < io.count; i++) {
+    uint8_t* p = base + static_cast<size_t>(i) * io.size;
+    ExitRequest req;
+    req.kind = kExitPio;
+    req.addr = io.port;
+    req.size = io.size;
+    req.write = io.direction == KVM_EXIT_IO_OUT;
+    if (req.write) memcpy(&req.data, p, io.size);
+    uint64_t value = 0;
+    if (!Dispatch(req, &value)) return "";
+    if (!req.write) memcpy(p, &value, io.size);
+  }
+  return "";
+}
+
+std::string Vcpu::HandleMmio() {
+  auto& m = run_->mmio;
+  if (m.len == 0 || m.len > 8) return "MMIO exit with length " + std::to_string(m.len);
+  ExitRequest req;
+  req.kind = kExitMmio;
+  req.addr = m.phys_addr;
+  req.size = m.len;
+  req.write = m.is_write != 0;
+  if (req.write) memcpy(&req.data, m.data, m.len);
+  uint64_t value = 0;
+  if (!Dispatch(req, &value)) return "";
+  if (!req.write) memcpy(m.data, &value, m.len);
+  return "";
+}
+
+void Vcpu::Loop() {
+  pthread_ = pthread_self();
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, KickSignal());
+  pthread_sigmask(SIG_UNBLOCK, &set, nullptr);
+  thread_started_.store(true);
+
+  std::string reason = "stopped";
+  while (!stop_.load()) {
+    if (pause_.load()) {
+      std::unique_lock<std::mutex> lock(mu_);
+      parked_.store(true);
+      cv_.wait(lock, [this] { return !pause_.load() || stop_.load(); });
+      parked_.store(false);
+      continue;
+    }
+    int r = ioctl(fd_, KVM_RUN, 0);
+    if (r < 0) {
+      if (errno == EINTR || errno == EAGAIN) {
+        run_->immediate_exit = 0;
+        continue;
+      }
+      reason = Errno("error: KVM_RUN failed");
+      break;
+    }
+    std::string err;
+    switch (run_->exit_reason) {
+      case KVM_EXIT_IO:
+        err = HandlePio();
+        break;
+      case KVM_EXIT_MMIO:
+        err = HandleMmio();
+        break;
+      case KVM_EXIT_INTR:
+        continue;
+      case KVM_EXIT_HLT:
+        reason = "hlt";
+        break;
+      case KVM_EXIT_SHUTDOWN:
+        // A triple fault; on a PC that resets the machine.
+        reason = "shutdown";
+        break;
+      case KVM_EXIT_SYSTEM_EVENT:
+        reason = run_->system_event.type == KVM_SYSTEM_EVENT_RESET ? "reset"
+                 : run_->system_event.type == KVM_SYSTEM_EVENT_CRASH ? "crash"
+                                                                     : "poweroff";
+        break;
+      case KVM_EXIT_FAIL_ENTRY:
+        reason = "error: entry failed, hardware reason " + std::to_string(run_->fail_entry.hardware_entry_failure_reason);
+        break;
+      case KVM_EXIT_INTERNAL_ERROR:
+        reason = "error: KVM internal error, suberror " + std::to_string(run_->internal.suberror);
+        break;
+      default:
+        reason = "error: unhandled exit reason " + std::to_string(run_->exit_reason);
+        break;
+    }
+    if (!err.empty()) {
+      reason = "error: " + err;
+      break;
+    }
+    if (run_->exit_reason != KVM_EXIT_IO && run_->exit_reason != KVM_EXIT_MMIO) break;
+  }
+  thread_started_.store(false);
+  if (post_stopped_) post_stopped_(shared_from_this(), reason);
+}
+
+}  // namespace vrun

@@ -1,0 +1,211 @@
+import { VrunError, errorMessage } from '../../common/errors.js';
+import { rootLogger, type Logger } from '../../common/log.js';
+import { Bus } from '../devices/bus.js';
+import { GuestMemory } from '../virtio/guest-memory.js';
+import { EXIT_MMIO, EXIT_PIO, EXIT_STOPPED, kvmAddon, type NativeKvmVm, type VcpuStateKind } from './native.js';
+import { decodeRegs, encodeRegs, type RegName, type Regs } from './vcpu-state.js';
+
+/**
+ * A KVM virtual machine driven from TypeScript: guest RAM (one shared memfd, seen here as a Buffer
+ * without copies), vCPUs whose I/O-port and MMIO exits land on two buses of device models, and the
+ * ioeventfd/irqfd plumbing for virtio. One VM runs once: start it, wait for every vCPU to stop,
+ * destroy it. destroy() joins every vCPU thread and closes every fd the VM opened.
+ */
+
+export interface VmOptions {
+  /** Bytes of guest RAM (the size of the memfd). */
+  memBytes: number;
+  /** Where the RAM file appears in guest-physical space; defaults to one range at 0. */
+  regions?: { guestAddr: number; size: number; fileOffset: number }[];
+  vcpus: number;
+  devicePath?: string;
+  logger?: Logger;
+}
+
+export interface VcpuStop {
+  vcpu: number;
+  reason: string;
+}
+
+export class Vm {
+  readonly pio: Bus;
+  readonly mmio: Bus;
+  readonly ram: Buffer;
+  readonly memory: GuestMemory;
+  readonly vcpus: number;
+  private readonly native: NativeKvmVm;
+  private readonly logger: Logger;
+  private destroyed = false;
+  private started = false;
+  private stops: VcpuStop[] = [];
+  private waiters: ((stops: VcpuStop[]) => void)[] = [];
+  /** The first device-model exception, which also stops the VM: a device that threw cannot be trusted further. */
+  deviceError: Error | undefined;
+
+  constructor(opts: VmOptions) {
+    const { memBytes, vcpus } = opts;
+    if (!Number.isSafeInteger(memBytes) || memBytes <= 0 || memBytes % 4096 !== 0) {
+      throw new VrunError(`guest memory of ${memBytes} bytes is not a positive multiple of 4 KiB`);
+    }
+    if (!Number.isInteger(vcpus) || vcpus < 1) throw new VrunError(`vCPU count ${vcpus} must be at least 1`);
+    const regions = opts.regions ?? [{ guestAddr: 0, size: memBytes, fileOffset: 0 }];
+    this.logger = opts.logger ?? rootLogger();
+    this.pio = new Bus('pio', this.logger);
+    this.mmio = new Bus('mmio', this.logger);
+    const addon = kvmAddon();
+    try {
+      this.native = new addon.KvmVm(opts.devicePath ?? '/dev/kvm', memBytes, regions.map((r) => [r.guestAddr, r.size, r.fileOffset]));
+    } catch (err) {
+      throw new VrunError(`cannot create a KVM VM: ${errorMessage(err)}`, { cause: err });
+    }
+    try {
+      for (let i = 0; i < vcpus; i++) this.native.createVcpu(i);
+    } catch (err) {
+      this.native.destroy();
+      throw new VrunError(`cannot create ${vcpus} vCPUs: ${errorMessage(err)}`, { cause: err });
+    }
+    this.vcpus = vcpus;
+    this.ram = Buffer.from(this.native.memory());
+    this.memory = new GuestMemory(regions.map((r) => ({ guestAddr: r.guestAddr, buf: this.ram.subarray(r.fileOffset, r.fileOffset + r.size) })));
+  }
+
+  get memfd(): number {
+    return this.native.memfd();
+  }
+
+  state(vcpu: number, kind: VcpuStateKind): Buffer {
+    return this.native.getVcpuState(vcpu, kind);
+  }
+
+  setState(vcpu: number, kind: VcpuStateKind | 'msrs' | 'cpuid', data: Buffer): void {
+    this.native.setVcpuState(vcpu, kind, data);
+  }
+
+  regs(vcpu: number): Regs {
+    return decodeRegs(this.native.getVcpuState(vcpu, 'regs'));
+  }
+
+  setRegs(vcpu: number, regs: Partial<Record<RegName, bigint | number>>): void {
+    this.native.setVcpuState(vcpu, 'regs', encodeRegs(this.native.getVcpuState(vcpu, 'regs'), regs));
+  }
+
+  /** Read-modify-write of the special registers (segments, descriptor tables, control registers). */
+  editSregs(vcpu: number, edit: (sregs: Buffer) => void): void {
+    const sregs = this.native.getVcpuState(vcpu, 'sregs');
+    edit(sregs);
+    this.native.setVcpuState(vcpu, 'sregs', sregs);
+  }
+
+  supportedCpuid(): Buffer {
+    return this.native.supportedCpuid();
+  }
+
+  /** Queue notifications: guest writes to `addr` signal an eventfd the loop watches, no JS exit. */
+  ioeventfd(addr: number, length: 0 | 1 | 2 | 4 | 8, pio: boolean, datamatch: number | undefined, onNotify: () => void): void {
+    this.native.ioeventfd(addr, length, pio, datamatch ?? -1, () => this.guard(onNotify));
+  }
+
+  /** An interrupt source: the returned function raises an edge on `gsi` straight into the in-kernel irqchip. */
+  irqfd(gsi: number): () => void {
+    const id = this.native.irqfd(gsi);
+    return () => {
+      if (!this.destroyed) this.native.triggerIrqfd(id);
+    };
+  }
+
+  irqLine(gsi: number, level: boolean): void {
+    this.native.irqLine(gsi, level);
+  }
+
+  /** Starts every vCPU; resolves once all of them stopped, with why. */
+  run(): Promise<VcpuStop[]> {
+    if (this.destroyed) return Promise.reject(new VrunError('the VM was destroyed'));
+    if (this.started) return this.wait();
+    this.started = true;
+    this.native.start((vcpu, kind, addr, size, write, data) => {
+      if (kind === EXIT_STOPPED) {
+        this.stops.push({ vcpu, reason: String(addr) });
+        if (this.stops.length === this.vcpus) this.settle();
+        return 0;
+      }
+      const bus = kind === EXIT_PIO ? this.pio : kind === EXIT_MMIO ? this.mmio : undefined;
+      if (!bus || typeof addr !== 'number') return 0;
+      try {
+        return size === 8 ? access64(bus, addr, write, data) : access(bus, addr, size, write, data);
+      } catch (err) {
+        this.failDevice(err);
+        return 0;
+      }
+    });
+    return this.wait();
+  }
+
+  wait(): Promise<VcpuStop[]> {
+    if (this.started && this.stops.length === this.vcpus) return Promise.resolve([...this.stops]);
+    return new Promise((resolve) => this.waiters.push(resolve));
+  }
+
+  /** Asks every vCPU to leave the guest; run() resolves when they all did. */
+  stop(): void {
+    if (!this.destroyed) this.native.stop();
+  }
+
+  pause(): void {
+    if (!this.destroyed) this.native.pause();
+  }
+
+  resume(): void {
+    if (!this.destroyed) this.native.resume();
+  }
+
+  /** Stops the vCPUs, joins their threads and closes every fd. Safe to call more than once. */
+  destroy(): void {
+    if (this.destroyed) return;
+    this.destroyed = true;
+    this.native.destroy();
+    if (this.started && this.stops.length < this.vcpus) {
+      for (let i = 0; i < this.vcpus; i++) if (!this.stops.some((s) => s.vcpu === i)) this.stops.push({ vcpu: i, reason: 'destroyed' });
+    }
+    this.settle();
+  }
+
+  private settle(): void {
+    const stops = [...this.stops];
+    for (const w of this.waiters.splice(0)) w(stops);
+  }
+
+  private guard(fn: () => void): void {
+    try {
+      fn();
+    } catch (err) {
+      this.failDevice(err);
+    }
+  }
+
+  private failDevice(err: unknown): void {
+    if (!this.deviceError) {
+      this.deviceError = err instanceof Error ? err : new Error(String(err));
+      this.logger.error({ err: this.deviceError.message }, 'device model failed; stopping the VM');
+    }
+    this.stop();
+  }
+}
+
+function access(bus: Bus, addr: number, size: number, write: boolean, data: number | bigint): number {
+  if (write) {
+    bus.write(addr, size, Number(data));
+    return 0;
+  }
+  return bus.read(addr, size);
+}
+
+/** 64-bit MMIO as two 32-bit halves, low first, as virtio-mmio defines its wide fields. */
+function access64(bus: Bus, addr: number, write: boolean, data: number | bigint): bigint {
+  if (write) {
+    const v = BigInt(data);
+    bus.write(addr, 4, Number(v & 0xffff_ffffn));
+    bus.write(addr + 4, 4, Number(v >> 32n));
+    return 0n;
+  }
+  return BigInt(bus.read(addr, 4)) | (BigInt(bus.read(addr + 4, 4)) << 32n);
+}
