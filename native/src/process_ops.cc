@@ -87,14 +87,19 @@ Napi::Value SetWinsize(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
-// procPipe(): [readFd, writeFd], both close-on-exec. Real pipes for container stdio: a socketpair (what
-// Node's spawn gives) breaks programs that open /dev/stdout.
+// procPipe(sizeBytes): [readFd, writeFd], both close-on-exec. Real pipes for container stdio: a socketpair
+// (what Node's spawn gives) breaks programs that open /dev/stdout. A larger pipe lets a fast writer get
+// ahead of the reader, so the reader's reads are larger and fewer. The size is best effort.
 Napi::Value Pipe(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int fds[2];
   if (pipe2(fds, O_CLOEXEC) != 0) {
     ThrowErrno(env, errno, "pipe2");
     return env.Undefined();
+  }
+  if (info.Length() > 0 && info[0].IsNumber()) {
+    int size = info[0].As<Napi::Number>().Int32Value();
+    if (size > 0) (void)fcntl(fds[1], F_SETPIPE_SZ, size);
   }
   Napi::Array out = Napi::Array::New(env, 2);
   out.Set(uint32_t{0}, Napi::Number::New(env, fds[0]));

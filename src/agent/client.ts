@@ -173,6 +173,8 @@ export class AgentClient {
       'grpc.initial_reconnect_backoff_ms': 100,
       'grpc.max_reconnect_backoff_ms': 1000,
       'grpc.enable_retries': 0,
+      // Output streams are bulk data: a 64 KiB HTTP/2 window would stall them on every round trip.
+      'grpc-node.flow_control_window': 8 * 1024 * 1024,
     }) as unknown as GeneratedAgentClient;
     this.callTimeoutMs = opts.callTimeoutMs ?? 60_000;
   }

@@ -5,7 +5,7 @@ export interface AgentNative {
   procSetChildSubreaper(): void;
   /** null while the child runs; the exit once reaped (code is 128+signal for a signal death). */
   procWaitPid(pid: number): { code: number; signal: number } | null;
-  procPipe(): [number, number];
+  procPipe(sizeBytes?: number): [number, number];
   ttySetWinsize(fd: number, rows: number, cols: number): void;
   fdListenUnix(path: string): number;
   fdRecvFromListener(listenFd: number, timeoutMs: number): Promise<number>;

@@ -13,12 +13,18 @@ import { precondition } from './rpc-error.js';
 
 export type OutputName = 'stdout' | 'stderr';
 
+/** Output is gathered into messages of about this size (well under the gRPC message bound)... */
+const GATHER_BYTES = 256 * 1024;
+/** ...or for at most this long. */
+const GATHER_MS = 1;
+/** Output pipes are enlarged (from 64 KiB) so a fast writer gets ahead and the agent's reads grow. */
+const OUTPUT_PIPE_BYTES = 1024 * 1024;
+
 /** What an output reader needs from its sink (a gRPC server stream). */
 export interface OutputSink {
   write(chunk: { data: Buffer }): boolean;
   end(): void;
-  on(event: 'drain', cb: () => void): unknown;
-  once(event: 'cancelled' | 'close' | 'error', cb: () => void): unknown;
+  once(event: 'drain' | 'cancelled' | 'close' | 'error', cb: () => void): unknown;
   removeListener(event: 'drain' | 'cancelled' | 'close' | 'error', cb: () => void): unknown;
 }
 
@@ -42,8 +48,8 @@ export class ProcessIo {
   static pipes(): { io: ProcessIo; child: ChildStdio } {
     const native = agentNative();
     const [inR, inW] = native.procPipe();
-    const [outR, outW] = native.procPipe();
-    const [errR, errW] = native.procPipe();
+    const [outR, outW] = native.procPipe(OUTPUT_PIPE_BYTES);
+    const [errR, errW] = native.procPipe(OUTPUT_PIPE_BYTES);
     const io = new ProcessIo();
     io.stdin = new net.Socket({ fd: inW, readable: false, writable: true });
     io.stdin.on('error', () => undefined); // EPIPE when the process closed stdin: its choice
@@ -97,10 +103,35 @@ export class ProcessIo {
     }
     if (this.attached.has(name)) throw precondition(`${name} of this process already has a reader`);
     this.attached.add(name);
-    const onData = (buf: Buffer) => {
-      if (!sink.write({ data: buf })) src.pause();
+    // Reads are gathered for up to GATHER_MS (or GATHER_BYTES) into one message: a fast producer's small
+    // writes would otherwise cost one gRPC message each. Interactive output waits at most GATHER_MS.
+    let pending: Buffer[] = [];
+    let pendingBytes = 0;
+    let timer: NodeJS.Timeout | null = null;
+    let eofSeen = false;
+    const flush = () => {
+      if (timer) clearTimeout(timer);
+      timer = null;
+      if (pendingBytes > 0 && this.attached.has(name)) {
+        const data = pending.length === 1 ? (pending[0] as Buffer) : Buffer.concat(pending, pendingBytes);
+        pending = [];
+        pendingBytes = 0;
+        if (!sink.write({ data })) {
+          src.pause();
+          sink.once('drain', onDrain);
+        }
+      }
+      if (eofSeen) finishEof();
     };
-    const onDrain = () => src.resume();
+    const onDrain = () => {
+      if (this.attached.has(name)) src.resume();
+    };
+    const onData = (buf: Buffer) => {
+      pending.push(buf);
+      pendingBytes += buf.length;
+      if (pendingBytes >= GATHER_BYTES) flush();
+      else timer ??= setTimeout(flush, GATHER_MS);
+    };
     const detach = () => {
       src.removeListener('data', onData);
       src.removeListener('vrun-eof', onEof);
@@ -108,19 +139,29 @@ export class ProcessIo {
       sink.removeListener('cancelled', onGone);
       sink.removeListener('close', onGone);
       sink.removeListener('error', onGone);
-      this.attached.delete(name);
     };
-    const onEof = () => {
+    const finishEof = () => {
       detach();
+      this.attached.delete(name);
       sink.end();
     };
+    const onEof = () => {
+      eofSeen = true;
+      flush();
+    };
     const onGone = () => {
+      if (timer) clearTimeout(timer);
+      timer = null;
       detach();
       src.pause();
+      // What was read but not sent goes back, for the next reader.
+      if (pendingBytes > 0 && !src.readableEnded) src.unshift(Buffer.concat(pending, pendingBytes));
+      pending = [];
+      pendingBytes = 0;
+      this.attached.delete(name);
     };
     src.on('data', onData);
     src.once('vrun-eof', onEof);
-    sink.on('drain', onDrain);
     sink.once('cancelled', onGone);
     sink.once('close', onGone);
     sink.once('error', onGone);

@@ -1,5 +1,6 @@
+import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { busyboxSpec, readAll, startHostAgent, type HostAgent } from './host-agent.js';
+import { busyboxSpec, readAll, startHostAgent, type HostAgent } from '../../src/agent/host-process.js';
 
 describe('agent on the host: containers through crun', () => {
   let agent: HostAgent;
@@ -53,5 +54,107 @@ describe('agent on the host: containers through crun', () => {
     await agent.client.signalProcess({ containerId: c }, 'SIGKILL');
     expect(await agent.client.waitProcess({ containerId: c })).toEqual({ exitStatus: 137, signal: 9, oomKilled: false });
     await agent.client.removeContainer(c);
+  });
+
+  it('keeps 100 MB of stdout and stderr apart and byte-exact', async () => {
+    const c = id();
+    const { client } = agent;
+    // Two different byte patterns, interleaved in time by two writers.
+    const script = 'yes abcdefghijklmnopqrstuvwxyz0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz012345678 | head -c 104857600 & ' +
+      'yes 0000000000 | head -c 104857600 >&2; wait';
+    await client.createContainer({ containerId: c, spec: busyboxSpec(['sh', '-c', script]), rootfs });
+    const digest = async (which: 'stdout' | 'stderr') => {
+      const h = createHash('sha256');
+      let bytes = 0;
+      for await (const chunk of client.readOutput({ containerId: c }, which)) {
+        h.update(chunk as Buffer);
+        bytes += (chunk as Buffer).length;
+      }
+      return { bytes, sha: h.digest('hex') };
+    };
+    const out = digest('stdout');
+    const err = digest('stderr');
+    await client.startContainer(c);
+    const [o, e] = await Promise.all([out, err]);
+    expect((await client.waitProcess({ containerId: c })).exitStatus).toBe(0);
+    // The bytes `yes LINE | head -c N` produce, computed here independently.
+    const expected = (line: string) => {
+      const h = createHash('sha256');
+      const unit = `${line}\n`;
+      const block = Buffer.from(unit.repeat(Math.ceil((1 << 20) / unit.length)));
+      const usable = block.length - (block.length % unit.length);
+      let left = 104857600;
+      while (left > 0) {
+        const piece = block.subarray(0, Math.min(left, usable));
+        h.update(piece);
+        left -= piece.length;
+      }
+      return h.digest('hex');
+    };
+    expect(o.bytes).toBe(104857600);
+    expect(e.bytes).toBe(104857600);
+    expect(o.sha).toBe(expected('abcdefghijklmnopqrstuvwxyz0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz012345678'));
+    expect(e.sha).toBe(expected('0000000000'));
+    await client.removeContainer(c);
+  });
+
+  it('pipes stdin to the process and delivers EOF when it ends', async () => {
+    const c = id();
+    const { client } = agent;
+    await client.createContainer({ containerId: c, spec: busyboxSpec(['sh', '-c', 'wc -c; md5sum']), rootfs });
+    const out = readAll(client.readOutput({ containerId: c }, 'stdout'));
+    await client.startContainer(c);
+    const input = Buffer.alloc(3 * 1024 * 1024 + 7, 0x61);
+    const stdin = client.writeStdin({ containerId: c });
+    stdin.end(input);
+    expect(await stdin.written).toBe(input.length);
+    expect((await client.waitProcess({ containerId: c })).exitStatus).toBe(0);
+    // wc consumed everything, so md5sum read an immediate EOF: the md5 of nothing.
+    expect((await out).toString()).toBe(`${input.length}\nd41d8cd98f00b204e9800998ecf8427e  -\n`);
+    await client.removeContainer(c);
+  });
+
+  it('execs into a running container, with its own stdio and exit code', async () => {
+    const c = id();
+    const { client } = agent;
+    await client.createContainer({ containerId: c, spec: busyboxSpec(['sleep', '1000']), rootfs });
+    await client.startContainer(c);
+    const pid = await client.execProcess({ containerId: c, execId: 'e1', process: { args: ['sh', '-c', 'echo in-$(hostname); cat /proc/1/cmdline; exit 5'], env: ['PATH=/bin'], cwd: '/' } });
+    expect(pid).toBeGreaterThan(1);
+    const out = await readAll(client.readOutput({ containerId: c, execId: 'e1' }, 'stdout'));
+    expect(await client.waitProcess({ containerId: c, execId: 'e1' })).toEqual({ exitStatus: 5, signal: 0, oomKilled: false });
+    // Same UTS and pid namespace as the container: its hostname, and its pid 1 is the init's sleep.
+    expect(out.toString()).toBe('in-ctr\nsleep\u00001000\u0000');
+    const procs = await client.listProcesses(c);
+    expect(procs.some((p) => p.known && p.execId === '')).toBe(true);
+    await client.removeContainer(c, { force: true });
+  });
+
+  it('runs a terminal whose resize is visible to stty size', async () => {
+    const c = id();
+    const { client } = agent;
+    await client.createContainer({ containerId: c, spec: busyboxSpec(['sh', '-c', 'read x; stty size; echo got:$x']), rootfs, stdio: 'terminal' });
+    const out = readAll(client.readOutput({ containerId: c }, 'stdout'));
+    await client.startContainer(c);
+    await client.resizeTerminal({ containerId: c }, { rows: 33, cols: 77 });
+    const stdin = client.writeStdin({ containerId: c }, { closeOnEnd: false });
+    stdin.end('go\n');
+    await stdin.written;
+    expect((await client.waitProcess({ containerId: c })).exitStatus).toBe(0);
+    const text = (await out).toString();
+    expect(text).toContain('33 77\r\n');
+    expect(text).toContain('got:go');
+    await client.removeContainer(c);
+  });
+
+  it('honours env, cwd, user and a read-only rootfs from the OCI spec', async () => {
+    const r = await runOnce(['sh', '-c', 'echo $FOO; pwd; id -u; id -g; touch /x 2>/dev/null && echo writable || echo readonly; touch /tmp/y && echo tmp-ok'], {
+      env: ['PATH=/bin', 'FOO=bar baz'],
+      cwd: '/etc',
+      user: { uid: 1234, gid: 4321 },
+      readonly: true,
+    });
+    expect(r.exit.exitStatus).toBe(0);
+    expect(r.stdout).toBe('bar baz\n/etc\n1234\n4321\nreadonly\ntmp-ok\n');
   });
 });

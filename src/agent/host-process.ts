@@ -1,5 +1,6 @@
 /**
- * Runs the bundled agent (dist/agent/agent.mjs, the same file the guest gets) as a host process for tests:
+ * Runs the bundled agent (dist/agent/agent.mjs, the same file the guest gets) as a host process, for tests
+ * and benchmarks:
  * in a private mount + UTS namespace with cgroup2 mounted on /sys/fs/cgroup, because crun refuses this
  * host's hybrid cgroups. Talks to it over a unix socket with the real host client.
  */
@@ -7,9 +8,9 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { AgentClient, type OciSpec } from '../../src/agent/client.js';
-import { nativeAddonPath } from '../../src/common/native.js';
-import { projectRoot } from '../../src/common/paths.js';
+import { AgentClient, type OciSpec } from './client.js';
+import { nativeAddonPath } from '../common/native.js';
+import { projectRoot } from '../common/paths.js';
 
 export interface HostAgent {
   client: AgentClient;
