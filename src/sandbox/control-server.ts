@@ -13,6 +13,8 @@ import type { Sandbox } from './sandbox.js';
 export class ControlServer {
   private readonly server: net.Server;
   private readonly conns = new Set<net.Socket>();
+  /** Requests still being answered: close() lets them send their last frame (the exit) first. */
+  private readonly inFlight = new Set<Promise<void>>();
 
   constructor(
     private readonly sandbox: Sandbox,
@@ -32,6 +34,7 @@ export class ControlServer {
 
   /** Waits for pending replies to flush, then closes everything. */
   async close(): Promise<void> {
+    await Promise.race([Promise.allSettled([...this.inFlight]), new Promise((r) => setTimeout(r, 5000))]);
     await Promise.race([
       Promise.all([...this.conns].map((c) => new Promise<void>((r) => (c.writableEnded ? r() : c.end(r))))),
       new Promise((r) => setTimeout(r, 2000)),
@@ -44,7 +47,7 @@ export class ControlServer {
     this.conns.add(sock);
     sock.on('close', () => this.conns.delete(sock));
     sock.on('error', () => undefined);
-    void (async () => {
+    const handled = (async () => {
       let req: ControlRequest;
       let rest: Buffer;
       try {
@@ -86,6 +89,8 @@ export class ControlServer {
         sock.end();
       }
     })();
+    this.inFlight.add(handled);
+    void handled.finally(() => this.inFlight.delete(handled));
   }
 
   /** The foreground `vrun run`: output to the client, its stdin and signals to the container, then the exit. */

@@ -161,6 +161,14 @@ export class Sandbox {
     this.phase('guestBoot', t);
 
     t = performance.now();
+    // The agent announces itself on the console once it serves; connecting earlier only burns retries.
+    // (Both lines can arrive in one read, before a waiter exists: look at what was printed first.)
+    const serving = /vrun-agent: serving/;
+    if (!serving.test(this.vm.console.recent(50))) {
+      await this.vm.console.waitFor(serving, AGENT_TIMEOUT_MS, 'the agent to serve').catch((err: unknown) => {
+        if (this.failure) throw err;
+      });
+    }
     this.agent = await this.connectAgent();
     const details = await this.agent.guestDetails();
     this.phase('agentReady', t);

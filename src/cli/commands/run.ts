@@ -12,6 +12,7 @@ import type { Command } from '../command.js';
 import { RUN_FLAGS, parseRunArgs } from '../run-options.js';
 import { flushStdio, wireLocalIo } from '../attach-io.js';
 import { vrunRunDir } from '../../common/paths.js';
+import { mirrorLog } from '../log-mirror.js';
 import path from 'node:path';
 
 /** Said once per host: a marker under the run dir remembers that the user was told. */
@@ -40,27 +41,31 @@ export const runCommand: Command = {
     const sb = await launchSandbox(config, name);
     if (decision.notice) await noticeOnce(decision.notice);
     const alive = () => isAlive(sb.pid);
+    const stopMirror = process.env.VRUN_DEBUG ? mirrorLog(sb.paths.log) : async () => undefined;
 
     if (config.detach) {
       try {
         await controlCall(sb.paths.control, { op: 'start' }, 15 * 60_000);
       } catch (err) {
         const st = await readState(sb.id).catch(() => undefined);
-        if (st) await removeSandbox(st).catch(() => undefined);
+        if (st && !process.env.VRUN_KEEP_FAILED) await removeSandbox(st).catch(() => undefined);
         throw err;
+      } finally {
+        await stopMirror();
       }
       process.stdout.write(`${sb.id}\n`);
       return 0;
     }
 
-    const session = await controlStream(
-      sb.paths.control,
-      { op: 'attach', start: true, stdin: config.interactive },
-      { stdout: (b) => process.stdout.write(b), stderr: (b) => process.stderr.write(b) },
-      { timeoutMs: CONNECT_TIMEOUT_MS, alive },
-    );
-    const restore = wireLocalIo(session, { stdin: config.interactive, tty: config.tty });
+    let restore = () => undefined as void;
     try {
+      const session = await controlStream(
+        sb.paths.control,
+        { op: 'attach', start: true, stdin: config.interactive },
+        { stdout: (b) => process.stdout.write(b), stderr: (b) => process.stderr.write(b) },
+        { timeoutMs: CONNECT_TIMEOUT_MS, alive },
+      );
+      restore = wireLocalIo(session, { stdin: config.interactive, tty: config.tty });
       const r = await session.result;
       return r.exitCode;
     } catch (err) {
@@ -71,8 +76,9 @@ export const runCommand: Command = {
       throw err instanceof VrunError ? err : new VrunError(String(err));
     } finally {
       restore();
-      await flushStdio();
       if (config.autoRemove) await waitGone(sb.pid);
+      await stopMirror();
+      await flushStdio();
     }
   },
 };

@@ -1,0 +1,35 @@
+import { open } from 'node:fs/promises';
+
+/**
+ * `--debug`: mirrors the sandbox's pino log (sandbox.log, written by the detached sandbox process) to
+ * stderr while the CLI waits, so the JSON lines show up as if the CLI had written them.
+ */
+export function mirrorLog(file: string, out: NodeJS.WritableStream = process.stderr): () => Promise<void> {
+  let stopped = false;
+  let pos = 0;
+  const buf = Buffer.alloc(1 << 16);
+  const pump = async () => {
+    const fh = await open(file, 'r').catch(() => undefined);
+    if (!fh) return;
+    try {
+      for (;;) {
+        const { bytesRead } = await fh.read(buf, 0, buf.length, pos);
+        if (bytesRead === 0) return;
+        pos += bytesRead;
+        out.write(Buffer.from(buf.subarray(0, bytesRead)));
+      }
+    } finally {
+      await fh.close();
+    }
+  };
+  let running = Promise.resolve();
+  const timer = setInterval(() => {
+    if (!stopped) running = running.then(pump);
+  }, 100);
+  return async () => {
+    stopped = true;
+    clearInterval(timer);
+    await running;
+    await pump();
+  };
+}
