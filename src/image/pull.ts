@@ -1,6 +1,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { Readable, Writable } from 'node:stream';
+import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { VrunError } from '../common/errors.js';
 import type { Progress } from '../common/progress.js';
@@ -116,7 +116,7 @@ async function downloadBlob(store: ImageStore, client: RegistryClient, repo: str
     }
     let fresh = have === 0;
     if (have < desc.size) {
-      const res = await client.getBlob(repo, desc.digest, have);
+      const res = await client.openBlob(repo, desc.digest, have);
       if (res.status === 200 && have > 0) {
         fresh = true; // the registry ignored the range: start over
       }
@@ -126,9 +126,8 @@ async function downloadBlob(store: ImageStore, client: RegistryClient, repo: str
       const fd = fs.openSync(partial, fresh ? 'w' : 'a', 0o600);
       let got = have;
       try {
-        if (!res.body) throw new VrunError(`${name}: empty response for blob ${desc.digest}`);
         await pipeline(
-          Readable.fromWeb(res.body as import('node:stream/web').ReadableStream<Uint8Array>),
+          res.body,
           new Writable({
             write(chunk: Buffer, _enc, cb) {
               got += chunk.length;

@@ -1,3 +1,5 @@
+import http, { type IncomingMessage } from 'node:http';
+import https from 'node:https';
 import { VrunError, errorMessage } from '../common/errors.js';
 import { rootLogger } from '../common/log.js';
 import type { Digest } from './digest.js';
@@ -92,6 +94,49 @@ export class RegistryClient {
     return res;
   }
 
+  /**
+   * A blob as a Node stream over node:http(s): several times faster than fetch's web streams for large layers.
+   * Answers an auth challenge once, follows redirects (to blob storage) without forwarding credentials to
+   * another origin, and resumes from `offset` when the server honours the range (status 206).
+   */
+  async openBlob(repo: string, digest: Digest, offset = 0): Promise<{ status: number; body: IncomingMessage }> {
+    const scope = `repository:${repo}:pull`;
+    let url = new URL(`${this.base}/v2/${repo}/blobs/${digest}`);
+    const origin = url.origin;
+    let answered = false;
+    for (let hop = 0; hop < 6; hop++) {
+      const headers: Record<string, string> = { ...(url.origin === origin ? this.authHeader(scope) : {}), 'user-agent': 'vrun' };
+      if (offset > 0) headers.range = `bytes=${offset}-`;
+      const res = await httpGet(url, headers, this.domain);
+      const status = res.statusCode ?? 0;
+      if (status === 401 && !answered && url.origin === origin) {
+        answered = true;
+        const challenge = String(res.headers['www-authenticate'] ?? '');
+        res.resume();
+        await this.answer(challenge, scope, url.toString());
+        continue;
+      }
+      if ([301, 302, 303, 307, 308].includes(status) && res.headers.location) {
+        res.resume();
+        url = new URL(res.headers.location, url);
+        if (url.protocol !== 'https:' && !(url.protocol === 'http:' && this.base.startsWith('http:'))) {
+          throw new VrunError(`${this.domain}: blob ${digest} redirects to plain HTTP (${url.origin}): refused`);
+        }
+        continue;
+      }
+      if (status === 416 && offset > 0) {
+        res.resume();
+        offset = 0;
+        continue;
+      }
+      if (status === 200 || status === 206) return { status, body: res };
+      res.resume();
+      if (status === 401 || status === 403) throw new VrunError(`${this.domain}/${repo}: access denied to blob ${digest} (HTTP ${status})`);
+      throw new VrunError(`${this.domain}/${repo}: fetching blob ${digest} failed with HTTP ${status}`);
+    }
+    throw new VrunError(`${this.domain}/${repo}: too many redirects fetching blob ${digest}`);
+  }
+
   private authHeader(scope: string): Record<string, string> {
     const token = this.tokens.get(scope);
     if (token) return { authorization: `Bearer ${token}` };
@@ -161,4 +206,12 @@ export async function readLimited(res: Response, max: number, what: string): Pro
     chunks.push(Buffer.from(c));
   }
   return Buffer.concat(chunks);
+}
+
+function httpGet(url: URL, headers: Record<string, string>, domain: string): Promise<IncomingMessage> {
+  const mod = url.protocol === 'https:' ? https : http;
+  return new Promise((resolve, reject) => {
+    const req = mod.get(url, { headers }, resolve);
+    req.on('error', (err: NodeJS.ErrnoException) => reject(new VrunError(`cannot reach registry ${domain} (${url.origin}): ${err.code ?? err.message}`)));
+  });
 }

@@ -61,6 +61,7 @@ const MAX_COMPONENT = 255;
 export async function unpackLayer(input: Readable, target: string, opts: { what: string; limits?: UnpackLimits; onBytes?: (n: number) => void }): Promise<UnpackResult> {
   const limits = opts.limits ?? defaultUnpackLimits();
   const what = opts.what;
+  if (fs.readdirSync(target).length > 0) throw new VrunError(`${what}: unpack target ${target} is not empty`);
   const compressed = new HashingStream({ what });
   const decompress = new AutoDecompress(what);
   const uncompressed = new HashingStream({ maxBytes: limits.maxBytes, what: `${what} (uncompressed)` });
@@ -133,6 +134,8 @@ class LayerWriter {
   /** Directories known to be real directories of this layer (not symlinks): skips repeated lstat calls. */
   private readonly knownDirs = new Set<string>();
   private readonly dirTimes: [string, Date][] = [];
+  /** Paths this unpack created (the target starts empty), so new names skip an lstat. */
+  private readonly created = new Set<string>();
   private readonly ops = fsOps();
   private readonly isRoot = process.getuid?.() === 0;
 
@@ -169,10 +172,12 @@ class LayerWriter {
     }
     const dest = path.join(parent, base);
     const rel = parentRel === '' ? base : `${parentRel}/${base}`;
+    const existed = this.created.has(rel);
+    this.created.add(rel);
     switch (type) {
       case 'directory': {
         await drain(body);
-        const st = lstatOrNull(dest);
+        const st = existed ? lstatOrNull(dest) : null;
         if (st && !st.isDirectory()) this.remove(dest);
         if (!st || !st.isDirectory()) fs.mkdirSync(dest, { mode: 0o700 });
         this.knownDirs.add(rel);
@@ -181,15 +186,14 @@ class LayerWriter {
       }
       case 'file':
       case 'contiguous-file':
-        this.clear(dest);
-        await writeBody(dest, body, label);
-        this.applyMeta(dest, h, false);
+        if (existed) this.clear(dest);
+        await writeBody(dest, body, label, (fd) => this.applyFileMeta(fd, dest, h));
         return;
       case 'symlink': {
         await drain(body);
         const target = h.linkname ?? '';
         if (target === '' || target.length > MAX_PATH || target.includes('\0')) throw new VrunError(`${label}: invalid symlink target`);
-        this.clear(dest);
+        if (existed) this.clear(dest);
         fs.symlinkSync(target, dest);
         this.applyMeta(dest, h, false, true);
         return;
@@ -203,13 +207,13 @@ class LayerWriter {
         if (!sst) throw new VrunError(`${label}: hardlink target "${printable(h.linkname ?? '')}" is not in this layer (refused)`);
         if (sst.isDirectory()) throw new VrunError(`${label}: hardlink to a directory (refused)`);
         if (src === dest) return;
-        this.clear(dest);
+        if (existed) this.clear(dest);
         fs.linkSync(src, dest);
         return;
       }
       case 'fifo':
         await drain(body);
-        this.clear(dest);
+        if (existed) this.clear(dest);
         this.ops.fsMknod(dest, fs.constants.S_IFIFO | 0o600, 0, 0);
         this.applyMeta(dest, h, false);
         return;
@@ -240,7 +244,8 @@ class LayerWriter {
       rel = rel === '' ? c : `${rel}/${c}`;
       abs = path.join(abs, c);
       if (this.knownDirs.has(rel)) continue;
-      const st = lstatOrNull(abs);
+      const st = this.created.has(rel) ? lstatOrNull(abs) : null;
+      this.created.add(rel);
       if (!st) {
         fs.mkdirSync(abs, { mode: 0o755 });
       } else if (st.isSymbolicLink()) {
@@ -278,6 +283,7 @@ class LayerWriter {
     const dest = path.join(parent, hidden);
     // A whiteout hides lower layers only: if this layer itself has the entry, the entry stays.
     if (lstatOrNull(dest)) return;
+    this.created.add(path.relative(this.root, dest));
     this.ops.fsMknod(dest, fs.constants.S_IFCHR | 0o600, 0, 0);
   }
 
@@ -308,6 +314,16 @@ class LayerWriter {
     const mtime = paxTime(pax?.mtime) ?? h.mtime ?? new Date(0);
     if (isDir) this.dirTimes.push([p, mtime]);
     else fs.lutimesSync(p, mtime, mtime);
+  }
+
+  /** Metadata of a regular file through its open fd: no path lookups, and the mtime is set after the last write. */
+  private applyFileMeta(fd: number, p: string, h: TarHeader): void {
+    const pax = h.pax ?? undefined;
+    if (this.isRoot) fs.fchownSync(fd, paxInt(pax?.uid) ?? h.uid ?? 0, paxInt(pax?.gid) ?? h.gid ?? 0);
+    fs.fchmodSync(fd, (h.mode ?? 0o644) & 0o7777);
+    if (pax) this.applyXattrs(p, pax);
+    const mtime = paxTime(pax?.mtime) ?? h.mtime ?? new Date(0);
+    fs.futimesSync(fd, mtime, mtime);
   }
 
   private applyXattrs(p: string, pax: Record<string, string>): void {
@@ -355,13 +371,14 @@ async function drain(body: EntryBody): Promise<void> {
 }
 
 /** Writes an entry's data with synchronous writes: fewer event-loop round trips than a write stream. */
-async function writeBody(dest: string, body: EntryBody, label: string): Promise<void> {
+async function writeBody(dest: string, body: EntryBody, label: string, beforeClose: (fd: number) => void): Promise<void> {
   const fd = fs.openSync(dest, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW, 0o600);
   try {
     for await (const chunk of body) {
       let off = 0;
       while (off < chunk.length) off += fs.writeSync(fd, chunk, off);
     }
+    beforeClose(fd);
   } catch (err) {
     if (err instanceof VrunError) throw err;
     throw new VrunError(`${label}: ${errorMessage(err)}`, { cause: err });
