@@ -1,0 +1,32 @@
+import { rm } from 'node:fs/promises';
+import { processBelongsTo, removeSandboxDir } from '../sandbox/cleanup.js';
+import { timestampFromDate } from '../ttrpc/protobuf/well-known.js';
+import type { ShimFlags } from './flags.js';
+import { unmountAll } from './host-mounts.js';
+import { groupIdOf, podDirFor, podPaths, readBundleAnnotations, readPodRecord } from './pod-paths.js';
+import { DeleteResponse } from './protocol/task-messages.js';
+
+/**
+ * containerd's `delete`, run after a shim died (or a start failed): undo what the dead shim left — its VM,
+ * virtiofsd and mounts — and answer with the DeleteResponse containerd reports as the task's exit (137,
+ * as if killed). When the pod's shim still serves other containers, only this container's mounts go.
+ */
+export async function deleteAfterShim(flags: ShimFlags): Promise<Uint8Array> {
+  const bundle = flags.bundle ?? process.cwd();
+  const annotations = await readBundleAnnotations(bundle).catch(() => ({}));
+  const dir = podDirFor(flags.namespace, groupIdOf(flags.id, annotations));
+  const paths = podPaths(dir);
+  const rec = await readPodRecord(paths).catch(() => undefined);
+  const shimPid = rec?.pids.shim;
+  const shimAlive = shimPid !== undefined && processBelongsTo(shimPid, dir);
+  if (shimAlive) {
+    const cdir = paths.containerDir(flags.id);
+    await unmountAll(cdir);
+    await rm(cdir, { recursive: true, force: true });
+  } else {
+    const pids = [rec?.pids.shim, rec?.pids.vmm, rec?.pids.virtiofsd].filter((p): p is number => typeof p === 'number');
+    const problem = await removeSandboxDir(dir, pids);
+    if (problem) throw new Error(problem);
+  }
+  return DeleteResponse.encode({ pid: 0, exitStatus: 137, exitedAt: timestampFromDate(new Date()) });
+}

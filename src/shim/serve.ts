@@ -1,0 +1,56 @@
+import { openSync } from 'node:fs';
+import { rm } from 'node:fs/promises';
+import pino from 'pino';
+import { errorMessage } from '../common/errors.js';
+import { fileLogger, setRootLogger } from '../common/log.js';
+import { TtrpcServer } from '../ttrpc/server.js';
+import { EventPublisher } from './events.js';
+import type { ShimFlags } from './flags.js';
+import { unmountAll } from './host-mounts.js';
+import { podPaths, writePodRecord, type PodRecord } from './pod-paths.js';
+import { mountTaskService } from './protocol/task-service.js';
+import { VrunTasks } from './tasks.js';
+
+/**
+ * The serving process, one per pod: started detached by `start`, listens on <pod dir>/shim.sock, and
+ * exits after containerd's Shutdown once the pod's last container was deleted (or on SIGTERM).
+ */
+export async function serve(flags: ShimFlags, dir: string, groupId: string): Promise<void> {
+  const paths = podPaths(dir);
+  const dest = pino.destination({ fd: openSync(paths.log, 'a'), sync: false });
+  const log = fileLogger(dest, { level: flags.debug ? 'debug' : 'info' }).child({ pod: groupId, ns: flags.namespace });
+  setRootLogger(log);
+  const ttrpcAddress = process.env.TTRPC_ADDRESS ?? `${flags.address}.ttrpc`;
+  const events = new EventPublisher({ address: ttrpcAddress, namespace: flags.namespace, logger: log });
+  const record: PodRecord = { namespace: flags.namespace, groupId, pids: { shim: process.pid } };
+  await writePodRecord(paths, record);
+  const tasks = new VrunTasks(paths, events, log, async (pids, backend) => {
+    record.pids = { ...record.pids, ...pids };
+    record.backend = backend;
+    await writePodRecord(paths, record);
+  });
+  const server = new TtrpcServer();
+  mountTaskService(server, tasks);
+  await rm(paths.socket, { force: true });
+  await server.listen(paths.socket);
+  log.info({ socket: paths.socket, ttrpcAddress }, 'shim serving');
+
+  const stop = (sig: string) => {
+    log.warn({ sig }, 'shim told to stop');
+    void tasks.stopPod();
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+  process.on('SIGHUP', () => undefined);
+  process.on('SIGPIPE', () => undefined);
+
+  await tasks.done;
+  // Shutdown's own reply must reach containerd before the socket goes away.
+  await new Promise((r) => setTimeout(r, 100));
+  await events.close().catch((err: unknown) => log.warn({ err: errorMessage(err) }, 'closing the event publisher'));
+  await server.close({ graceful: true, timeoutMs: 2000 }).catch(() => undefined);
+  await unmountAll(paths.dir);
+  await rm(paths.dir, { recursive: true, force: true });
+  log.info('shim done');
+  dest.flushSync();
+}
