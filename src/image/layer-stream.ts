@@ -11,6 +11,7 @@ import { hasherDigest, newHasher, type Digest } from './digest.js';
  */
 export class HashingStream extends Transform {
   private readonly hash = newHasher();
+  private hashing = true;
   bytes = 0;
   private readonly maxBytes: number;
   private readonly what: string;
@@ -27,8 +28,13 @@ export class HashingStream extends Transform {
       cb(new VrunError(`${this.what} is larger than the limit of ${this.maxBytes} bytes (a decompression bomb, or raise VRUN_IMAGE_MAX_LAYER_BYTES)`));
       return;
     }
-    this.hash.update(chunk);
+    if (this.hashing) this.hash.update(chunk);
     cb(null, chunk);
+  }
+
+  /** Keeps counting and limiting but stops hashing (when another stage already hashes the same bytes). */
+  stopHashing(): void {
+    this.hashing = false;
   }
 
   digest(): Digest {
@@ -60,6 +66,7 @@ export class AutoDecompress extends Transform {
   private start(): void {
     const head = Buffer.concat(this.pending);
     this.compression = detectCompression(head);
+    this.emit('compression', this.compression);
     if (this.compression === 'gzip') this.inner = zlib.createGunzip({ chunkSize: 256 * 1024 });
     else if (this.compression === 'zstd') this.inner = zstdTransform();
     if (this.inner) {

@@ -65,6 +65,10 @@ export async function unpackLayer(input: Readable, target: string, opts: { what:
   const compressed = new HashingStream({ what });
   const decompress = new AutoDecompress(what);
   const uncompressed = new HashingStream({ maxBytes: limits.maxBytes, what: `${what} (uncompressed)` });
+  // An uncompressed layer's diff id is its blob digest: hash those bytes once.
+  decompress.once('compression', (c: Compression) => {
+    if (c === 'none') uncompressed.stopHashing();
+  });
   const writer = new LayerWriter(target, what, limits);
   const extract = tar.extract();
   if (opts.onBytes) compressed.on('data', (c: Buffer) => opts.onBytes?.(c.length));
@@ -97,9 +101,10 @@ export async function unpackLayer(input: Readable, target: string, opts: { what:
     if (first instanceof VrunError) throw first;
     throw new VrunError(`${what}: ${errorMessage(first)}`, { cause: first });
   }
+  const compressedDigest = compressed.digest();
   return {
-    compressedDigest: compressed.digest(),
-    diffId: uncompressed.digest(),
+    compressedDigest,
+    diffId: decompress.compression === 'none' ? compressedDigest : uncompressed.digest(),
     compression: decompress.compression ?? 'none',
     uncompressedBytes: uncompressed.bytes,
     entries: writer.entries,
