@@ -1,0 +1,84 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { unpackLayer } from '../../src/image/unpack.js';
+import { sha256 } from '../../src/image/digest.js';
+import { buildBusyboxImage } from '../../src/image/builtin.js';
+import { ImageStore } from '../../src/image/image-store.js';
+import { storeBuiltImage } from '../../src/image/builtin.js';
+import { fsOps } from '../../src/image/fs-ops.js';
+import { cleanup, describeTree, tempDir } from './helpers.js';
+import { run, umociRootfs } from './fixtures.js';
+
+/** Layers written by GNU tar in each of its formats, unpacked by us and by GNU tar itself: the trees must agree. */
+describe('unpack of layers written by GNU tar', () => {
+  let dir: string;
+  let src: string;
+  beforeAll(() => {
+    dir = tempDir('unpack');
+    src = path.join(dir, 'src');
+    const deep = path.join(src, 'a'.repeat(90), 'b'.repeat(90), 'c'.repeat(90));
+    fs.mkdirSync(deep, { recursive: true });
+    fs.writeFileSync(path.join(deep, `${'long-name-'.repeat(12)}.txt`), 'long paths need pax or GNU long names\n');
+    fs.symlinkSync(`../${'x'.repeat(150)}/target`, path.join(src, 'long-link'));
+    fs.writeFileSync(path.join(src, 'caps'), 'x');
+    fsOps().fsLsetxattr(path.join(src, 'caps'), 'user.note', Buffer.from('kept'));
+    fs.writeFileSync(path.join(src, 'big'), Buffer.alloc(3 << 20, 0x5a));
+    fs.linkSync(path.join(src, 'big'), path.join(src, 'big-link'));
+    fs.chownSync(path.join(src, 'big'), 3000000, 4000000); // beyond ustar's octal uid field: pax/GNU base-256
+    fs.mkdirSync(path.join(src, 'sticky'), { mode: 0o1777 });
+    fs.chmodSync(path.join(src, 'sticky'), 0o1777);
+    fs.writeFileSync(path.join(src, 'sgid'), '');
+    fs.chmodSync(path.join(src, 'sgid'), 0o2711);
+    fsOps().fsMknod(path.join(src, 'pipe'), fs.constants.S_IFIFO | 0o640, 0, 0);
+  });
+  afterAll(() => cleanup(dir));
+
+  for (const format of ['pax', 'gnu', 'posix'] as const) {
+    for (const compress of ['none', 'gzip', 'zstd'] as const) {
+      it(`${format} format, ${compress}`, async () => {
+        const tarFile = path.join(dir, `${format}-${compress}.tar`);
+        const flags = { none: [], gzip: ['--gzip'], zstd: ['--zstd'] }[compress];
+        run('tar', ['-C', src, `--format=${format}`, '--xattrs', '--xattrs-include=user.*', ...flags, '-cf', tarFile, '.']);
+        const theirs = path.join(dir, `theirs-${format}-${compress}`);
+        fs.mkdirSync(theirs);
+        run('tar', ['-C', theirs, '--xattrs', '--xattrs-include=user.*', '--same-owner', '-p', '-xf', tarFile]);
+        const ours = path.join(dir, `ours-${format}-${compress}`);
+        fs.mkdirSync(ours);
+        const res = await unpackLayer(fs.createReadStream(tarFile), ours, { what: tarFile });
+        expect(res.compression).toBe(compress);
+        expect(res.compressedDigest).toBe(sha256(fs.readFileSync(tarFile)));
+        const ourTree = describeTree(ours);
+        expect(ourTree).toEqual(describeTree(theirs));
+        expect(ourTree['caps']?.xattrs).toEqual({ 'user.note': Buffer.from('kept').toString('hex') });
+        expect(ourTree['big-link']?.group).toBe('big');
+        expect(ourTree['big']?.uid).toBe(3000000);
+      });
+    }
+  }
+
+  it('matches umoci unpack for the built-in image (whiteout and opaque directory applied)', async () => {
+    const img = await buildBusyboxImage();
+    const layout = path.join(dir, 'bb-layout');
+    const blobs = path.join(layout, 'blobs', 'sha256');
+    fs.mkdirSync(blobs, { recursive: true });
+    for (const b of [img.config, img.manifest, ...img.layers.map((l) => l.blob)]) fs.writeFileSync(path.join(blobs, sha256(b).slice(7)), b);
+    fs.writeFileSync(path.join(layout, 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }));
+    fs.writeFileSync(
+      path.join(layout, 'index.json'),
+      JSON.stringify({ schemaVersion: 2, manifests: [{ mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: img.manifestDigest, size: img.manifest.length, annotations: { 'org.opencontainers.image.ref.name': 'latest' } }] }),
+    );
+    const reference = describeTree(umociRootfs(layout, 'latest', path.join(dir, 'bb-umoci')));
+    const store = new ImageStore(path.join(dir, 'bb-store'));
+    await storeBuiltImage(store, img, ['busybox:latest']);
+    for (const mode of ['overlay', 'copy'] as const) {
+      const target = path.join(dir, `bb-${mode}`);
+      await store.prepareRootfs(`bb-${mode}`, 'busybox', target, { mode });
+      const ours = describeTree(target);
+      expect(ours).toEqual(reference);
+      expect(ours['etc/build-only']).toBeUndefined();
+      expect(Object.keys(ours).filter((k) => k.startsWith('var/spool/setup/'))).toEqual(['var/spool/setup/ready']);
+      await store.releaseRootfs(`bb-${mode}`);
+    }
+  });
+});
