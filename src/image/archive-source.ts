@@ -55,7 +55,9 @@ export async function tarSource(file: string, scratch: string): Promise<ArchiveS
     },
   });
   let feedError: unknown;
-  const feed = pipeline(fs.createReadStream(file, { highWaterMark: 1 << 20 }), new AutoDecompress(file), sink).catch((err: unknown) => {
+  const input = fs.createReadStream(file, { highWaterMark: 1 << 20 });
+  const decompress = new AutoDecompress(file);
+  const feed = pipeline(input, decompress, sink).catch((err: unknown) => {
     feedError = err;
     extract.destroy(err instanceof Error ? err : new Error(String(err)));
   });
@@ -90,6 +92,7 @@ export async function tarSource(file: string, scratch: string): Promise<ArchiveS
     if (feedError !== undefined) throw feedError;
   } catch (err) {
     extract.destroy(new Error('aborted'));
+    for (const st of [input, decompress, sink]) st.destroy();
     await feed;
     const first = feedError ?? err;
     if (first instanceof VrunError) throw first;

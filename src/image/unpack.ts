@@ -95,8 +95,10 @@ export async function unpackLayer(input: Readable, target: string, opts: { what:
     writer.finish();
   } catch (err) {
     const first = feedError ?? err;
-    input.destroy();
+    // Destroy every stage, not just the source: if the source already ended, the sink could be left waiting
+    // for a drain from the destroyed extractor and the pipeline would never settle.
     extract.destroy(new Error('unpack aborted'));
+    for (const st of [input, compressed, decompress, uncompressed, sink]) st.destroy();
     await feed;
     if (first instanceof VrunError) throw first;
     throw new VrunError(`${what}: ${errorMessage(first)}`, { cause: first });
