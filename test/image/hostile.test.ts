@@ -74,6 +74,29 @@ describe('hostile layers', () => {
     expectStoreIntact();
   });
 
+  it('replaces a symlinked directory by a real one, and never writes through a hardlinked symlink', async () => {
+    const layer = await buildLayer([
+      { name: 'd', type: 'symlink', linkname: outside },
+      { name: 'd', type: 'directory' },
+      file('d/secret', 'inside the layer\n'),
+      { name: 's', type: 'symlink', linkname: `${outside}/secret` },
+      { name: 'h', type: 'link', linkname: 's' },
+      file('h', 'replaces the link, not its target\n'),
+    ]);
+    await storeEvil([layer]);
+    const d = store.resolve('evil').layerDirs[0] as string;
+    expect(fs.lstatSync(path.join(d, 'd')).isDirectory()).toBe(true);
+    expect(fs.readFileSync(path.join(d, 'd/secret'), 'utf8')).toBe('inside the layer\n');
+    expect(fs.lstatSync(path.join(d, 'h')).isFile()).toBe(true);
+    await store.remove('evil');
+    expectStoreIntact();
+  });
+
+  it('refuses a whiteout that names the parent directory', async () => {
+    await expect(storeEvil([await buildLayer([{ name: 'a', type: 'directory' }, file('a/.wh..')])])).rejects.toThrow(/entry "a\/\.wh\.\.": invalid whiteout/);
+    expectStoreIntact();
+  });
+
   it('does not create device nodes from a layer', async () => {
     const layer = await buildLayer([{ name: 'sda', type: 'block-device', devmajor: 8, devminor: 0 }, { name: 'mem', type: 'character-device', devmajor: 1, devminor: 1 }, file('ok')]);
     await storeEvil([layer]);
