@@ -24,8 +24,8 @@ export async function connectControl(socketPath: string, opts: { timeoutMs?: num
 }
 
 /** One request, one JSON reply. */
-export async function controlCall(socketPath: string, req: ControlRequest, timeoutMs = 10_000): Promise<unknown> {
-  const sock = await connectControl(socketPath, { timeoutMs });
+export async function controlCall(socketPath: string, req: ControlRequest, opts: { connectTimeoutMs?: number; alive?: () => boolean } = {}): Promise<unknown> {
+  const sock = await connectControl(socketPath, { timeoutMs: opts.connectTimeoutMs ?? 10_000, alive: opts.alive });
   return new Promise((resolve, reject) => {
     let buf = '';
     sock.setEncoding('utf8');

@@ -299,7 +299,7 @@ export class Sandbox {
     try {
       result = await agent.waitProcess({ containerId: this.state.id });
     } catch (err) {
-      await this.fail(`lost the container's exit status: ${errorMessage(err).split('\n')[0]}`);
+      this.onComponentExit(`lost the container's exit status: ${errorMessage(err).split('\n')[0]}`, 'dependent');
       return;
     }
     // Output written just before the exit is still in flight: drain it, bounded.
@@ -390,12 +390,12 @@ export class Sandbox {
   }
 
   /**
-   * virtiofsd also exits when QEMU goes away (its vhost-user peer hangs up); then the VM's reason is the
-   * real one, so a virtiofsd exit waits a moment for the VM's before it counts.
+   * virtiofsd exits and the agent connection drops when QEMU goes away; then the VM's reason is the real
+   * one, so those wait a moment for the VM's before they count.
    */
-  private onComponentExit(reason: string, kind: 'vm' | 'virtiofsd'): void {
+  private onComponentExit(reason: string, kind: 'vm' | 'virtiofsd' | 'dependent'): void {
     if (this.tearingDown) return;
-    if (kind === 'virtiofsd' && this.vm) {
+    if (kind !== 'vm' && this.vm) {
       const vmGone = Promise.race([this.vm.exited.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), 500))]);
       void vmGone.then((gone) => {
         if (!gone) void this.fail(reason);
@@ -419,16 +419,10 @@ export class Sandbox {
     if (this.tearingDown) return this.whenDone();
     this.tearingDown = true;
     const t = performance.now();
-    if (this.agent && !this.failure) {
-      await Promise.race([this.agent.shutdown().catch(() => undefined), new Promise((r) => setTimeout(r, 2000))]);
-    }
+    // The container has exited (or the pod failed): the guest holds nothing worth a clean shutdown, since
+    // virtio-fs writes reach the host as they happen. Pulling the plug is the fast, certain end.
     this.agent?.close();
-    if (this.vm) {
-      // After Shutdown the guest reboots, which ends QEMU; give it a moment before pulling the plug.
-      const vm = this.vm;
-      await Promise.race([vm.exited, new Promise((r) => setTimeout(r, this.failure ? 0 : 1500))]);
-      await vm.kill();
-    }
+    if (this.vm) await this.vm.kill();
     await Promise.all(this.fsds.map((f) => f.d.stop().catch(() => undefined)));
     await this.containerLog?.close();
     if (this.rootfs) await this.rootfs.release().catch((err: unknown) => this.log.warn({ err: errorMessage(err) }, 'releasing the rootfs failed'));

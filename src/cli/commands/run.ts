@@ -45,11 +45,11 @@ export const runCommand: Command = {
 
     if (config.detach) {
       try {
-        await controlCall(sb.paths.control, { op: 'start' }, 15 * 60_000);
+        await controlCall(sb.paths.control, { op: 'start' }, { connectTimeoutMs: CONNECT_TIMEOUT_MS, alive });
       } catch (err) {
         const st = await readState(sb.id).catch(() => undefined);
         if (st && !process.env.VRUN_KEEP_FAILED) await removeSandbox(st).catch(() => undefined);
-        throw err;
+        throw st?.error ? new VrunError(st.error) : err;
       } finally {
         await stopMirror();
       }
@@ -73,6 +73,7 @@ export const runCommand: Command = {
       // and a failed start leaves nothing at all (Docker keeps a "Created" container; we do not).
       const st = await readState(sb.id).catch(() => undefined);
       if (st && !process.env.VRUN_KEEP_FAILED && (config.autoRemove || st.status !== 'failed' || !st.startedAt)) await removeSandbox(st).catch(() => undefined);
+      if (st?.error) throw new VrunError(st.error);
       throw err instanceof VrunError ? err : new VrunError(String(err));
     } finally {
       restore();

@@ -22,7 +22,7 @@ export const stopCommand: Command = {
     for (const ref of positionals) {
       try {
         const s = await findSandbox(ref);
-        if (s.status === 'running' || s.status === 'creating') await controlCall(sandboxPaths(s.id).control, { op: 'stop', timeoutS }, (timeoutS + 60) * 1000);
+        if (s.status === 'running' || s.status === 'creating') await controlCall(sandboxPaths(s.id).control, { op: 'stop', timeoutS });
         process.stdout.write(`${ref}\n`);
       } catch (err) {
         process.stderr.write(`vrun: ${errorMessage(err)}\n`);

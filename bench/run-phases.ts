@@ -1,0 +1,90 @@
+/**
+ * `vrun run --vm busybox true`, phase by phase (image prep, VMM start, guest boot, agent ready, container
+ * create + start, teardown) as p50/p95 over VRUN_BENCH_RUNS runs (default 10), next to `crun run` of the
+ * same image's rootfs and spec directly on the host, measured in the same run. The phases come from the
+ * sandbox's own timers (state.json), the totals from the wall clock around the CLI.
+ */
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { buildSpec } from '../src/sandbox/oci-spec.js';
+import { prepareRootfs } from '../src/sandbox/rootfs.js';
+
+const root = path.resolve(import.meta.dirname, '../..');
+const vrunBin = path.join(root, 'bin', 'vrun.js');
+
+function pct(xs: number[], p: number): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.max(0, Math.ceil((p / 100) * s.length) - 1))] ?? NaN;
+}
+
+function vrun(args: string[], env: NodeJS.ProcessEnv): { status: number | null; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, [vrunBin, ...args], { encoding: 'utf8', env, timeout: 600_000 });
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+interface Inspect {
+  Sandbox: { PhasesMs: Record<string, number> };
+  State: { ExitCode: number };
+}
+
+async function crunBundle(dir: string): Promise<string> {
+  const bundle = path.join(dir, 'bundle');
+  const prepared = await prepareRootfs('busybox', `bench-crun-${process.pid}`, bundle);
+  const spec = buildSpec(prepared.config, { args: ['true'] }, prepared.hostPath);
+  // Host cgroups are hybrid here: crun runs only with a private cgroup2 mount and no cgroup namespace.
+  spec.linux.namespaces = spec.linux.namespaces.filter((n) => n.type !== 'cgroup');
+  spec.linux.resources = { devices: spec.linux.resources.devices };
+  spec.mounts = spec.mounts.filter((m) => m.destination !== '/sys/fs/cgroup');
+  writeFileSync(path.join(bundle, 'config.json'), JSON.stringify(spec));
+  return bundle;
+}
+
+export async function run(): Promise<void> {
+  const runs = Number(process.env.VRUN_BENCH_RUNS ?? 10);
+  const runDir = mkdtempSync(path.join('/run', 'vrun-bench-'));
+  const env = { ...process.env, VRUN_RUN: runDir };
+  const phases: Record<string, number[]> = {};
+  const totals: number[] = [];
+  try {
+    for (let i = 0; i < runs; i++) {
+      const name = `bench-${process.pid}-${i}`;
+      const t = performance.now();
+      const r = vrun(['run', '--vm', '--name', name, 'busybox', 'true'], env);
+      totals.push(performance.now() - t);
+      if (r.status !== 0) throw new Error(`vrun run exited ${r.status}: ${r.stderr.trim()}`);
+      const info = (JSON.parse(vrun(['inspect', name], env).stdout) as Inspect[])[0];
+      for (const [k, v] of Object.entries(info?.Sandbox.PhasesMs ?? {})) (phases[k] ??= []).push(v);
+      vrun(['rm', '-f', name], env);
+    }
+  } finally {
+    rmSync(runDir, { recursive: true, force: true });
+  }
+
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'vrun-bench-crun-'));
+  const crunTimes: number[] = [];
+  try {
+    const bundle = await crunBundle(dir);
+    for (let i = 0; i < runs; i++) {
+      const t = performance.now();
+      const r = spawnSync('unshare', ['-m', 'sh', '-c', `mount -t cgroup2 none /sys/fs/cgroup && exec crun run -b ${bundle} vrun-bench-${process.pid}-${i}`], { encoding: 'utf8' });
+      crunTimes.push(performance.now() - t);
+      if (r.status !== 0) throw new Error(`crun run exited ${r.status}: ${r.stderr.trim()}`);
+    }
+  } finally {
+    spawnSync('umount', ['-l', path.join(dir, 'bundle', 'rootfs')]);
+    rmSync(dir, { recursive: true, force: true });
+  }
+
+  const row = (label: string, xs: number[]) => `  ${label.padEnd(26)} p50 ${pct(xs, 50).toFixed(1).padStart(8)} ms   p95 ${pct(xs, 95).toFixed(1).padStart(8)} ms`;
+  process.stdout.write(`vrun run --vm busybox true, ${runs} runs (phases from the sandbox's timers):\n`);
+  for (const k of ['imagePrep', 'vmmStart', 'guestBoot', 'agentReady', 'containerCreate', 'containerStart', 'teardown']) {
+    if (phases[k]) process.stdout.write(`${row(k, phases[k])}\n`);
+  }
+  const nonBoot = totals.map((_, i) => ['imagePrep', 'vmmStart', 'agentReady', 'containerCreate', 'containerStart', 'teardown'].reduce((s, k) => s + (phases[k]?.[i] ?? 0), 0));
+  process.stdout.write(`${row('all but guest boot+agent', totals.map((_, i) => (nonBoot[i] ?? 0) - (phases.agentReady?.[i] ?? 0)))}\n`);
+  process.stdout.write(`${row('total (CLI wall clock)', totals)}\n`);
+  process.stdout.write(`${row('crun run on the host', crunTimes)}\n`);
+  process.stdout.write(`ratio vrun/crun (p50 total): ${(pct(totals, 50) / pct(crunTimes, 50)).toFixed(1)}x; guest boot is ${((pct(phases.guestBoot ?? [], 50) / pct(totals, 50)) * 100).toFixed(0)}% of the total\n`);
+}
