@@ -5,6 +5,7 @@
 #include "kvm_system.h"
 #include "kvm_vm.h"
 #include "process_ops.h"
+#include "vhost_user_socket.h"
 
 namespace {
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
@@ -13,6 +14,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   vrun::InitFsOps(env, exports);
   vrun::InitFdPassing(env, exports);
   vrun::InitProcessOps(env, exports);
+  vrun::InitVhostUserSocket(env, exports);
   return exports;
 }
 }  // namespace

@@ -103,6 +103,8 @@ void KvmVm::Init(Napi::Env env, Napi::Object exports) {
                                        InstanceMethod("ioeventfd", &KvmVm::Ioeventfd),
                                        InstanceMethod("irqfd", &KvmVm::Irqfd),
                                        InstanceMethod("triggerIrqfd", &KvmVm::TriggerIrqfd),
+                                       InstanceMethod("irqfdFd", &KvmVm::IrqfdFd),
+                                       InstanceMethod("kickEventfd", &KvmVm::KickEventfd),
                                        InstanceMethod("irqLine", &KvmVm::IrqLine),
                                        InstanceMethod("destroy", &KvmVm::Destroy),
                                    });
@@ -225,6 +227,8 @@ void KvmVm::Teardown() {
   watches_.clear();
   for (auto& [id, fd] : irqfds_) close(fd);
   irqfds_.clear();
+  for (int fd : kick_fds_) close(fd);
+  kick_fds_.clear();
   vcpus_.clear();
   if (vm_fd_ >= 0) close(vm_fd_);
   if (kvm_fd_ >= 0) close(kvm_fd_);
@@ -449,6 +453,43 @@ Napi::Value KvmVm::TriggerIrqfd(const Napi::CallbackInfo& info) {
   uint64_t one = 1;
   if (write(it->second, &one, sizeof one) != sizeof one) return Fail(env, std::string("irqfd write failed: ") + strerror(errno));
   return env.Undefined();
+}
+
+// irqfdFd(id) -> the eventfd behind an irqfd, for a vhost-user backend to signal the guest directly.
+Napi::Value KvmVm::IrqfdFd(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!Alive(env)) return env.Undefined();
+  double id = 0;
+  auto it = info.Length() > 0 && SafeInteger(info[0], 1e9, &id) ? irqfds_.find(static_cast<int>(id)) : irqfds_.end();
+  if (it == irqfds_.end()) return Fail(env, "no such irqfd");
+  return Napi::Number::New(env, it->second);
+}
+
+// kickEventfd(addr, length, datamatch) -> fd: an MMIO ioeventfd nobody here watches; a vhost-user
+// backend gets it as its queue's kick fd, so guest notifications go straight to the backend.
+Napi::Value KvmVm::KickEventfd(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!Alive(env)) return env.Undefined();
+  double addr = 0, len = 0, match = 0;
+  if (info.Length() < 3 || !SafeInteger(info[0], 1ull << 52, &addr) || !SafeInteger(info[1], 8, &len) || !SafeInteger(info[2], 4294967295.0, &match)) {
+    return Fail(env, "kickEventfd(addr, length, datamatch)");
+  }
+  int fd = NewEventfd();
+  if (fd < 0) return Fail(env, std::string("eventfd failed: ") + strerror(errno));
+  kvm_ioeventfd io;
+  memset(&io, 0, sizeof io);
+  io.addr = static_cast<uint64_t>(addr);
+  io.len = static_cast<uint32_t>(len);
+  io.fd = fd;
+  io.datamatch = static_cast<uint64_t>(match);
+  io.flags = KVM_IOEVENTFD_FLAG_DATAMATCH;
+  if (ioctl(vm_fd_, KVM_IOEVENTFD, &io) < 0) {
+    int err = errno;
+    close(fd);
+    return Fail(env, std::string("KVM_IOEVENTFD failed: ") + strerror(err));
+  }
+  kick_fds_.push_back(fd);
+  return Napi::Number::New(env, fd);
 }
 
 Napi::Value KvmVm::IrqLine(const Napi::CallbackInfo& info) {

@@ -54,6 +54,8 @@ class KvmVm : public Napi::ObjectWrap<KvmVm> {
   Napi::Value Stop(const Napi::CallbackInfo& info);
   Napi::Value Ioeventfd(const Napi::CallbackInfo& info);
   Napi::Value Irqfd(const Napi::CallbackInfo& info);
+  Napi::Value IrqfdFd(const Napi::CallbackInfo& info);
+  Napi::Value KickEventfd(const Napi::CallbackInfo& info);
   Napi::Value TriggerIrqfd(const Napi::CallbackInfo& info);
   Napi::Value IrqLine(const Napi::CallbackInfo& info);
   Napi::Value Destroy(const Napi::CallbackInfo& info);
@@ -76,6 +78,7 @@ class KvmVm : public Napi::ObjectWrap<KvmVm> {
   int running_ = 0;
   std::vector<EventfdWatch*> watches_;
   std::map<int, int> irqfds_;  // id -> eventfd
+  std::vector<int> kick_fds_;  // ioeventfds handed to vhost-user backends
   int next_irqfd_ = 1;
 };
 

@@ -36,6 +36,8 @@ export interface NativeKvmVm {
   ioeventfd(addr: number, length: number, pio: boolean, datamatch: number, onNotify: (count: number) => void): void;
   irqfd(gsi: number): number;
   triggerIrqfd(id: number): void;
+  irqfdFd(id: number): number;
+  kickEventfd(addr: number, length: number, datamatch: number): number;
   irqLine(gsi: number, level: boolean): void;
   destroy(): void;
 }

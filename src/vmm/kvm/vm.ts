@@ -113,6 +113,17 @@ export class Vm {
     };
   }
 
+  /** An irqfd whose eventfd is also handed out (to a vhost-user backend) besides the trigger. */
+  sharedIrqfd(gsi: number): { trigger: () => void; fd: number } {
+    const id = this.native.irqfd(gsi);
+    return { trigger: () => !this.destroyed && this.native.triggerIrqfd(id), fd: this.native.irqfdFd(id) };
+  }
+
+  /** An ioeventfd for an external backend: guest writes of `datamatch` to `addr` signal it. Closed by destroy(). */
+  kickEventfd(addr: number, length: 4, datamatch: number): number {
+    return this.native.kickEventfd(addr, length, datamatch);
+  }
+
   irqLine(gsi: number, level: boolean): void {
     this.native.irqLine(gsi, level);
   }

@@ -126,6 +126,12 @@ export class VirtioMmio implements BusDevice {
     private readonly memory: GuestMemory,
     private readonly interrupt: InterruptLine,
     private readonly logger?: Logger,
+    /**
+     * A vhost-user backend interrupts the guest through the irqfd without going through this
+     * register file, so InterruptStatus must report "used buffers" whenever the device runs, or the
+     * guest's handler would see 0 and ignore the interrupt. Spurious queue checks are harmless.
+     */
+    private readonly externalInterrupts = false,
   ) {
     this.name = `virtio-mmio:${device.name}`;
     this.offeredFeatures = device.features | bit(VIRTIO_F_VERSION_1) | bit(VIRTIO_F_INDIRECT_DESC) | bit(VIRTIO_F_EVENT_IDX);
@@ -168,7 +174,7 @@ export class VirtioMmio implements BusDevice {
       case REG.QUEUE_READY:
         return q?.ready ? 1 : 0;
       case REG.INTERRUPT_STATUS:
-        return this.interruptStatus;
+        return this.externalInterrupts && this.status & STATUS.DRIVER_OK ? this.interruptStatus | INT_VRING : this.interruptStatus;
       case REG.STATUS:
         return this.status;
       case REG.CONFIG_GENERATION:

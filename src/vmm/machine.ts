@@ -1,0 +1,296 @@
+import { EventEmitter } from 'node:events';
+import { existsSync } from 'node:fs';
+import { VrunError, errorMessage } from '../common/errors.js';
+import { rootLogger, type Logger } from '../common/log.js';
+import { buildCmdline } from './boot/cmdline.js';
+import { vcpuCpuid, type CpuidEntry } from './boot/cpuid.js';
+import { directBoot } from './boot/direct-boot.js';
+import type { BootCpuState } from './boot/params.js';
+import { MAX_VCPUS } from './boot/mptable.js';
+import { ConsoleLog } from './console-log.js';
+import { ExitPort, EXIT_PORT_BASE, EXIT_PORT_SIZE } from './devices/exit-port.js';
+import { I8042, I8042_PORT_BASE, I8042_PORT_SIZE } from './devices/i8042.js';
+import { attachSilentPorts } from './devices/legacy-ports.js';
+import { Serial, SERIAL_PORT_BASE, SERIAL_PORT_SIZE } from './devices/serial.js';
+import { Vm, type VcpuStop } from './kvm/vm.js';
+import { encodeMsrs, writeControl, writeSegment, writeTable } from './kvm/vcpu-state.js';
+import { lowRamEnd, ramRegions, SERIAL_IRQ, virtioMmioSlot } from './layout.js';
+import { VirtioConsole, type ConsolePortSpec } from './virtio/devices/console.js';
+import { PortSocket } from './virtio/devices/console-socket.js';
+import { VHOST_USER_ADDR_BASE, VirtioFs } from './virtio/devices/fs.js';
+import { VirtioRng } from './virtio/devices/rng.js';
+import { VhostUserFrontend } from './vhost-user/frontend.js';
+import { REG, VirtioMmio, type VirtioDevice } from './virtio/mmio.js';
+
+/**
+ * The native VMM's machine: a KVM VM with guest RAM, the legacy PC devices Linux expects (8250 UART,
+ * i8042 for reset, the exit port), virtio-mmio devices (console with named ports, rng), direct boot
+ * of the guest kernel, and the events a sandbox needs: 'exit' (with status), 'reboot', 'panic',
+ * 'device-error'.
+ */
+
+export interface VmPortSpec extends ConsolePortSpec {
+  /** Host unix socket the port is surfaced on. */
+  socket?: string;
+}
+
+export interface CreateVmOptions {
+  kernel: string;
+  initrd?: string;
+  /** Extra command-line parameters (after the machine's own). */
+  cmdline?: string;
+  vcpus: number;
+  memoryMiB: number;
+  ports?: VmPortSpec[];
+  /** virtio-fs shares, each served by a vhost-user backend (virtiofsd) already listening on `socket`. */
+  shares?: { tag: string; socket: string }[];
+  /** File receiving the serial console. */
+  consoleLog?: string;
+  logger?: Logger;
+}
+
+export type MachineEnd =
+  | { kind: 'exit'; status: number }
+  | { kind: 'poweroff' }
+  | { kind: 'reboot' }
+  | { kind: 'panic'; line: string }
+  | { kind: 'stopped' }
+  | { kind: 'error'; message: string };
+
+const MIN_MEMORY_MIB = 64;
+const APIC_LVT0 = 0x350;
+const APIC_LVT1 = 0x360;
+const APIC_DM_MASK = 0x700;
+const APIC_DM_EXTINT = 0x700;
+const APIC_DM_NMI = 0x400;
+
+export class Machine extends EventEmitter<{ end: [MachineEnd]; 'device-error': [string] }> {
+  readonly console: ConsoleLog;
+  readonly consoleDevice: VirtioConsole | undefined;
+  private readonly sockets: PortSocket[] = [];
+  private readonly backends: VhostUserFrontend[] = [];
+  private ended: MachineEnd | undefined;
+  private runPromise: Promise<VcpuStop[]> | undefined;
+
+  private constructor(
+    readonly vm: Vm,
+    private readonly boot: BootCpuState,
+    readonly opts: CreateVmOptions,
+    private readonly logger: Logger,
+    consoleDevice: VirtioConsole | undefined,
+  ) {
+    super();
+    this.console = new ConsoleLog(opts.consoleLog);
+    this.consoleDevice = consoleDevice;
+  }
+
+  static async create(opts: CreateVmOptions): Promise<Machine> {
+    const logger = opts.logger ?? rootLogger();
+    if (!existsSync(opts.kernel)) throw new VrunError(`guest kernel ${opts.kernel} does not exist`);
+    if (opts.initrd && !existsSync(opts.initrd)) throw new VrunError(`initrd ${opts.initrd} does not exist`);
+    if (!Number.isInteger(opts.memoryMiB) || opts.memoryMiB < MIN_MEMORY_MIB) {
+      throw new VrunError(`guest memory of ${opts.memoryMiB} MiB is below the ${MIN_MEMORY_MIB} MiB minimum`);
+    }
+    if (!Number.isInteger(opts.vcpus) || opts.vcpus < 1 || opts.vcpus > MAX_VCPUS) {
+      throw new VrunError(`${opts.vcpus} vCPUs requested: between 1 and ${MAX_VCPUS} are supported`);
+    }
+    const memBytes = opts.memoryMiB * 1024 * 1024;
+    const regions = ramRegions(memBytes);
+    const vm = new Vm({ memBytes, vcpus: opts.vcpus, regions, logger });
+    const backends: VhostUserFrontend[] = [];
+    try {
+      const devices: VirtioDevice[] = [];
+      for (const share of opts.shares ?? []) {
+        const backend = VhostUserFrontend.connect(share.socket);
+        backends.push(backend);
+        backend.handshake();
+        backend.setMemTable(
+          regions.map((r) => ({ guestAddr: r.guestAddr, size: r.size, userAddr: VHOST_USER_ADDR_BASE + r.guestAddr, mmapOffset: r.fileOffset })),
+          vm.memfd,
+        );
+        devices.push(new VirtioFs(share.tag, backend, logger));
+      }
+      const consoleDevice = opts.ports && opts.ports.length > 0 ? new VirtioConsole(opts.ports, logger) : undefined;
+      if (consoleDevice) devices.push(consoleDevice);
+      devices.push(new VirtioRng());
+      const slots = devices.map((_, i) => virtioMmioSlot(i));
+      const cmdline = buildCmdline({ virtio: slots, extra: opts.cmdline });
+      const result = directBoot(vm.ram.subarray(0, lowRamEnd(memBytes)), {
+        kernel: opts.kernel,
+        initrd: opts.initrd,
+        cmdline: cmdline.toBytes(),
+        vcpus: opts.vcpus,
+        memBytes,
+      });
+      const m = new Machine(vm, result.cpu, opts, logger, consoleDevice);
+      m.backends.push(...backends);
+      m.attachDevices(devices, slots);
+      m.setupVcpus();
+      for (const p of opts.ports ?? []) {
+        const port = p.socket ? consoleDevice?.port(p.name) : undefined;
+        if (port && p.socket) m.sockets.push(await PortSocket.listen(p.socket, port, logger));
+      }
+      return m;
+    } catch (err) {
+      for (const b of backends) b.close();
+      vm.destroy();
+      throw err instanceof VrunError ? err : new VrunError(`cannot set up the VM: ${errorMessage(err)}`, { cause: err });
+    }
+  }
+
+  private attachDevices(devices: VirtioDevice[], slots: ReturnType<typeof virtioMmioSlot>[]): void {
+    const { vm } = this;
+    const serialIrq = vm.irqfd(SERIAL_IRQ);
+    const serial = new Serial({
+      sink: (bytes) => this.onConsole(bytes),
+      irq: (level) => level && serialIrq(),
+      maxOutputBytes: 64 * 1024 * 1024,
+    });
+    vm.pio.insert(SERIAL_PORT_BASE, SERIAL_PORT_SIZE, serial);
+    vm.pio.insert(I8042_PORT_BASE, I8042_PORT_SIZE, new I8042({ onReset: () => this.end({ kind: 'reboot' }) }));
+    vm.pio.insert(EXIT_PORT_BASE, EXIT_PORT_SIZE, new ExitPort((status) => this.end({ kind: 'exit', status })));
+    attachSilentPorts(vm.pio);
+    devices.forEach((dev, i) => {
+      const slot = slots[i]!;
+      if (dev instanceof VirtioFs) {
+        // The backend kicks and interrupts directly; this process only sees config-space accesses.
+        const irq = vm.sharedIrqfd(slot.irq);
+        const transport = new VirtioMmio(dev, vm.memory, (level) => level && irq.trigger(), this.logger, true);
+        vm.mmio.insert(slot.addr, slot.size, transport);
+        dev.queueFds = dev.queueMaxSizes.map((_, q) => ({ kickFd: vm.kickEventfd(slot.addr + REG.QUEUE_NOTIFY, 4, q), callFd: irq.fd }));
+        return;
+      }
+      // virtio-mmio's interrupt is raised as an edge through an irqfd; the guest reads the status
+      // register to see why, as with Firecracker.
+      const irq = vm.irqfd(slot.irq);
+      const transport = new VirtioMmio(dev, vm.memory, (level) => level && irq(), this.logger);
+      vm.mmio.insert(slot.addr, slot.size, transport);
+      // Queue notifications skip the exit to JS: KVM signals an eventfd the loop watches.
+      dev.queueMaxSizes.forEach((_, q) => vm.ioeventfd(slot.addr + REG.QUEUE_NOTIFY, 4, false, q, () => transport.queueNotify(q)));
+    });
+  }
+
+  private setupVcpus(): void {
+    const { vm, boot } = this;
+    const supported = decodeCpuid(vm.supportedCpuid());
+    for (let i = 0; i < vm.vcpus; i++) {
+      vm.setState(i, 'cpuid', encodeCpuid(vcpuCpuid(supported, i, vm.vcpus)));
+      // LINT0 delivers the PIC's ExtINT and LINT1 NMIs, as the MP table tells the kernel (Firecracker does the same).
+      const lapic = vm.state(i, 'lapic');
+      lapic.writeUInt32LE((lapic.readUInt32LE(APIC_LVT0) & ~APIC_DM_MASK) | APIC_DM_EXTINT, APIC_LVT0);
+      lapic.writeUInt32LE((lapic.readUInt32LE(APIC_LVT1) & ~APIC_DM_MASK) | APIC_DM_NMI, APIC_LVT1);
+      vm.setState(i, 'lapic', lapic);
+    }
+    vm.setState(0, 'msrs', encodeMsrs(boot.msrs));
+    vm.editSregs(0, (s) => {
+      const sr = boot.sregs;
+      writeSegment(s, 'cs', sr.cs);
+      for (const n of ['ds', 'es', 'fs', 'gs', 'ss'] as const) writeSegment(s, n, sr[n]);
+      writeSegment(s, 'tr', sr.tr);
+      writeTable(s, 'gdt', sr.gdt);
+      writeTable(s, 'idt', sr.idt);
+      writeControl(s, 'cr0', sr.cr0);
+      writeControl(s, 'cr3', sr.cr3);
+      writeControl(s, 'cr4', sr.cr4);
+      writeControl(s, 'efer', sr.efer);
+    });
+    const fpu = vm.state(0, 'fpu');
+    fpu.writeUInt16LE(boot.fpu.fcw, 128);
+    fpu.writeUInt32LE(boot.fpu.mxcsr, 408);
+    vm.setState(0, 'fpu', fpu);
+    const r = boot.regs;
+    vm.setRegs(0, { rip: r.rip, rsp: r.rsp, rbp: r.rbp, rsi: r.rsi, rbx: r.rbx, rflags: r.rflags });
+  }
+
+  private onConsole(bytes: Buffer): void {
+    this.console.write(bytes);
+    const text = bytes.toString('latin1');
+    if (text.includes('Kernel panic')) {
+      const line = text.slice(text.indexOf('Kernel panic')).split('\n')[0] ?? 'Kernel panic';
+      this.end({ kind: 'panic', line: line.trim() });
+    }
+  }
+
+  /** Runs the guest; resolves with how it ended. */
+  start(): Promise<MachineEnd> {
+    if (!this.runPromise) {
+      this.runPromise = this.vm.run();
+      void this.runPromise.then((stops) => {
+        const err = stops.find((s) => s.reason.startsWith('error'));
+        if (this.vm.deviceError) this.emit('device-error', this.vm.deviceError.message);
+        this.end(
+          err ? { kind: 'error', message: `vCPU ${err.vcpu}: ${err.reason}` }
+          : this.vm.deviceError ? { kind: 'error', message: `device model failed: ${this.vm.deviceError.message}` }
+          : stops.some((s) => s.reason === 'shutdown' || s.reason === 'reset') ? { kind: 'reboot' }
+          : stops.some((s) => s.reason === 'poweroff') ? { kind: 'poweroff' }
+          : { kind: 'stopped' },
+        );
+      });
+    }
+    return this.wait();
+  }
+
+  wait(): Promise<MachineEnd> {
+    if (this.ended) return Promise.resolve(this.ended);
+    return new Promise((resolve) => this.once('end', resolve));
+  }
+
+  private end(how: MachineEnd): void {
+    if (this.ended) return;
+    this.ended = how;
+    this.logger.info({ end: how }, 'native VM ended');
+    this.vm.stop();
+    this.emit('end', how);
+  }
+
+  stop(): void {
+    this.end({ kind: 'stopped' });
+  }
+
+  /** Stops the guest if needed and releases everything: threads, fds, sockets. */
+  async destroy(): Promise<void> {
+    this.end({ kind: 'stopped' });
+    if (this.runPromise) await this.runPromise;
+    this.vm.destroy();
+    for (const b of this.backends) b.close();
+    for (const s of this.sockets) s.close();
+    this.console.close('VM destroyed');
+  }
+}
+
+export function createVm(opts: CreateVmOptions): Promise<Machine> {
+  return Machine.create(opts);
+}
+
+const CPUID_ENTRY = 40;
+
+function decodeCpuid(buf: Buffer): CpuidEntry[] {
+  const out: CpuidEntry[] = [];
+  for (let o = 0; o + CPUID_ENTRY <= buf.length; o += CPUID_ENTRY) {
+    out.push({
+      function: buf.readUInt32LE(o),
+      index: buf.readUInt32LE(o + 4),
+      flags: buf.readUInt32LE(o + 8),
+      eax: buf.readUInt32LE(o + 12),
+      ebx: buf.readUInt32LE(o + 16),
+      ecx: buf.readUInt32LE(o + 20),
+      edx: buf.readUInt32LE(o + 24),
+    });
+  }
+  return out;
+}
+
+function encodeCpuid(entries: CpuidEntry[]): Buffer {
+  const buf = Buffer.alloc(CPUID_ENTRY * entries.length);
+  entries.forEach((e, i) => {
+    const o = i * CPUID_ENTRY;
+    buf.writeUInt32LE(e.function >>> 0, o);
+    buf.writeUInt32LE(e.index >>> 0, o + 4);
+    buf.writeUInt32LE(e.flags >>> 0, o + 8);
+    buf.writeUInt32LE(e.eax >>> 0, o + 12);
+    buf.writeUInt32LE(e.ebx >>> 0, o + 16);
+    buf.writeUInt32LE(e.ecx >>> 0, o + 20);
+    buf.writeUInt32LE(e.edx >>> 0, o + 24);
+  });
+  return buf;
+}
