@@ -16,6 +16,7 @@ import type { PodVmConfig } from './runtime-options.js';
  * does not, so the boot sequence lives here until src/sandbox grows a multi-container pod.
  */
 const SHARE_TAG = 'vrun-pod';
+const AGENT_SERVING = /vrun-agent: serving on .* port vrun\.agent/;
 const BOOT_TIMEOUT_MS = Number(process.env.VRUN_BOOT_TIMEOUT_MS ?? 300_000);
 const AGENT_TIMEOUT_MS = Number(process.env.VRUN_AGENT_TIMEOUT_MS ?? 300_000);
 
@@ -75,7 +76,17 @@ export class PodVm {
     await onStarted({ vmm: vm.pid, virtiofsd: fsd.pid }, vm.backend);
     let agent: AgentClient | undefined;
     try {
+      // Bytes sent before the agent opened its port are lost (a lost HTTP/2 preface stalls the first
+      // connection and the reconnects that follow trip over each other), so connect once it says it serves.
+      const agentServing = vm.console.waitFor(AGENT_SERVING, BOOT_TIMEOUT_MS, 'the agent serving its port').then(
+        () => true,
+        () => false,
+      );
       await vm.console.waitFor(READY_PATTERN, BOOT_TIMEOUT_MS, 'VRUN-READY');
+      let timer: NodeJS.Timeout | undefined;
+      const saidSo = await Promise.race([agentServing, new Promise<boolean>((r) => (timer = setTimeout(() => r(false), 60_000)))]);
+      clearTimeout(timer);
+      if (!saidSo) log.warn('the agent did not announce its port on the console; connecting anyway');
       agent = await connectAgent(paths.agent, () => holder.failed);
       const details = await agent.guestDetails();
       const guestShare = await agent.mountShare({ tag: SHARE_TAG, path: 'pod' });
@@ -106,25 +117,29 @@ export class PodVm {
 
 /**
  * The console port accepts a connection before the agent inside opens it, and bytes written into a port
- * nobody has open are lost; so each attempt gets a short deadline and a fresh connection.
+ * nobody has open are lost; so each attempt gets a deadline and a fresh connection. The guest notices a
+ * host hang-up only by polling the port, so a quick reconnect would feed the new connection's bytes into
+ * the old session: attempts get longer each time (TCG under load is slow to answer) and a pause between.
  */
 async function connectAgent(socket: string, failed: () => string | undefined): Promise<AgentClient> {
   const deadline = Date.now() + AGENT_TIMEOUT_MS;
   let last = '';
-  for (;;) {
+  for (let attempt = 0; ; attempt++) {
     const why = failed();
     if (why) throw new VrunError(why);
+    const perAttempt = Math.min(60_000, 10_000 * 2 ** attempt);
     const client = new AgentClient(socket, { callTimeoutMs: 60_000 });
     try {
-      await client.waitForReady(Math.min(5000, Math.max(1, deadline - Date.now())));
+      await client.waitForReady(Math.min(perAttempt, Math.max(1, deadline - Date.now())));
       let timer: NodeJS.Timeout | undefined;
-      await Promise.race([client.health(), new Promise((_, rej) => (timer = setTimeout(() => rej(new VrunError('health check timed out')), 5000)))]);
+      await Promise.race([client.health(), new Promise((_, rej) => (timer = setTimeout(() => rej(new VrunError('health check timed out')), perAttempt)))]);
       clearTimeout(timer);
       return client;
     } catch (err) {
       client.close();
       last = errorMessage(err);
       if (Date.now() > deadline) throw new VrunError(`the guest agent did not answer within ${AGENT_TIMEOUT_MS} ms: ${last}`);
+      await new Promise((r) => setTimeout(r, 1000));
     }
   }
 }

@@ -95,6 +95,8 @@ export class VrunTasks implements ShimTaskService {
   private pod: Promise<PodVm> | undefined;
   private podLost: string | undefined;
   private shuttingDown = false;
+  /** containerd asked to shut down while a container still existed (e.g. during a Create that then failed). */
+  private shutdownAsked = false;
   /** Resolves when the serving process should exit. */
   readonly done: Promise<void>;
   private finish: () => void = () => undefined;
@@ -220,6 +222,7 @@ export class VrunTasks implements ShimTaskService {
         if (vm && c.init.pid !== 0) await vm.agent.removeContainer(req.id, { force: true }).catch(() => undefined);
         await unmountAll(c.hostDir);
         await rm(c.hostDir, { recursive: true, force: true }).catch(() => undefined);
+        if (this.shutdownAsked && this.containers.size === 0) void this.stopPod();
         throw err;
       }
       this.watch(c, c.init, vm.agent);
@@ -407,7 +410,10 @@ export class VrunTasks implements ShimTaskService {
 
   /** containerd calls this after each task's delete; the pod ends when its last container is gone. */
   async shutdown(req: m.ShutdownRequest) {
-    if (this.containers.size > 0 && !req.now) return;
+    if (this.containers.size > 0 && !req.now) {
+      this.shutdownAsked = true;
+      return;
+    }
     void this.stopPod();
   }
 

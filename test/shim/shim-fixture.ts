@@ -8,13 +8,13 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { projectRoot } from '../../src/common/paths.js';
 import { startContainerd, type Containerd } from '../ttrpc/containerd-fixture.js';
 
 export const IMAGE = 'docker.io/library/vrun-shim-busybox:latest';
 export const RUNTIME = 'io.containerd.vrun.v2';
 export const NAMESPACE = 'vrunshim';
-const SHIM_BIN = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../bin/containerd-shim-vrun-v2.js');
+const SHIM_BIN = path.join(projectRoot(), 'bin', 'containerd-shim-vrun-v2.js');
 
 const sha = (b: Buffer): string => crypto.createHash('sha256').update(b).digest('hex');
 
