@@ -113,6 +113,60 @@ class RecvFdWorker : public Napi::AsyncWorker {
   std::string syscall_;
 };
 
+// Waits up to timeout_ms for an fd to be readable, in libuv's pool. Bounded waits matter: libuv joins its
+// pool threads at process exit, so a thread parked in a blocking read of a device would hang the exit.
+class WaitReadableWorker : public Napi::AsyncWorker {
+ public:
+  WaitReadableWorker(Napi::Env env, int fd, int timeout_ms)
+      : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), fd_(fd), timeout_ms_(timeout_ms) {}
+
+  Napi::Promise Promise() { return deferred_.Promise(); }
+
+  void Execute() override {
+    struct pollfd p = {fd_, POLLIN, 0};
+    int r;
+    do {
+      r = poll(&p, 1, timeout_ms_);
+    } while (r < 0 && errno == EINTR);
+    if (r < 0) {
+      err_ = errno;
+      return;
+    }
+    if (r == 0) result_ = "timeout";
+    else if (p.revents & POLLIN) result_ = "readable";
+    else if (p.revents & POLLHUP) result_ = "hup";
+    else result_ = "error";
+  }
+
+  void OnOK() override {
+    if (err_ != 0) {
+      deferred_.Reject(Napi::Error::New(Env(), std::string("poll: ") + strerror(err_)).Value());
+      return;
+    }
+    deferred_.Resolve(Napi::String::New(Env(), result_));
+  }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  int fd_;
+  int timeout_ms_;
+  int err_ = 0;
+  std::string result_;
+};
+
+// fdWaitReadable(fd, timeoutMs): Promise<'readable' | 'hup' | 'timeout' | 'error'>.
+Napi::Value WaitReadableJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 2 || !info[0].IsNumber() || !info[1].IsNumber()) {
+    Napi::TypeError::New(env, "fdWaitReadable(fd: number, timeoutMs: number)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  auto* worker = new WaitReadableWorker(env, info[0].As<Napi::Number>().Int32Value(), info[1].As<Napi::Number>().Int32Value());
+  Napi::Promise p = worker->Promise();
+  worker->Queue();
+  return p;
+}
+
 // fdListenUnix(path): a listening, close-on-exec unix stream socket bound at path; returns its fd.
 Napi::Value ListenUnix(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -168,6 +222,7 @@ void InitFdPassing(Napi::Env env, Napi::Object exports) {
   exports.Set("fdListenUnix", Napi::Function::New(env, ListenUnix));
   exports.Set("fdRecvFromListener", Napi::Function::New(env, RecvFromListener));
   exports.Set("fdClose", Napi::Function::New(env, Close));
+  exports.Set("fdWaitReadable", Napi::Function::New(env, WaitReadableJs));
 }
 
 }  // namespace vrun

@@ -8,7 +8,11 @@ import { Readable, Transform, Writable } from 'node:stream';
 import * as grpc from '@grpc/grpc-js';
 import { VrunError } from '../common/errors.js';
 import type { AgentClient as GeneratedAgentClient, AgentDefinition } from './generated/vrun/agent/v1/Agent.js';
+import type { CpuStats__Output } from './generated/vrun/agent/v1/CpuStats.js';
 import type { GuestDetailsResponse__Output } from './generated/vrun/agent/v1/GuestDetailsResponse.js';
+import type { IoStats__Output } from './generated/vrun/agent/v1/IoStats.js';
+import type { MemoryStats__Output } from './generated/vrun/agent/v1/MemoryStats.js';
+import type { PidsStats__Output } from './generated/vrun/agent/v1/PidsStats.js';
 import type { OomEvent__Output } from './generated/vrun/agent/v1/OomEvent.js';
 import type { OutputChunk__Output } from './generated/vrun/agent/v1/OutputChunk.js';
 import type { ProcessInfo__Output } from './generated/vrun/agent/v1/ProcessInfo.js';
@@ -19,7 +23,6 @@ import type { WriteStdinResponse__Output } from './generated/vrun/agent/v1/Write
 import { loadAgentProto, MAX_MESSAGE_BYTES, STDIO_CHUNK_BYTES } from './proto.js';
 
 export type { GuestDetailsResponse__Output as GuestDetails } from './generated/vrun/agent/v1/GuestDetailsResponse.js';
-export type { StatsResponse__Output as ContainerStats } from './generated/vrun/agent/v1/StatsResponse.js';
 export type { OomEvent__Output as OomEvent } from './generated/vrun/agent/v1/OomEvent.js';
 export type { ProcessInfo__Output as ProcessInfo } from './generated/vrun/agent/v1/ProcessInfo.js';
 
@@ -81,6 +84,15 @@ export interface WaitResult {
   oomKilled: boolean;
 }
 
+/** cgroup v2 statistics of a container; every section present (absent controllers read as zeros). */
+export interface ContainerStats {
+  cpu: CpuStats__Output;
+  memory: MemoryStats__Output;
+  pids: PidsStats__Output;
+  io: IoStats__Output;
+  controllers: string[];
+}
+
 export interface DnsConfig {
   nameservers: string[];
   searches?: string[];
@@ -131,15 +143,14 @@ function validWait(r: WaitProcessResponse__Output): WaitResult {
   };
 }
 
-function validStats(r: StatsResponse__Output): StatsResponse__Output {
-  const numbers: [string, number][] = [];
-  for (const [group, value] of Object.entries({ cpu: r.cpu, memory: r.memory, pids: r.pids, io: r.io })) {
-    if (value === null) throw new VrunError(`agent stats lack the ${group} section`);
-    for (const [k, v] of Object.entries(value)) numbers.push([`${group}.${k}`, v as number]);
+function validStats(r: StatsResponse__Output): ContainerStats {
+  const { cpu, memory, pids, io } = r;
+  if (!cpu || !memory || !pids || !io) throw new VrunError('agent stats lack a section (cpu, memory, pids or io)');
+  for (const [group, value] of Object.entries({ cpu, memory, pids, io })) {
+    for (const [k, v] of Object.entries(value)) checkInt(`stats ${group}.${k}`, v as number, 0, Number.MAX_SAFE_INTEGER);
   }
-  for (const [k, v] of numbers) checkInt(`stats ${k}`, v, 0, Number.MAX_SAFE_INTEGER);
-  if (r.controllers.length > 32) throw new VrunError(`agent stats name ${r.controllers.length} controllers`);
-  return r;
+  if (r.controllers.length > 32 || r.controllers.some((c) => c.length > 32)) throw new VrunError('agent stats name too many or overlong controllers');
+  return { cpu, memory, pids, io, controllers: r.controllers };
 }
 
 const STDIO_WIRE = { pipes: 'STDIO_MODE_PIPES', terminal: 'STDIO_MODE_TERMINAL' } as const;
@@ -356,7 +367,7 @@ export class AgentClient {
     return res.processes;
   }
 
-  async stats(containerId: string): Promise<StatsResponse__Output> {
+  async stats(containerId: string): Promise<ContainerStats> {
     return validStats(await this.unary('Stats', { containerId }));
   }
 

@@ -283,7 +283,8 @@ export class Containers extends EventEmitter<{ oom: [{ containerId: string; oomK
     if (c.execs.size >= MAX_EXECS) throw new RpcError(status.RESOURCE_EXHAUSTED, `container ${c.id} has ${MAX_EXECS} exec processes; remove some`);
     if (c.state !== 'running') throw precondition(`container ${c.id} is ${c.state}, not running`);
     const terminal = req.stdio === 'terminal';
-    const proc = { ...checkProcess('process_json', parseJsonObject('process_json', req.processJson)), terminal };
+    // crun requires cwd and user in a process file; default them like the container's own process.
+    const proc = { cwd: '/', user: { uid: 0, gid: 0 }, ...checkProcess('process_json', parseJsonObject('process_json', req.processJson)), terminal };
     const spec = path.join(c.bundle, `exec-${execId}.json`);
     const pidFile = path.join(c.bundle, `exec-${execId}.pid`);
     const reserved: Proc = { execId, pid: 0, io: ProcessIo.none(), exit: Promise.resolve({ exitStatus: 0, signal: 0, oomKilled: false }), result: null, oomBaseline: 0 };

@@ -10,6 +10,7 @@ export interface AgentNative {
   fdListenUnix(path: string): number;
   fdRecvFromListener(listenFd: number, timeoutMs: number): Promise<number>;
   fdClose(fd: number): void;
+  fdWaitReadable(fd: number, timeoutMs: number): Promise<'readable' | 'hup' | 'timeout' | 'error'>;
 }
 
 export function agentNative(): AgentNative {

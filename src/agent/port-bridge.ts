@@ -1,21 +1,26 @@
 /**
  * Joins the guest's `vrun.agent` virtio-console port to the agent's local gRPC socket. Node cannot wrap a
  * character device in a net.Socket, so bytes are pumped with fs reads/writes on the device and a plain
- * unix-socket connection to the server. Each host connection gets its own local connection: the port reads
+ * unix-socket connection to the server. The device is non-blocking and waited on with a bounded poll: a
+ * read parked in libuv's pool would block the agent's exit (libuv joins its pool threads at exit). Each host connection gets its own local connection: the port reads
  * EOF while the host side is closed, which ends the current HTTP/2 session; the next bytes from a new
  * host connection open a fresh one.
  */
+import { constants } from 'node:fs';
 import { open, readdir, readFile, type FileHandle } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { VrunError } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
+import { agentNative } from './native-ops.js';
 
 const SYS_PORTS = '/sys/class/virtio-ports';
 const READ_BYTES = 64 * 1024;
 /** How often to look again while no host is connected (reads return EOF at once then). */
 const IDLE_POLL_MS = 50;
+/** Longest wait for port data in one pool job (bounds how long an exit can take). */
+const POLL_MS = 250;
 
 /** /dev/vportNpM of the port QEMU (or the native VMM) named `name`; waits for udev-less devtmpfs. */
 export async function findPortDevice(name: string, timeoutMs = 10_000): Promise<string> {
@@ -44,7 +49,7 @@ export class PortBridge {
   ) {}
 
   async start(): Promise<void> {
-    this.device = await open(this.devicePath, 'r+');
+    this.device = await open(this.devicePath, constants.O_RDWR | constants.O_NONBLOCK);
     void this.pump().catch((err: unknown) => {
       this.log.error({ err }, 'agent port bridge failed');
       process.exitCode = 1;
@@ -59,10 +64,19 @@ export class PortBridge {
 
   private async pump(): Promise<void> {
     const dev = this.device as FileHandle;
+    const native = agentNative();
     for (;;) {
       if (this.stopped) return;
+      const ready = await native.fdWaitReadable(dev.fd, POLL_MS);
+      if (ready === 'timeout') continue;
       const buf = Buffer.allocUnsafe(READ_BYTES);
-      const { bytesRead } = await dev.read(buf, 0, READ_BYTES, null);
+      let bytesRead: number;
+      try {
+        ({ bytesRead } = await dev.read(buf, 0, READ_BYTES, null));
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'EAGAIN') continue;
+        throw err;
+      }
       if (bytesRead === 0) {
         if (this.conn) {
           this.log.info('host closed the agent port; ending its session');
@@ -97,7 +111,15 @@ export class PortBridge {
       this.writes = this.writes
         .then(async () => {
           let off = 0;
-          while (off < chunk.length) off += (await dev.write(chunk, off, chunk.length - off, null)).bytesWritten;
+          while (off < chunk.length) {
+            try {
+              off += (await dev.write(chunk, off, chunk.length - off, null)).bytesWritten;
+            } catch (err) {
+              // The port's queue to the host is full: wait for the host to take some.
+              if ((err as NodeJS.ErrnoException).code !== 'EAGAIN') throw err;
+              await sleep(1);
+            }
+          }
         })
         .then(
           () => {
