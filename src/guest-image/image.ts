@@ -9,6 +9,7 @@ import { buildInitrd } from './initrd.js';
 import { guestPayload, labPayload } from './guest-payload.js';
 import { readVerifiedManifest, type ArtifactFile } from './manifest.js';
 import { requireRoot } from './host-tools.js';
+import { withLock } from '../image/lock.js';
 
 /** The guest image a VM boots: our kernel and initrd, as recorded in the image manifest. */
 export interface GuestImage {
@@ -42,16 +43,24 @@ async function ensure(kind: 'guest-image' | 'lab-image', opts: { force?: boolean
   const progress = opts.progress ?? createProgress({ bytes: false });
   const cacheDir = guestImageCacheDir();
   await mkdir(cacheDir, { recursive: true });
+  // Two builds of one kernel in the same build tree corrupt each other's objects (seen: a test and the setup
+  // racing), so builders of one kind take turns; the second then finds the first one's cached result.
+  return withLock(path.join(cacheDir, `${kind}.lock`), () => build(kind, cacheDir, progress, opts.force), {
+    onWait: () => progress.step(`guest-image: another build of the ${kind} is running; waiting for it`),
+  });
+}
+
+async function build(kind: 'guest-image' | 'lab-image', cacheDir: string, progress: Progress, force: boolean | undefined): Promise<ImageManifest> {
   const started = Date.now();
   const frags = [path.join(projectRoot(), 'guest-image', 'kernel.fragment')];
   if (kind === 'lab-image') frags.push(path.join(projectRoot(), 'guest-image', 'kernel-lab.fragment'));
-  const kernel = await buildKernel({ cacheDir, name: kind === 'lab-image' ? 'lab-kernel' : 'kernel', fragments: frags, progress, force: opts.force });
+  const kernel = await buildKernel({ cacheDir, name: kind === 'lab-image' ? 'lab-kernel' : 'kernel', fragments: frags, progress, force });
   const initrd = await buildInitrd({
     name: kind === 'lab-image' ? 'lab-initrd' : 'initrd',
     payload: kind === 'lab-image' ? await labPayload() : await guestPayload(),
     cacheDir,
     progress,
-    force: opts.force,
+    force,
   });
   const kernelFiles = (await readVerifiedManifest<{ files: Record<string, ArtifactFile> }>(kernel.dir, 'stat'));
   const sizeOf = (name: string) => (kernelFiles.ok ? (kernelFiles.manifest.files[name]?.size ?? 0) : 0);
