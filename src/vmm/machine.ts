@@ -5,6 +5,7 @@ import { rootLogger, type Logger } from '../common/log.js';
 import { buildCmdline } from './boot/cmdline.js';
 import { vcpuCpuid, type CpuidEntry } from './boot/cpuid.js';
 import { directBoot } from './boot/direct-boot.js';
+import { openFileSource, parseElfKernel } from './boot/elf.js';
 import type { BootCpuState } from './boot/params.js';
 import { MAX_VCPUS } from './boot/mptable.js';
 import { ConsoleLog } from './console-log.js';
@@ -86,8 +87,7 @@ export class Machine extends EventEmitter<{ end: [MachineEnd]; 'device-error': [
 
   static async create(opts: CreateVmOptions): Promise<Machine> {
     const logger = opts.logger ?? rootLogger();
-    if (!existsSync(opts.kernel)) throw new VrunError(`guest kernel ${opts.kernel} does not exist`);
-    if (opts.initrd && !existsSync(opts.initrd)) throw new VrunError(`initrd ${opts.initrd} does not exist`);
+    // Everything that can be checked without KVM is checked first, so bad input costs no VM.
     if (!Number.isInteger(opts.memoryMiB) || opts.memoryMiB < MIN_MEMORY_MIB) {
       throw new VrunError(`guest memory of ${opts.memoryMiB} MiB is below the ${MIN_MEMORY_MIB} MiB minimum`);
     }
@@ -95,45 +95,55 @@ export class Machine extends EventEmitter<{ end: [MachineEnd]; 'device-error': [
       throw new VrunError(`${opts.vcpus} vCPUs requested: between 1 and ${MAX_VCPUS} are supported`);
     }
     const memBytes = opts.memoryMiB * 1024 * 1024;
-    const regions = ramRegions(memBytes);
-    const vm = new Vm({ memBytes, vcpus: opts.vcpus, regions, logger });
+    checkKernel(opts.kernel, memBytes);
+    if (opts.initrd && !existsSync(opts.initrd)) throw new VrunError(`initrd ${opts.initrd} does not exist`);
     const backends: VhostUserFrontend[] = [];
+    const sockets: PortSocket[] = [];
+    let vm: Vm | undefined;
     try {
-      const devices: VirtioDevice[] = [];
       for (const share of opts.shares ?? []) {
         const backend = VhostUserFrontend.connect(share.socket);
         backends.push(backend);
         backend.handshake();
+      }
+      const regions = ramRegions(memBytes);
+      const created = new Vm({ memBytes, vcpus: opts.vcpus, regions, logger });
+      vm = created;
+      const devices: VirtioDevice[] = [];
+      (opts.shares ?? []).forEach((share, i) => {
+        const backend = backends[i]!;
         backend.setMemTable(
           regions.map((r) => ({ guestAddr: r.guestAddr, size: r.size, userAddr: VHOST_USER_ADDR_BASE + r.guestAddr, mmapOffset: r.fileOffset })),
-          vm.memfd,
+          created.memfd,
         );
         devices.push(new VirtioFs(share.tag, backend, logger));
-      }
+      });
       const consoleDevice = opts.ports && opts.ports.length > 0 ? new VirtioConsole(opts.ports, logger) : undefined;
       if (consoleDevice) devices.push(consoleDevice);
       devices.push(new VirtioRng());
       const slots = devices.map((_, i) => virtioMmioSlot(i));
       const cmdline = buildCmdline({ virtio: slots, extra: opts.cmdline });
-      const result = directBoot(vm.ram.subarray(0, lowRamEnd(memBytes)), {
+      const result = directBoot(created.ram.subarray(0, lowRamEnd(memBytes)), {
         kernel: opts.kernel,
         initrd: opts.initrd,
         cmdline: cmdline.toBytes(),
         vcpus: opts.vcpus,
         memBytes,
       });
-      const m = new Machine(vm, result.cpu, opts, logger, consoleDevice);
-      m.backends.push(...backends);
+      const m = new Machine(created, result.cpu, opts, logger, consoleDevice);
       m.attachDevices(devices, slots);
       m.setupVcpus();
       for (const p of opts.ports ?? []) {
         const port = p.socket ? consoleDevice?.port(p.name) : undefined;
-        if (port && p.socket) m.sockets.push(await PortSocket.listen(p.socket, port, logger));
+        if (port && p.socket) sockets.push(await PortSocket.listen(p.socket, port, logger));
       }
+      m.backends.push(...backends);
+      m.sockets.push(...sockets);
       return m;
     } catch (err) {
+      for (const s of sockets) s.close();
       for (const b of backends) b.close();
-      vm.destroy();
+      vm?.destroy();
       throw err instanceof VrunError ? err : new VrunError(`cannot set up the VM: ${errorMessage(err)}`, { cause: err });
     }
   }
@@ -255,6 +265,17 @@ export class Machine extends EventEmitter<{ end: [MachineEnd]; 'device-error': [
     for (const b of this.backends) b.close();
     for (const s of this.sockets) s.close();
     this.console.close('VM destroyed');
+  }
+}
+
+/** Opens and parses the kernel's ELF headers: a missing or non-ELF kernel fails before any VM exists. */
+function checkKernel(kernel: string, memBytes: number): void {
+  if (!existsSync(kernel)) throw new VrunError(`guest kernel ${kernel} does not exist`);
+  const src = openFileSource(kernel);
+  try {
+    parseElfKernel(src, lowRamEnd(memBytes));
+  } finally {
+    src.close();
   }
 }
 
