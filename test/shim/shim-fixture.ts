@@ -19,7 +19,7 @@ const SHIM_BIN = path.join(projectRoot(), 'bin', 'containerd-shim-vrun-v2.js');
 const sha = (b: Buffer): string => crypto.createHash('sha256').update(b).digest('hex');
 
 /** A one-layer OCI archive: busybox-static at /bin/busybox with the applets the tests call. */
-export function buildBusyboxArchive(dir: string, image = IMAGE): string {
+export function buildBusyboxArchive(dir: string, image = IMAGE, entrypoint?: string[]): string {
   const rootfs = path.join(dir, 'rootfs');
   fs.mkdirSync(path.join(rootfs, 'bin'), { recursive: true });
   for (const d of ['proc', 'sys', 'dev', 'tmp', 'etc']) fs.mkdirSync(path.join(rootfs, d), { recursive: true });
@@ -28,7 +28,7 @@ export function buildBusyboxArchive(dir: string, image = IMAGE): string {
   for (const applet of ['sh', 'echo', 'cat', 'sleep', 'uname', 'true', 'false', 'ls', 'ps', 'hostname']) fs.symlinkSync('busybox', path.join(rootfs, 'bin', applet));
   const layer = execFileSync('tar', ['-C', rootfs, '--owner=0', '--group=0', '-cf', '-', '.'], { maxBuffer: 64 << 20 });
   const config = Buffer.from(
-    JSON.stringify({ architecture: 'amd64', os: 'linux', config: { Cmd: ['/bin/sh'], Env: ['PATH=/bin'] }, rootfs: { type: 'layers', diff_ids: [`sha256:${sha(layer)}`] } }),
+    JSON.stringify({ architecture: 'amd64', os: 'linux', config: { ...(entrypoint ? { Entrypoint: entrypoint } : { Cmd: ['/bin/sh'] }), Env: ['PATH=/bin'] }, rootfs: { type: 'layers', diff_ids: [`sha256:${sha(layer)}`] } }),
   );
   const manifest = Buffer.from(
     JSON.stringify({
