@@ -1,4 +1,5 @@
 import fs from 'node:fs';
+import type { Readable } from 'node:stream';
 import path from 'node:path';
 import { VrunError } from '../common/errors.js';
 import type { Digest } from './digest.js';
@@ -25,46 +26,73 @@ export function hasLayer(l: StoreLayout, diffId: Digest): boolean {
   return fs.existsSync(path.join(layerDir(l, diffId), 'meta.json'));
 }
 
-export async function ensureLayer(
-  l: StoreLayout,
-  diffId: Digest,
-  blob: Digest,
-  opts: { what: string; limits?: UnpackLimits; onBytes?: (n: number) => void } = { what: 'layer' },
-): Promise<string> {
+type LayerOpts = { what: string; limits?: UnpackLimits; onBytes?: (n: number) => void };
+
+export async function ensureLayer(l: StoreLayout, diffId: Digest, blob: Digest, opts: LayerOpts = { what: 'layer' }): Promise<string> {
   if (hasLayer(l, diffId)) return layerFsDir(l, diffId);
   return withLock(lockFile(l, `layer-${diffId.slice(7, 23)}`), async () => {
     if (hasLayer(l, diffId)) return layerFsDir(l, diffId);
-    fs.mkdirSync(l.tmp, { recursive: true });
-    fs.mkdirSync(l.layers, { recursive: true });
-    const work = fs.mkdtempSync(path.join(l.tmp, `layer-${process.pid}-`));
-    try {
-      const fsDir = path.join(work, 'fs');
-      fs.mkdirSync(fsDir, { mode: 0o755 });
-      const unpackOpts: { what: string; limits?: UnpackLimits; onBytes?: (n: number) => void } = { what: opts.what };
-      if (opts.limits) unpackOpts.limits = opts.limits;
-      if (opts.onBytes) unpackOpts.onBytes = opts.onBytes;
-      const res: UnpackResult = await unpackLayer(fs.createReadStream(blobPath(l, blob), { highWaterMark: 1 << 20 }), fsDir, unpackOpts);
-      if (res.compressedDigest !== blob) throw new VrunError(`${opts.what}: blob ${blob} changed on disk while unpacking (refused)`);
-      if (res.diffId !== diffId) {
-        throw new VrunError(`${opts.what}: uncompressed content has digest ${res.diffId}, but the image config says ${diffId} (refused)`);
-      }
-      const meta: LayerMeta = {
-        diffId,
-        blob,
-        uncompressedBytes: res.uncompressedBytes,
-        entries: res.entries,
-        compression: res.compression,
-        skippedDevices: res.skippedDevices.slice(0, 100),
-      };
-      fs.writeFileSync(path.join(work, 'meta.json'), JSON.stringify(meta));
-      fs.renameSync(work, layerDir(l, diffId));
-      syncDir(l.layers);
-      return layerFsDir(l, diffId);
-    } catch (err) {
-      removeTree(work);
-      throw err;
-    }
+    const work = await unpackToWork(l, diffId, blob, fs.createReadStream(blobPath(l, blob), { highWaterMark: 1 << 20 }), opts);
+    return install(l, diffId, work);
   });
+}
+
+/**
+ * Unpacks a layer from a stream that is still arriving (a download), so unpacking overlaps the transfer. The
+ * stream's bytes are checked against both digests like any other unpack before the layer is installed.
+ */
+export async function installLayerFromStream(l: StoreLayout, diffId: Digest, blob: Digest, input: Readable, opts: LayerOpts): Promise<string> {
+  const work = await unpackToWork(l, diffId, blob, input, opts);
+  return withLock(lockFile(l, `layer-${diffId.slice(7, 23)}`), async () => {
+    if (hasLayer(l, diffId)) {
+      removeTree(work);
+      return layerFsDir(l, diffId);
+    }
+    return install(l, diffId, work);
+  });
+}
+
+/** Unpacks into a fresh directory under tmp/ and verifies both digests; the caller installs or discards it. */
+async function unpackToWork(l: StoreLayout, diffId: Digest, blob: Digest, input: Readable, opts: LayerOpts): Promise<string> {
+  fs.mkdirSync(l.tmp, { recursive: true });
+  fs.mkdirSync(l.layers, { recursive: true });
+  const work = fs.mkdtempSync(path.join(l.tmp, `layer-${process.pid}-`));
+  try {
+    const fsDir = path.join(work, 'fs');
+    fs.mkdirSync(fsDir, { mode: 0o755 });
+    const unpackOpts: LayerOpts = { what: opts.what };
+    if (opts.limits) unpackOpts.limits = opts.limits;
+    if (opts.onBytes) unpackOpts.onBytes = opts.onBytes;
+    const res: UnpackResult = await unpackLayer(input, fsDir, unpackOpts);
+    if (res.compressedDigest !== blob) throw new VrunError(`${opts.what}: blob content has digest ${res.compressedDigest}, not ${blob} (refused)`);
+    if (res.diffId !== diffId) {
+      throw new VrunError(`${opts.what}: uncompressed content has digest ${res.diffId}, but the image config says ${diffId} (refused)`);
+    }
+    const meta: LayerMeta = {
+      diffId,
+      blob,
+      uncompressedBytes: res.uncompressedBytes,
+      entries: res.entries,
+      compression: res.compression,
+      skippedDevices: res.skippedDevices.slice(0, 100),
+    };
+    fs.writeFileSync(path.join(work, 'meta.json'), JSON.stringify(meta));
+    return work;
+  } catch (err) {
+    removeTree(work);
+    throw err;
+  }
+}
+
+function install(l: StoreLayout, diffId: Digest, work: string): string {
+  try {
+    fs.renameSync(work, layerDir(l, diffId));
+  } catch (err) {
+    removeTree(work);
+    throw err;
+  }
+  syncDir(l.layers);
+  return layerFsDir(l, diffId);
 }
 
 export function readLayerMeta(l: StoreLayout, diffId: Digest): LayerMeta | undefined {

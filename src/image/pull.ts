@@ -1,15 +1,16 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { Writable } from 'node:stream';
+import { PassThrough, Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { VrunError } from '../common/errors.js';
 import type { Progress } from '../common/progress.js';
-import { digestHex, newHasher, sha256 } from './digest.js';
+import { digestHex, newHasher, sha256, type Digest } from './digest.js';
 import type { ImageStore } from './image-store.js';
 import type { ImageRecord } from './image-records.js';
 import { withLock } from './lock.js';
-import { hasBlob, putBlobBytes } from './blob-store.js';
-import { Limits, documentKind, parseIndex, parseJsonDocument, parseManifest, selectPlatform, type Descriptor } from './oci-types.js';
+import { hasBlob, putBlobBytes, readBlob } from './blob-store.js';
+import { hasLayer, installLayerFromStream } from './layer-cache.js';
+import { Limits, documentKind, parseImageConfig, parseIndex, parseJsonDocument, parseManifest, selectPlatform, type Descriptor } from './oci-types.js';
 import { formatReference, parseReference, repositoryName } from './reference.js';
 import { RegistryClient, readLimited, type RegistryOptions } from './registry-client.js';
 import { blobPath, lockFile } from './store-layout.js';
@@ -66,9 +67,11 @@ export async function pullImage(store: ImageStore, input: string, opts: PullOpti
       done += n;
       progress?.update(done);
     };
+    const config = parseImageConfig(parseJsonDocument(readBlob(l, manifest.config.digest, Limits.configBytes, `${name} config`), `${name} config`, Limits.configBytes), `${name} config`);
+    const diffIds = new Map(manifest.layers.map((x, i) => [x.digest, config.rootfs.diff_ids[i]]));
     const queue = [...new Map(manifest.layers.map((x) => [x.digest, x])).values()];
     const workers = Array.from({ length: Math.max(1, Math.min(opts.parallel ?? 3, queue.length)) }, async () => {
-      for (let next = queue.shift(); next; next = queue.shift()) await downloadBlob(store, client, repo, next, tick, name);
+      for (let next = queue.shift(); next; next = queue.shift()) await downloadBlob(store, client, repo, next, diffIds.get(next.digest), tick, name);
     });
     await Promise.all(workers);
     progress?.done('downloaded');
@@ -89,7 +92,15 @@ export async function pullImage(store: ImageStore, input: string, opts: PullOpti
 }
 
 /** Downloads one blob to partial/<hex>, resuming what an earlier pull left, then verifies and stores it. */
-async function downloadBlob(store: ImageStore, client: RegistryClient, repo: string, desc: Descriptor, tick: (n: number) => void, name: string): Promise<void> {
+async function downloadBlob(
+  store: ImageStore,
+  client: RegistryClient,
+  repo: string,
+  desc: Descriptor,
+  diffId: Digest | undefined,
+  tick: (n: number) => void,
+  name: string,
+): Promise<void> {
   const l = store.layout;
   if (hasBlob(l, desc.digest)) {
     tick(desc.size);
@@ -125,6 +136,18 @@ async function downloadBlob(store: ImageStore, client: RegistryClient, repo: str
       tick(have);
       const fd = fs.openSync(partial, fresh ? 'w' : 'a', 0o600);
       let got = have;
+      // A fresh download is unpacked while it arrives (a resumed one is unpacked from the file afterwards).
+      const along = fresh && diffId !== undefined && !hasLayer(l, diffId) ? new PassThrough({ highWaterMark: 1 << 20 }) : undefined;
+      let unpackError: unknown;
+      const unpacked =
+        along && diffId !== undefined
+          ? installLayerFromStream(l, diffId, desc.digest, along, { what: `${name} layer ${desc.digest.slice(0, 19)}` }).then(
+              () => undefined,
+              (err: unknown) => {
+                unpackError = err;
+              },
+            )
+          : undefined;
       try {
         await pipeline(
           res.body,
@@ -144,26 +167,51 @@ async function downloadBlob(store: ImageStore, client: RegistryClient, repo: str
                 return;
               }
               tick(chunk.length);
+              if (along && !along.destroyed && !along.write(chunk)) {
+                const go = () => {
+                  along.off('drain', go);
+                  along.off('close', go);
+                  cb();
+                };
+                along.on('drain', go);
+                along.on('close', go);
+                return;
+              }
+              cb();
+            },
+            final(cb) {
+              along?.end();
               cb();
             },
           }),
         );
         fs.fsyncSync(fd);
+      } catch (err) {
+        along?.destroy(err instanceof Error ? err : new Error(String(err)));
+        await unpacked;
+        throw err;
       } finally {
         fs.closeSync(fd);
       }
-      finish(partial, `sha256:${h.digest('hex')}`, got);
+      await unpacked;
+      verify(partial, `sha256:${h.digest('hex')}`, got);
+      if (unpackError !== undefined) throw unpackError;
+      storeVerified(partial);
     } else {
       tick(have);
-      finish(partial, `sha256:${hasher.digest('hex')}`, have);
+      verify(partial, `sha256:${hasher.digest('hex')}`, have);
+      storeVerified(partial);
     }
   });
 
-  function finish(partial: string, actual: string, size: number): void {
+  function verify(partial: string, actual: string, size: number): void {
     if (actual !== desc.digest || size !== desc.size) {
       fs.rmSync(partial, { force: true });
       throw new VrunError(`${name}: blob ${desc.digest} downloaded with digest ${actual} and ${size} bytes (expected ${desc.size}): refused, nothing stored`);
     }
+  }
+
+  function storeVerified(partial: string): void {
     fs.mkdirSync(l.blobs, { recursive: true });
     fs.renameSync(partial, blobPath(l, desc.digest));
     syncDir(path.dirname(blobPath(l, desc.digest)));

@@ -278,3 +278,16 @@ export function manifestDigestOf(layout: string, tag: string): string {
   if (!m) throw new Error(`no tag ${tag}`);
   return m.digest;
 }
+
+/** Writes an image built in memory (src/image/oci-build.ts) as a one-tag OCI layout. */
+export function writeLayout(dir: string, img: { config: Buffer; manifest: Buffer; manifestDigest: string; layers: { blob: Buffer }[] }, tag: string): string {
+  const blobs = path.join(dir, 'blobs', 'sha256');
+  fs.mkdirSync(blobs, { recursive: true });
+  for (const b of [img.config, img.manifest, ...img.layers.map((l) => l.blob)]) fs.writeFileSync(path.join(blobs, createHash('sha256').update(b).digest('hex')), b);
+  fs.writeFileSync(path.join(dir, 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }));
+  fs.writeFileSync(
+    path.join(dir, 'index.json'),
+    JSON.stringify({ schemaVersion: 2, manifests: [{ mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: img.manifestDigest, size: img.manifest.length, annotations: { 'org.opencontainers.image.ref.name': tag } }] }),
+  );
+  return dir;
+}

@@ -4,7 +4,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ImageStore } from '../../src/image/image-store.js';
 import { pullImage } from '../../src/image/pull.js';
 import { cleanup, describeTree, tempDir } from './helpers.js';
-import { addMultiPlatformIndex, buildFixtureLayout, manifestDigestOf, skopeoCopy, startProxy, startRegistry, umociRootfs, type Registry } from './fixtures.js';
+import { addMultiPlatformIndex, buildFixtureLayout, manifestDigestOf, skopeoCopy, startProxy, startRegistry, umociRootfs, writeLayout, type Registry } from './fixtures.js';
+import { buildImage, buildLayer } from '../../src/image/oci-build.js';
+import { sha256 } from '../../src/image/digest.js';
 
 describe('pull from a real docker-registry', () => {
   let dir: string;
@@ -106,12 +108,30 @@ describe('pull: formats, platforms, digests, auth and lies', () => {
       await liar.stop();
     }
     expect(store.list()).toEqual([]);
-    const manifest = store.layout.blobs;
-    const blobs = fs.existsSync(manifest) ? fs.readdirSync(manifest) : [];
-    // only the small config may have been stored (verified); no layer blob, no partial download, no layer
-    expect(blobs.length).toBeLessThanOrEqual(1);
-    expect(fs.existsSync(store.layout.layers) ? fs.readdirSync(store.layout.layers) : []).toEqual([]);
+    // Nothing unverified was kept: every stored blob hashes to its name (intact layers of the image may stay
+    // cached, as in any pull), the corrupted layer is absent, and so is anything unpacked from it.
+    const blobs = fs.existsSync(store.layout.blobs) ? fs.readdirSync(store.layout.blobs) : [];
+    for (const b of blobs) expect(sha256(fs.readFileSync(path.join(store.layout.blobs, b))).slice(7)).toBe(b);
+    const good = await pullImage(new ImageStore(path.join(dir, 'store-lies-ref')), `${registry.host}/fixture:v2`);
+    const bigLayer = readManifestLayers(path.join(dir, 'store-lies-ref'), good.manifest)[0] as string;
+    expect(blobs).not.toContain(bigLayer.slice(7));
+    const layers = fs.existsSync(store.layout.layers) ? fs.readdirSync(store.layout.layers) : [];
+    expect(layers).not.toContain((good.diffIds[0] as string).slice(7));
+    expect(fs.readdirSync(store.layout.tmp)).toEqual([]);
     expect(fs.readdirSync(store.layout.partial)).toEqual([]);
+  });
+
+  it('refuses a hostile layer while it streams in, leaving nothing behind', async () => {
+    const outside = path.join(dir, 'outside');
+    fs.mkdirSync(outside, { recursive: true });
+    const evil = buildImage([await buildLayer([{ name: 'ok', type: 'file', data: Buffer.alloc(200_000, 1) }, { name: '../../../../../../../../../../..' + outside + '/pwned', type: 'file', data: Buffer.from('x') }])], {});
+    skopeoCopy(`oci:${writeLayout(path.join(dir, 'evil-layout'), evil, 'x')}:x`, `docker://${registry.host}/evil:x`);
+    const store = new ImageStore(path.join(dir, 'store-evil'));
+    await expect(pullImage(store, `${registry.host}/evil:x`)).rejects.toThrow(/entry ".*pwned" contains "\.\."/);
+    expect(fs.readdirSync(outside)).toEqual([]);
+    expect(store.list()).toEqual([]);
+    expect(fs.readdirSync(store.layout.layers)).toEqual([]);
+    expect(fs.readdirSync(store.layout.tmp)).toEqual([]);
   });
 
   it('answers bearer-token and basic auth challenges with credentials from a docker config.json', async () => {
@@ -148,3 +168,8 @@ describe('pull: formats, platforms, digests, auth and lies', () => {
     await expect(pullImage(new ImageStore(path.join(dir, 'store-tls')), `localhost.localdomain.invalid:5000/x:1`)).rejects.toThrow(/cannot reach registry .*https:\/\//);
   });
 });
+
+function readManifestLayers(root: string, manifest: string): string[] {
+  const m = JSON.parse(fs.readFileSync(path.join(root, 'blobs', 'sha256', manifest.slice(7)), 'utf8')) as { layers: { digest: string }[] };
+  return m.layers.map((l) => l.digest);
+}
