@@ -1,0 +1,171 @@
+/**
+ * containerd 1.6 runs tasks through containerd-shim-vrun-v2: each pod boots a real VM (QEMU, TCG on hosts
+ * without usable KVM) with vrun's guest kernel, and the containers run under crun inside it. The shim's
+ * state goes to a run directory private to this test (VRUN_RUN), so "nothing left behind" is checkable.
+ */
+import { execFileSync, spawn } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { IMAGE, RUNTIME, startShimEnv, type ShimEnv } from './shim-fixture.js';
+
+/** Every process whose command line names `marker` (the pod's state directory). */
+function processesNaming(marker: string): string[] {
+  const out: string[] = [];
+  for (const pid of fs.readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
+    try {
+      const cmd = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+      if (cmd.includes(marker)) out.push(`${pid}: ${cmd.replace(/\0/g, ' ').slice(0, 120)}`);
+    } catch {
+      // gone
+    }
+  }
+  return out;
+}
+
+function mountsUnder(dir: string): string[] {
+  return fs
+    .readFileSync('/proc/self/mountinfo', 'utf8')
+    .split('\n')
+    .map((l) => l.split(' ')[4] ?? '')
+    .filter((mp) => mp.startsWith(dir));
+}
+
+/** The state directory of the pod whose group id (the container id, for ctr) is `groupId`. */
+function podDirOf(shimDir: string, groupId: string): string | undefined {
+  if (!fs.existsSync(shimDir)) return undefined;
+  for (const d of fs.readdirSync(shimDir)) {
+    try {
+      const rec = JSON.parse(fs.readFileSync(path.join(shimDir, d, 'pod.json'), 'utf8')) as { groupId?: string };
+      if (rec.groupId === groupId) return path.join(shimDir, d);
+    } catch {
+      // not written yet, or being removed
+    }
+  }
+  return undefined;
+}
+
+async function until(what: string, check: () => Promise<boolean> | boolean, timeoutMs = 120_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await check())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
+}
+
+describe('ctr drives tasks in VMs through the vrun shim', () => {
+  let env: ShimEnv;
+  let runDir: string;
+  let shimDir: string;
+  const savedRun = process.env.VRUN_RUN;
+  const fifo = () => ['--fifo-dir', path.join(env.dir, 'fifo')];
+  const run = (id: string, args: string[], extra: string[] = []) => env.ctr(['run', '--snapshotter', 'native', ...fifo(), '--runtime', RUNTIME, ...extra, IMAGE, id, ...args]);
+  const diag = () => {
+    const logs = fs.existsSync(shimDir) ? fs.readdirSync(shimDir).map((d) => path.join(shimDir, d, 'shim.log')).filter((f) => fs.existsSync(f)) : [];
+    return `${logs.map((f) => fs.readFileSync(f, 'utf8').slice(-2000)).join('\n')}\n--- containerd ---\n${env.ctd.log().slice(-2000)}`;
+  };
+
+  beforeAll(async () => {
+    runDir = fs.mkdtempSync(path.join(os.tmpdir(), 'vrun-shimrun-'));
+    shimDir = path.join(runDir, 'shim');
+    // containerd passes its environment on to the shim it starts.
+    process.env.VRUN_RUN = runDir;
+    env = await startShimEnv();
+  });
+
+  afterAll(async () => {
+    await env?.stop();
+    // A failed test may leave a pod behind: its processes and mounts all name this test's own run dir.
+    for (const line of processesNaming(runDir)) {
+      try {
+        process.kill(Number(line.split(':')[0]), 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    }
+    for (const mp of mountsUnder(runDir).reverse()) execFileSync('umount', ['-l', mp]);
+    if (savedRun === undefined) delete process.env.VRUN_RUN;
+    else process.env.VRUN_RUN = savedRun;
+    fs.rmSync(runDir, { recursive: true, force: true });
+  });
+
+  it('runs echo in a guest whose kernel is not the host\'s, and the exit code comes back', async () => {
+    const r = await run('echo1', ['sh', '-c', 'echo hi; uname -r; echo to-stderr >&2; exit 3'], ['--rm']);
+    expect(r.code, `${r.stderr}\n${diag()}`).toBe(3);
+    const lines = r.stdout.trim().split('\n');
+    expect(lines[0]).toBe('hi');
+    expect(lines[1]).toMatch(/^\d+\.\d+/);
+    expect(lines[1]).not.toBe(os.release());
+    expect(r.stderr).toContain('to-stderr');
+    // --rm: containerd deleted the task and shut the shim down; the pod's VM and mounts went with it.
+    await until('the pod directory and its processes to go away', () => podDirOf(shimDir, 'echo1') === undefined && processesNaming(shimDir).length === 0, 30_000);
+    expect(mountsUnder(shimDir)).toEqual([]);
+  });
+
+  it('serves exec, ps, metrics, kill and delete on a running task; a duplicate exec id is refused', async () => {
+    const opts = path.join(env.dir, 'shim-options-good.json');
+    fs.writeFileSync(opts, JSON.stringify({ vmm: 'qemu-tcg', memoryMiB: 512, vcpus: 1 }));
+    const started = await run('long', ['sleep', '1000'], ['-d', '--runtime-config-path', opts]);
+    expect(started.code, `${started.stderr}\n${diag()}`).toBe(0);
+    const podDir = podDirOf(shimDir, 'long') as string;
+    expect(podDir).toBeDefined();
+
+    const exec = await env.ctr(['task', 'exec', ...fifo(), '--exec-id', 'e1', 'long', 'sh', '-c', 'echo in-exec $(hostname); exit 5']);
+    expect(exec.code, exec.stderr).toBe(5);
+    expect(exec.stdout).toContain('in-exec');
+
+    const detached = await env.ctr(['task', 'exec', ...fifo(), '--detach', '--exec-id', 'e2', 'long', 'sleep', '500']);
+    expect(detached.code, detached.stderr).toBe(0);
+    const dup = await env.ctr(['task', 'exec', ...fifo(), '--exec-id', 'e2', 'long', 'true']);
+    expect(dup.code).not.toBe(0);
+    expect(dup.stderr).toContain('exec id e2 is already in use');
+
+    const ps = await env.ctr(['task', 'ps', 'long']);
+    expect(ps.code, ps.stderr).toBe(0);
+    // the init's sleep and the detached exec's sleep, as guest pids
+    expect(ps.stdout.trim().split('\n').slice(1).filter((l) => /^\s*\d+/.test(l)).length).toBeGreaterThanOrEqual(2);
+
+    const metrics = await env.ctr(['task', 'metrics', 'long']);
+    expect(metrics.code, metrics.stderr).toBe(0);
+    const usage = /memory\.usage\s+(\d+)/.exec(metrics.stdout);
+    expect(usage, metrics.stdout).not.toBeNull();
+    expect(Number(usage?.[1])).toBeGreaterThan(0);
+    expect(metrics.stdout).toMatch(/pids\.current\s+[1-9]/);
+
+    // The shim is still serving after the refused exec.
+    const kill = await env.ctr(['task', 'kill', '--signal', 'SIGKILL', 'long']);
+    expect(kill.code, kill.stderr).toBe(0);
+    await until('the task to stop', async () => /long\s+\d+\s+STOPPED/.test((await env.ctr(['task', 'ls'])).stdout));
+    const del = await env.ctr(['task', 'delete', 'long']);
+    expect(del.code, del.stderr).toBe(0);
+    expect(del.stdout + del.stderr).toContain('137');
+    await env.ctr(['containers', 'rm', 'long']);
+    await until('the pod directory and its processes to go away', () => !fs.existsSync(podDir) && processesNaming(podDir).length === 0, 30_000);
+  });
+
+  it('kill -9 of the shim: containerd reports the task exited, and nothing is left behind', async () => {
+    const started = await run('victim', ['sleep', '1000'], ['-d']);
+    expect(started.code, `${started.stderr}\n${diag()}`).toBe(0);
+    const podDir = podDirOf(shimDir, 'victim') as string;
+    expect(podDir).toBeDefined();
+    const record = JSON.parse(fs.readFileSync(path.join(podDir, 'pod.json'), 'utf8')) as { pids: { shim: number; vmm: number; virtiofsd: number } };
+    expect(processesNaming(podDir).length).toBeGreaterThanOrEqual(3);
+    const events = spawn('ctr', ['--address', env.ctd.address, 'events'], { stdio: ['ignore', 'pipe', 'ignore'] });
+    let seen = '';
+    events.stdout.on('data', (d: Buffer) => (seen += d.toString()));
+    await new Promise((r) => setTimeout(r, 500));
+    try {
+      process.kill(record.pids.shim, 'SIGKILL');
+      await until('containerd to publish the task exit', () => /\/tasks\/exit\s.*victim/.test(seen));
+    } finally {
+      events.kill();
+    }
+    await until('containerd to stop listing the task as running', async () => !/victim\s+\d+\s+RUNNING/.test((await env.ctr(['task', 'ls'])).stdout));
+    await until('the VM and virtiofsd to be gone', () => processesNaming(podDir).length === 0, 30_000);
+    expect(mountsUnder(podDir)).toEqual([]);
+    expect(fs.existsSync(podDir)).toBe(false);
+    await env.ctr(['task', 'delete', 'victim']);
+    await env.ctr(['containers', 'rm', 'victim']);
+  });
+});
