@@ -107,6 +107,21 @@ describe('vrun run --vm (QEMU TCG)', () => {
     expect(r.status).toBe(0);
   });
 
+  it('forwards SIGTERM to the container and exits with its code', async () => {
+    const child = spawn(process.execPath, [path.join(root, 'bin/vrun.js'), 'run', '--rm', 'busybox', 'sh', '-c', 'trap "echo got-term; exit 7" TERM; echo ready; while true; do sleep 1; done'], {
+      env: { ...process.env, VRUN_RUN: runDir, VRUN_DEBUG: '' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => {
+      out += d.toString();
+      if (out.includes('ready\n')) child.kill('SIGTERM');
+    });
+    const status = await new Promise<number | null>((r) => child.on('close', (code) => r(code)));
+    expect(out).toBe('ready\ngot-term\n');
+    expect(status).toBe(7);
+  });
+
   it('applies -e, -w, -u and --read-only', async () => {
     const r = await vrun(['run', '--rm', '-e', 'FOO=bar baz', '-w', '/tmp', '-u', '1000:1001', '--read-only', 'busybox', 'sh', '-c', 'echo "$FOO"; pwd; id -u; id -g; touch /newfile 2>/dev/null && echo writable || echo read-only']);
     expect(r.stdout.split('\n')).toEqual(['bar baz', '/tmp', '1000', '1001', 'read-only', '']);
@@ -176,6 +191,11 @@ describe('vrun run --vm (QEMU TCG)', () => {
     expect(ex.status).toBe(5);
     const execIn = await vrun(['exec', '-i', 'ticker', 'cat'], { input: 'piped\n' });
     expect(execIn.stdout).toBe('piped\n');
+    const st = await vrun(['stats', '--format', 'json', 'ticker']);
+    expect(st.status, st.stderr).toBe(0);
+    const stats = (JSON.parse(st.stdout) as Record<string, { memory: { currentBytes: number }; pids: { current: number } }>).ticker;
+    expect(stats?.memory.currentBytes).toBeGreaterThan(0);
+    expect(stats?.pids.current).toBeGreaterThanOrEqual(1);
     const follow = vrun(['logs', '-f', 'ticker']);
     const stop = await vrun(['stop', 'ticker']);
     expect(stop.status).toBe(0);
