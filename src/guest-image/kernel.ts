@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import { copyFile, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import os from 'node:os';
-import { VrunError } from '../common/errors.js';
+import { VrunError, errorMessage } from '../common/errors.js';
 import type { Progress } from '../common/progress.js';
 import { KERNEL_BUILD_TOOLS, requireTools } from './host-tools.js';
 import { sha256Text } from './hash.js';
@@ -146,11 +146,21 @@ export async function buildKernel(opts: {
 
   // Rough line count of a full tinyconfig-based build, for a percentage that means something.
   opts.progress.step(`guest-image: compiling ${opts.name} (make -j${os.availableParallelism()})`, 1700);
-  await runLogged('make', [`O=${build}`, `-j${os.availableParallelism()}`, 'vmlinux', 'bzImage'], {
-    cwd: src,
-    logFile,
-    onLine: (n) => opts.progress.update(n),
-  });
+  const compile = () =>
+    runLogged('make', [`O=${build}`, `-j${os.availableParallelism()}`, 'vmlinux', 'bzImage'], {
+      cwd: src,
+      logFile,
+      onLine: (n) => opts.progress.update(n),
+    });
+  try {
+    await compile();
+  } catch (err) {
+    // A build tree left by a killed or overlapping build can hold half-written objects that make trusts
+    // (seen: "multiple definition" at link time). One clean rebuild settles it; a second failure is real.
+    opts.progress.step(`guest-image: ${opts.name} build failed in a reused tree (${errorMessage(err)}); cleaning it and building once more`, 1700);
+    await runLogged('make', [`O=${build}`, 'clean'], { cwd: src, logFile });
+    await compile();
+  }
   opts.progress.done();
   const release = (await capture('make', ['-s', `O=${build}`, 'kernelrelease'], src)).trim();
 
