@@ -1,5 +1,6 @@
 import { execFile } from 'node:child_process';
 import { mkdir, stat, writeFile } from 'node:fs/promises';
+import path from 'node:path';
 import { promisify } from 'node:util';
 import { errorMessage } from '../common/errors.js';
 import { unmountUnder } from '../sandbox/cleanup.js';
@@ -52,7 +53,10 @@ export async function bindMount(source: string, target: string, readonly: boolea
     throw new TtrpcError(Code.INVALID_ARGUMENT, `bind mount source ${source}: ${errorMessage(err)}`);
   }
   if (st.isDirectory()) await mkdir(target, { recursive: true });
-  else await writeFile(target, '', { flag: 'a' });
+  else {
+    await mkdir(path.dirname(target), { recursive: true });
+    await writeFile(target, '', { flag: 'a' });
+  }
   await mountCmd(['--rbind', source, target], `${source}`);
   if (readonly) await mountCmd(['-o', 'remount,bind,ro', target], `${source} read-only`);
 }

@@ -1,0 +1,130 @@
+/**
+ * Kubernetes' path: a CRI v1 client drives containerd 1.6 with the runtime handler `vrun`. The pod's
+ * sandbox boots one VM; both containers of the pod join it through the same shim (same guest boot id,
+ * not the host's); ExecSync, ContainerStats and the CRI log files work; stopping and removing the pod
+ * leaves no VM, virtiofsd or mount behind.
+ */
+import { execFileSync } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { IMAGE, startCriEnv, type CriEnv } from './cri-fixture.js';
+
+function processesNaming(marker: string): number[] {
+  const out: number[] = [];
+  for (const pid of fs.readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
+    try {
+      if (fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(marker)) out.push(Number(pid));
+    } catch {
+      // gone
+    }
+  }
+  return out;
+}
+
+function mountsUnder(dir: string): string[] {
+  return fs
+    .readFileSync('/proc/self/mountinfo', 'utf8')
+    .split('\n')
+    .map((l) => l.split(' ')[4] ?? '')
+    .filter((mp) => mp.startsWith(dir));
+}
+
+interface ExecResult {
+  stdout: Buffer;
+  stderr: Buffer;
+  exitCode: number;
+}
+
+describe('a pod through CRI with the vrun runtime handler', () => {
+  let env: CriEnv;
+  let runDir: string;
+  const savedRun = process.env.VRUN_RUN;
+  let podId = '';
+  const sandboxConfig = () => ({
+    metadata: { name: 'vrun-pod', uid: 'uid-vrun-pod', namespace: 'default', attempt: 0 },
+    hostname: 'vrun-pod',
+    logDirectory: env.logDir,
+    linux: {},
+  });
+
+  beforeAll(async () => {
+    runDir = fs.mkdtempSync(path.join(os.tmpdir(), 'vrun-crirun-'));
+    process.env.VRUN_RUN = runDir;
+    env = await startCriEnv();
+  });
+
+  afterAll(async () => {
+    // After a failure the pod may still be up: CRI's stop tears down its CNI network namespace and veth.
+    if (podId && env) {
+      await env.call('StopPodSandbox', { podSandboxId: podId }, 120_000).catch(() => undefined);
+      await env.call('RemovePodSandbox', { podSandboxId: podId }, 120_000).catch(() => undefined);
+    }
+    await env?.stop();
+    for (const pid of processesNaming(runDir)) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // gone
+      }
+    }
+    for (const mp of mountsUnder(runDir).reverse()) execFileSync('umount', ['-l', mp]);
+    if (savedRun === undefined) delete process.env.VRUN_RUN;
+    else process.env.VRUN_RUN = savedRun;
+    fs.rmSync(runDir, { recursive: true, force: true });
+  });
+
+  it('runs two containers in one VM, execs into them, reports stats and logs, then cleans up', async () => {
+    const diag = () => env.log().slice(-3000);
+    const sandbox = await env.call<{ podSandboxId: string }>('RunPodSandbox', { config: sandboxConfig(), runtimeHandler: 'vrun' }).catch((err: Error) => {
+      throw new Error(`${err.message}\n${diag()}`);
+    });
+    podId = sandbox.podSandboxId;
+    expect(podId).toMatch(/^[0-9a-f]{64}$/);
+
+    const ids: string[] = [];
+    for (const name of ['c1', 'c2']) {
+      const created = await env.call<{ containerId: string }>('CreateContainer', {
+        podSandboxId: podId,
+        config: { metadata: { name }, image: { image: IMAGE }, command: ['sh', '-c', `echo hello-from-${name}; exec sleep 100000`], logPath: `${name}.log` },
+        sandboxConfig: sandboxConfig(),
+      });
+      await env.call('StartContainer', { containerId: created.containerId });
+      ids.push(created.containerId);
+    }
+    // One shim, one VM for the whole pod.
+    expect(fs.readdirSync(path.join(runDir, 'shim'))).toHaveLength(1);
+
+    const bootIds: string[] = [];
+    for (const id of ids) {
+      const r = await env.call<ExecResult>('ExecSync', { containerId: id, cmd: ['cat', '/proc/sys/kernel/random/boot_id'], timeout: 120 });
+      expect(r.exitCode, r.stderr.toString()).toBe(0);
+      bootIds.push(r.stdout.toString().trim());
+    }
+    expect(bootIds[0]).toMatch(/^[0-9a-f-]{36}$/);
+    expect(bootIds[1]).toBe(bootIds[0]);
+    expect(bootIds[0]).not.toBe(fs.readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim());
+    const failing = await env.call<ExecResult>('ExecSync', { containerId: ids[0], cmd: ['sh', '-c', 'echo oops >&2; exit 7'], timeout: 120 });
+    expect(failing.exitCode).toBe(7);
+    expect(failing.stderr.toString()).toContain('oops');
+
+    const stats = await env.call<{ stats: { memory: { workingSetBytes: { value: number } | null } | null; cpu: { usageCoreNanoSeconds: { value: number } | null } | null } }>('ContainerStats', { containerId: ids[0] });
+    expect(stats.stats.memory?.workingSetBytes?.value ?? 0).toBeGreaterThan(0);
+    expect(stats.stats.cpu?.usageCoreNanoSeconds?.value ?? 0).toBeGreaterThan(0);
+
+    // CRI log format: "<RFC3339Nano time> stdout F <line>"
+    const log = fs.readFileSync(path.join(env.logDir, 'c1.log'), 'utf8');
+    expect(log).toMatch(/^\S+ stdout F hello-from-c1$/m);
+
+    await env.call('StopPodSandbox', { podSandboxId: podId });
+    await env.call('RemovePodSandbox', { podSandboxId: podId });
+    const deadline = Date.now() + 60_000;
+    while ((processesNaming(path.join(runDir, 'shim')).length > 0 || fs.readdirSync(path.join(runDir, 'shim')).length > 0) && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    expect(processesNaming(path.join(runDir, 'shim'))).toEqual([]);
+    expect(mountsUnder(runDir)).toEqual([]);
+    expect(fs.readdirSync(path.join(runDir, 'shim'))).toEqual([]);
+  });
+});
