@@ -3,6 +3,7 @@ import { spawn, type StdioOptions } from 'node:child_process';
 import { readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { status } from '@grpc/grpc-js';
+import { trackOwnChild } from './own-children.js';
 import { RpcError } from './rpc-error.js';
 
 export interface CrunRunner {
@@ -30,7 +31,7 @@ export function crunRunner(crun: string, stateRoot: string): CrunRunner {
       const logFile = path.join(opts.logDir ?? stateRoot, `crun-${process.hrtime.bigint()}.log`);
       const full = ['--root', stateRoot, '--log', `file:${logFile}`, '--log-format', 'json', ...args];
       const stdio: StdioOptions = opts.stdio === undefined ? ['ignore', 'pipe', 'pipe'] : opts.stdio;
-      const child = spawn(crun, full, { stdio });
+      const child = trackOwnChild(spawn(crun, full, { stdio }));
       let out = '';
       let err = '';
       child.stdout?.on('data', (d: Buffer) => (out = (out + d.toString()).slice(-65536)));

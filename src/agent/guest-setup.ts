@@ -1,14 +1,13 @@
 /** Pod-level guest setup requests: shares, a busybox rootfs, hostname, DNS. */
-import { execFile } from 'node:child_process';
 import { copyFile, mkdir, symlink, writeFile, chmod } from 'node:fs/promises';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import { status } from '@grpc/grpc-js';
 import type { AgentConfig } from './config.js';
+import { runTracked } from './own-children.js';
 import { checkRelativeUnder } from './request-checks.js';
 import { invalid, RpcError } from './rpc-error.js';
 
-const run = promisify(execFile);
+const run = runTracked;
 
 const TAG = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,35}$/;
 const HOSTNAME = /^(?=.{1,64}$)[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$/;

@@ -1,7 +1,9 @@
 /**
  * Joins the guest's `vrun.agent` virtio-console port to the agent's local gRPC socket. Node cannot wrap a
  * character device in a net.Socket, so bytes are pumped with fs reads/writes on the device and a plain
- * unix-socket connection to the server. The device is non-blocking and waited on with a bounded poll: a
+ * unix-socket connection to the server. A host that closes and reconnects quickly may never show the
+ * guest an EOF, so a read that starts with the HTTP/2 client preface also begins a new session (a new
+ * gRPC connection always starts with it). The device is non-blocking and waited on with a bounded poll: a
  * read parked in libuv's pool would block the agent's exit (libuv joins its pool threads at exit). Each host connection gets its own local connection: the port reads
  * EOF while the host side is closed, which ends the current HTTP/2 session; the next bytes from a new
  * host connection open a fresh one.
@@ -19,6 +21,7 @@ const SYS_PORTS = '/sys/class/virtio-ports';
 const READ_BYTES = 64 * 1024;
 /** How often to look again while no host is connected (reads return EOF at once then). */
 const IDLE_POLL_MS = 50;
+const HTTP2_PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n');
 /** Longest wait for port data in one pool job (bounds how long an exit can take). */
 const POLL_MS = 250;
 
@@ -86,8 +89,14 @@ export class PortBridge {
         await sleep(IDLE_POLL_MS);
         continue;
       }
+      const data = buf.subarray(0, bytesRead);
+      if (this.conn && data.subarray(0, HTTP2_PREFACE.length).equals(HTTP2_PREFACE)) {
+        this.log.info('a new host connection began without an EOF between; ending the old session');
+        this.conn.destroy();
+        this.conn = null;
+      }
       const conn = this.conn ?? this.connect();
-      if (!conn.write(buf.subarray(0, bytesRead))) {
+      if (!conn.write(data)) {
         await new Promise<void>((resolve) => {
           const done = () => {
             conn.removeListener('drain', done);

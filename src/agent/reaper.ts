@@ -3,7 +3,9 @@
  * processes) behind as orphans; with the agent a child subreaper they become its children, and this
  * module waits for exactly those pids (never waitpid(-1), which would steal libuv's own children).
  */
+import { readdir, readFile } from 'node:fs/promises';
 import type { Logger } from '../common/log.js';
+import { isOwnChild } from './own-children.js';
 import { agentNative } from './native-ops.js';
 
 export interface Exit {
@@ -13,14 +15,52 @@ export interface Exit {
 }
 
 const POLL_MS = 50;
+const SWEEP_MS = 1000;
 
 export class Reaper {
   private readonly watched = new Map<number, { resolve: (e: Exit) => void }>();
   private timer: NodeJS.Timeout | null = null;
+  private lastSweep = 0;
+  private sweepTimer: NodeJS.Timeout | null = null;
 
   constructor(private readonly log: Logger) {
     agentNative().procSetChildSubreaper();
-    process.on('SIGCHLD', () => this.poll());
+    process.on('SIGCHLD', () => {
+      this.poll();
+      this.scheduleSweep();
+    });
+  }
+
+  /** Orphans nobody waits for (adopted as subreaper) are collected at most once per SWEEP_MS. */
+  private scheduleSweep(): void {
+    if (this.sweepTimer) return;
+    const wait = Math.max(0, this.lastSweep + SWEEP_MS - Date.now());
+    this.sweepTimer = setTimeout(() => {
+      this.sweepTimer = null;
+      this.lastSweep = Date.now();
+      void this.sweep();
+    }, wait);
+    this.sweepTimer.unref();
+  }
+
+  private async sweep(): Promise<void> {
+    const native = agentNative();
+    const me = String(process.pid);
+    for (const entry of await readdir('/proc').catch(() => [] as string[])) {
+      if (!/^\d+$/.test(entry)) continue;
+      const pid = Number(entry);
+      if (this.watched.has(pid) || isOwnChild(pid)) continue;
+      const stat = await readFile(`/proc/${entry}/stat`, 'utf8').catch(() => '');
+      // "pid (comm) state ppid ...": comm may hold spaces and parentheses, so split after the last ')'.
+      const [state, ppid] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      if (state !== 'Z' || ppid !== me || isOwnChild(pid)) continue;
+      try {
+        const exit = native.procWaitPid(pid);
+        if (exit) this.log.debug({ pid, ...exit }, 'reaped an orphan');
+      } catch {
+        // Reaped in between by someone else: nothing to do.
+      }
+    }
   }
 
   /** Resolves when `pid` exits. The pid may not be our child yet (its parent crun is still exiting). */

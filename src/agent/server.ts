@@ -3,12 +3,10 @@
  * never throw into grpc-js: every failure becomes a status with a message naming what was wrong, and the
  * agent keeps serving.
  */
-import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import * as grpc from '@grpc/grpc-js';
 import type { MethodDefinition } from '@grpc/proto-loader';
 import { errorMessage } from '../common/errors.js';
@@ -19,6 +17,7 @@ import type { AgentHandlers } from './generated/vrun/agent/v1/Agent.js';
 import type { StdioMode__Output } from './generated/vrun/agent/v1/StdioMode.js';
 import type { WriteStdinRequest__Output } from './generated/vrun/agent/v1/WriteStdinRequest.js';
 import { createBusyboxRootfs, mountShare, setDns, setHostname } from './guest-setup.js';
+import { runTracked } from './own-children.js';
 import type { ProcessIo } from './process-io.js';
 import { loadAgentProto, MAX_MESSAGE_BYTES } from './proto.js';
 import { invalid, RpcError } from './rpc-error.js';
@@ -26,7 +25,6 @@ import { findUnknownField, messageDescriptors } from './strict-decode.js';
 
 export const AGENT_VERSION = '0.1.0';
 
-const run = promisify(execFile);
 
 function toStatus(err: unknown): Partial<grpc.StatusObject> {
   if (err instanceof RpcError) return { code: err.code, details: err.message };
@@ -48,7 +46,7 @@ export interface AgentServices {
 async function guestDetails(cfg: AgentConfig) {
   const cg = cfg.cgroupRoot;
   const mode = existsSync(path.join(cg, 'cgroup.controllers')) ? 'v2' : existsSync(path.join(cg, 'unified')) ? 'hybrid' : 'v1';
-  const crunVersion = await run(cfg.crun, ['--version']).then((r) => r.stdout.split('\n')[0] ?? '', () => '');
+  const crunVersion = await runTracked(cfg.crun, ['--version']).then((r) => r.stdout.split('\n')[0] ?? '', () => '');
   const controllers = await readFile(path.join(cg, 'cgroup.subtree_control'), 'utf8').catch(() => '');
   return {
     kernelRelease: os.release(),
