@@ -139,6 +139,8 @@ async function downloadBlob(
       // A fresh download is unpacked while it arrives (a resumed one is unpacked from the file afterwards).
       const along = fresh && diffId !== undefined && !hasLayer(l, diffId) ? new PassThrough({ highWaterMark: 1 << 20 }) : undefined;
       let unpackError: unknown;
+      let batch: Buffer[] = [];
+      let batchBytes = 0;
       const unpacked =
         along && diffId !== undefined
           ? installLayerFromStream(l, diffId, desc.digest, along, { what: `${name} layer ${desc.digest.slice(0, 19)}` }).then(
@@ -167,7 +169,22 @@ async function downloadBlob(
                 return;
               }
               tick(chunk.length);
-              if (along && !along.destroyed && !along.write(chunk)) {
+              // Network chunks are small; hand the unpacker megabyte batches so gunzip (which works on the thread
+              // pool) makes a few round trips instead of thousands.
+              if (!along || along.destroyed) {
+                cb();
+                return;
+              }
+              batch.push(chunk);
+              batchBytes += chunk.length;
+              if (batchBytes < 1 << 20) {
+                cb();
+                return;
+              }
+              const out = Buffer.concat(batch, batchBytes);
+              batch = [];
+              batchBytes = 0;
+              if (!along.write(out)) {
                 const go = () => {
                   along.off('drain', go);
                   along.off('close', go);
@@ -180,7 +197,7 @@ async function downloadBlob(
               cb();
             },
             final(cb) {
-              along?.end();
+              if (along && !along.destroyed) along.end(batchBytes > 0 ? Buffer.concat(batch, batchBytes) : undefined);
               cb();
             },
           }),
