@@ -11,6 +11,7 @@ import { ContainerLogWriter } from './container-log.js';
 import { buildSpec, type OciSpec } from './oci-spec.js';
 import { prepareRootfs, type PreparedRootfs } from './rootfs.js';
 import { type SandboxPaths, type SandboxState, writeState } from './state.js';
+import { bindReadOnly } from './ro-bind.js';
 import { resolveUser } from './user.js';
 import { Virtiofsd } from './virtiofsd.js';
 import { decideBackend, launchQemu, type RunningVm } from './vmm-backend.js';
@@ -41,6 +42,7 @@ const BOOT_TIMEOUT_MS = Number(process.env.VRUN_BOOT_TIMEOUT_MS ?? 300_000);
 export class Sandbox {
   private vm: RunningVm | undefined;
   private readonly fsds: { what: string; d: Virtiofsd }[] = [];
+  private readonly unbinds: (() => Promise<void>)[] = [];
   private agent: AgentClient | undefined;
   private rootfs: PreparedRootfs | undefined;
   private spec: OciSpec | undefined;
@@ -120,7 +122,15 @@ export class Sandbox {
     t = performance.now();
     const decision = decideBackend(cfg.vmm, { nativeAvailable: false });
     const guest = await loadGuestImage('guest-image');
-    const shareDirs = [{ what: 'rootfs', dir: this.paths.shared }, ...cfg.volumes.map((v, i) => ({ what: `volume ${i} (${v.hostPath})`, dir: v.hostPath }))];
+    const shareDirs = [{ what: 'rootfs', dir: this.paths.shared }];
+    for (const [i, v] of cfg.volumes.entries()) {
+      let dir = v.hostPath;
+      if (v.readonly) {
+        dir = path.join(this.paths.dir, `ro${i}`);
+        this.unbinds.push(await bindReadOnly(v.hostPath, dir));
+      }
+      shareDirs.push({ what: `volume ${i} (${v.hostPath})`, dir });
+    }
     const fsds = await Promise.all(shareDirs.map((s, i) => Virtiofsd.start({ socketPath: this.paths.fsSocket(i), sharedDir: s.dir, logger: this.log })));
     fsds.forEach((d, i) => {
       const what = shareDirs[i]?.what ?? 'share';
@@ -424,6 +434,7 @@ export class Sandbox {
     this.agent?.close();
     if (this.vm) await this.vm.kill();
     await Promise.all(this.fsds.map((f) => f.d.stop().catch(() => undefined)));
+    for (const u of this.unbinds) await u().catch((err: unknown) => this.log.warn({ err: errorMessage(err) }, 'undoing a volume bind mount failed'));
     await this.containerLog?.close();
     if (this.rootfs) await this.rootfs.release().catch((err: unknown) => this.log.warn({ err: errorMessage(err) }, 'releasing the rootfs failed'));
     this.phase('teardown', t);
