@@ -1,5 +1,10 @@
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { CTRL, VirtioConsole } from '../../src/vmm/virtio/devices/console.js';
+import { PortSocket } from '../../src/vmm/virtio/devices/console-socket.js';
 import { VirtioRng } from '../../src/vmm/virtio/devices/rng.js';
 import { REG, STATUS, VirtioMmio, type VirtioDevice } from '../../src/vmm/virtio/mmio.js';
 import { GuardedRam, SimDriver } from './helpers/virtq-driver.js';
@@ -171,5 +176,35 @@ describe('virtio-console with named ports', () => {
     expect(() => new VirtioConsole([])).toThrow(/1 to 31 ports/);
     expect(() => new VirtioConsole([{ name: 'a b' }])).toThrow(/not 1-64/);
     expect(() => new VirtioConsole([{ name: 'a' }, { name: 'a' }])).toThrow(/used twice/);
+  });
+});
+
+describe('console port surfaced as a unix socket', () => {
+  it('carries bytes between a socket client and the guest queues', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vrun-port-'));
+    const dev = new VirtioConsole([{ name: 'vrun.agent' }]);
+    const { ram, drivers, notify } = bringUp(dev, [1 << 1, 1]);
+    const ps = await PortSocket.listen(path.join(dir, 'agent.sock'), dev.port('vrun.agent')!);
+    try {
+      const client = net.connect(path.join(dir, 'agent.sock'));
+      const received: Buffer[] = [];
+      client.on('data', (d: Buffer) => received.push(d));
+      await new Promise((r) => client.once('connect', r));
+      client.write('to-guest');
+      while (dev.port('vrun.agent')!.pendingBytes < 8) await new Promise((r) => setTimeout(r, 5));
+      drivers[0]!.addChain([{ addr: DATA, len: 64, write: true }]);
+      notify(0);
+      expect(drivers[0]!.takeUsed()).toEqual([{ id: 0, len: 8 }]);
+      expect(ram.ram.toString('utf8', DATA, DATA + 8)).toBe('to-guest');
+      ram.ram.write('to-host', DATA + 0x100);
+      drivers[1]!.addChain([{ addr: DATA + 0x100, len: 7 }]);
+      notify(1);
+      while (Buffer.concat(received).length < 7) await new Promise((r) => setTimeout(r, 5));
+      expect(Buffer.concat(received).toString()).toBe('to-host');
+      client.destroy();
+    } finally {
+      ps.close();
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
