@@ -16,6 +16,8 @@ export interface Containerd {
   /** The ttrpc socket shims publish events to: `<address>.ttrpc`. */
   ttrpcAddress: string;
   log(): string;
+  /** Stops containerd (SIGTERM) and starts it again on the same root, state and sockets; shims keep running. */
+  restart(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -55,41 +57,53 @@ export async function startContainerd(opts: { extraPath?: string } = {}): Promis
   ].join('\n');
   fs.writeFileSync(path.join(dir, 'config.toml'), config);
   const logFile = path.join(dir, 'containerd.log');
-  const out = fs.openSync(logFile, 'a');
   const env = { ...process.env, PATH: opts.extraPath ? `${opts.extraPath}:${process.env.PATH ?? ''}` : process.env.PATH };
-  const child: ChildProcess = spawn('/usr/bin/containerd', ['--config', path.join(dir, 'config.toml')], { stdio: ['ignore', out, out], env });
-  fs.closeSync(out);
+  const log = (): string => spawnError + fs.readFileSync(logFile, 'utf8');
+  const ttrpcAddress = `${address}.ttrpc`;
+  let child: ChildProcess;
   let exited = false;
   let spawnError = '';
-  const exitPromise = new Promise<void>((resolve) => {
-    child.once('exit', () => ((exited = true), resolve()));
-    child.once('error', (err) => ((exited = true), (spawnError = `${err.message} (Debian package "containerd")\n`), resolve()));
-  });
-  const log = (): string => spawnError + fs.readFileSync(logFile, 'utf8');
+  let exitPromise: Promise<void> = Promise.resolve();
 
-  const ttrpcAddress = `${address}.ttrpc`;
-  const deadline = Date.now() + 20_000;
-  while (!(await canConnect(ttrpcAddress)) || !(await canConnect(address))) {
-    if (exited || Date.now() > deadline) {
-      const text = log();
-      fs.rmSync(dir, { recursive: true, force: true });
-      throw new Error(`containerd did not start:\n${text.slice(-3000)}`);
+  const launch = async (): Promise<void> => {
+    const out = fs.openSync(logFile, 'a');
+    child = spawn('/usr/bin/containerd', ['--config', path.join(dir, 'config.toml')], { stdio: ['ignore', out, out], env });
+    fs.closeSync(out);
+    exited = false;
+    exitPromise = new Promise<void>((resolve) => {
+      child.once('exit', () => ((exited = true), resolve()));
+      child.once('error', (err) => ((exited = true), (spawnError = `${err.message} (Debian package "containerd")\n`), resolve()));
+    });
+    const deadline = Date.now() + 20_000;
+    while (!(await canConnect(ttrpcAddress)) || !(await canConnect(address))) {
+      if (exited || Date.now() > deadline) {
+        const text = log();
+        fs.rmSync(dir, { recursive: true, force: true });
+        throw new Error(`containerd did not start:\n${text.slice(-3000)}`);
+      }
+      await new Promise((r) => setTimeout(r, 50));
     }
-    await new Promise((r) => setTimeout(r, 50));
-  }
+  };
+  const halt = async (): Promise<void> => {
+    if (exited) return;
+    child.kill('SIGTERM');
+    const killer = setTimeout(() => child.kill('SIGKILL'), 10_000);
+    await exitPromise;
+    clearTimeout(killer);
+  };
+  await launch();
 
   return {
     dir,
     address,
     ttrpcAddress,
     log,
+    async restart() {
+      await halt();
+      await launch();
+    },
     async stop() {
-      if (!exited) {
-        child.kill('SIGTERM');
-        const killer = setTimeout(() => child.kill('SIGKILL'), 10_000);
-        await exitPromise;
-        clearTimeout(killer);
-      }
+      await halt();
       fs.rmSync(dir, { recursive: true, force: true });
     },
   };
