@@ -24,10 +24,16 @@ async function main(): Promise<void> {
   const containers = new Containers(cfg, reaper, log);
   await containers.init();
   let bridge: PortBridge | null = null;
+  let exiting = false;
+  // Graceful: in-flight replies (Shutdown's own) are finished and carried through the port before exit.
   const exit = (code: number) => {
-    bridge?.stop();
-    server.forceShutdown();
-    process.exit(code);
+    if (exiting) return;
+    exiting = true;
+    const force = setTimeout(() => server.forceShutdown(), 2000);
+    server.tryShutdown(() => {
+      clearTimeout(force);
+      void (bridge?.stop() ?? Promise.resolve()).finally(() => process.exit(code));
+    });
   };
   const server = createAgentServer({ cfg, containers, log, onShutdown: () => exit(0) });
   await new Promise<void>((resolve, reject) =>

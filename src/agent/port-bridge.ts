@@ -60,9 +60,15 @@ export class PortBridge {
     });
   }
 
-  stop(): void {
+  /** Stops reading; what the server already wrote goes out to the host first (up to `timeoutMs`). */
+  async stop(timeoutMs = 2000): Promise<void> {
     this.stopped = true;
-    this.conn?.destroy();
+    const conn = this.conn;
+    if (conn && !conn.destroyed) {
+      await Promise.race([new Promise((r) => conn.once('close', r)), new Promise((r) => setTimeout(r, timeoutMs))]);
+    }
+    await Promise.race([this.writes, new Promise((r) => setTimeout(r, timeoutMs))]);
+    conn?.destroy();
   }
 
   private async pump(): Promise<void> {
