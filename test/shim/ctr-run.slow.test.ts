@@ -144,6 +144,26 @@ describe('ctr drives tasks in VMs through the vrun shim', () => {
     await until('the pod directory and its processes to go away', () => !fs.existsSync(podDir) && processesNaming(podDir).length === 0, 30_000);
   });
 
+  it('containerd restarts while a task runs: the task keeps running and containerd manages it again', async () => {
+    const started = await run('survivor', ['sleep', '1000'], ['-d']);
+    expect(started.code, `${started.stderr}\n${diag()}`).toBe(0);
+    const podDir = podDirOf(shimDir, 'survivor') as string;
+    const shimPid = (JSON.parse(fs.readFileSync(path.join(podDir, 'pod.json'), 'utf8')) as { pids: { shim: number } }).pids.shim;
+    await env.ctd.restart();
+    // the same shim process still serves the pod
+    expect(processesNaming(podDir).some((l) => l.startsWith(`${shimPid}:`))).toBe(true);
+    await until('containerd to list the task as running again', async () => /survivor\s+\d+\s+RUNNING/.test((await env.ctr(['task', 'ls'])).stdout));
+    const exec = await env.ctr(['task', 'exec', ...fifo(), '--exec-id', 'r1', 'survivor', 'sh', '-c', 'echo after-restart']);
+    expect(exec.code, exec.stderr).toBe(0);
+    expect(exec.stdout).toContain('after-restart');
+    await env.ctr(['task', 'kill', '--signal', 'SIGKILL', 'survivor']);
+    // the exit event reaches the restarted containerd
+    await until('the task to stop', async () => /survivor\s+\d+\s+STOPPED/.test((await env.ctr(['task', 'ls'])).stdout));
+    expect((await env.ctr(['task', 'delete', 'survivor'])).code).toBe(0);
+    await env.ctr(['containers', 'rm', 'survivor']);
+    await until('the pod directory and its processes to go away', () => !fs.existsSync(podDir) && processesNaming(podDir).length === 0, 30_000);
+  });
+
   it('kill -9 of the shim: containerd reports the task exited, and nothing is left behind', async () => {
     const started = await run('victim', ['sleep', '1000'], ['-d']);
     expect(started.code, `${started.stderr}\n${diag()}`).toBe(0);
