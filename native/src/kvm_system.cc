@@ -7,6 +7,7 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
+#include <cstddef>
 #include <string>
 
 namespace vrun {
@@ -60,9 +61,30 @@ Napi::Value CheckExtension(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, r < 0 ? 0 : r);
 }
 
+// The sizes of the KVM structs the VM binding passes to JS raw, so the TS encoders can be checked
+// against this build's <linux/kvm.h> on any host.
+Napi::Value StructSizes(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("regs", Napi::Number::New(env, sizeof(kvm_regs)));
+  o.Set("sregs", Napi::Number::New(env, sizeof(kvm_sregs)));
+  o.Set("fpu", Napi::Number::New(env, sizeof(kvm_fpu)));
+  o.Set("lapic", Napi::Number::New(env, sizeof(kvm_lapic_state)));
+  o.Set("cpuidEntry", Napi::Number::New(env, sizeof(kvm_cpuid_entry2)));
+  o.Set("msrEntry", Napi::Number::New(env, sizeof(kvm_msr_entry)));
+  o.Set("segment", Napi::Number::New(env, sizeof(kvm_segment)));
+  o.Set("sregsCr0", Napi::Number::New(env, offsetof(kvm_sregs, cr0)));
+  o.Set("sregsGdt", Napi::Number::New(env, offsetof(kvm_sregs, gdt)));
+  o.Set("sregsEfer", Napi::Number::New(env, offsetof(kvm_sregs, efer)));
+  o.Set("fpuMxcsr", Napi::Number::New(env, offsetof(kvm_fpu, mxcsr)));
+  o.Set("fpuFcw", Napi::Number::New(env, offsetof(kvm_fpu, fcw)));
+  return o;
+}
+
 }  // namespace
 
 void InitKvmSystem(Napi::Env env, Napi::Object exports) {
+  exports.Set("kvmStructSizes", Napi::Function::New(env, StructSizes));
   exports.Set("kvmApiVersion", Napi::Function::New(env, ApiVersion));
   exports.Set("kvmCheckExtension", Napi::Function::New(env, CheckExtension));
 }

@@ -14,7 +14,7 @@ import { I8042, I8042_PORT_BASE, I8042_PORT_SIZE } from './devices/i8042.js';
 import { attachSilentPorts } from './devices/legacy-ports.js';
 import { Serial, SERIAL_PORT_BASE, SERIAL_PORT_SIZE } from './devices/serial.js';
 import { Vm, type VcpuStop } from './kvm/vm.js';
-import { encodeMsrs, writeControl, writeSegment, writeTable } from './kvm/vcpu-state.js';
+import { CPUID_ENTRY_SIZE as CPUID_ENTRY, encodeMsrs, FPU_FCW_OFFSET, FPU_MXCSR_OFFSET, writeControl, writeSegment, writeTable } from './kvm/vcpu-state.js';
 import { lowRamEnd, ramRegions, SERIAL_IRQ, virtioMmioSlot } from './layout.js';
 import { VirtioConsole, type ConsolePortSpec } from './virtio/devices/console.js';
 import { PortSocket } from './virtio/devices/console-socket.js';
@@ -205,8 +205,8 @@ export class Machine extends EventEmitter<{ end: [MachineEnd]; 'device-error': [
       writeControl(s, 'efer', sr.efer);
     });
     const fpu = vm.state(0, 'fpu');
-    fpu.writeUInt16LE(boot.fpu.fcw, 128);
-    fpu.writeUInt32LE(boot.fpu.mxcsr, 408);
+    fpu.writeUInt16LE(boot.fpu.fcw, FPU_FCW_OFFSET);
+    fpu.writeUInt32LE(boot.fpu.mxcsr, FPU_MXCSR_OFFSET);
     vm.setState(0, 'fpu', fpu);
     const r = boot.regs;
     vm.setRegs(0, { rip: r.rip, rsp: r.rsp, rbp: r.rbp, rsi: r.rsi, rbx: r.rbx, rflags: r.rflags });
@@ -283,9 +283,8 @@ export function createVm(opts: CreateVmOptions): Promise<Machine> {
   return Machine.create(opts);
 }
 
-const CPUID_ENTRY = 40;
 
-function decodeCpuid(buf: Buffer): CpuidEntry[] {
+export function decodeCpuid(buf: Buffer): CpuidEntry[] {
   const out: CpuidEntry[] = [];
   for (let o = 0; o + CPUID_ENTRY <= buf.length; o += CPUID_ENTRY) {
     out.push({
@@ -301,7 +300,7 @@ function decodeCpuid(buf: Buffer): CpuidEntry[] {
   return out;
 }
 
-function encodeCpuid(entries: CpuidEntry[]): Buffer {
+export function encodeCpuid(entries: CpuidEntry[]): Buffer {
   const buf = Buffer.alloc(CPUID_ENTRY * entries.length);
   entries.forEach((e, i) => {
     const o = i * CPUID_ENTRY;

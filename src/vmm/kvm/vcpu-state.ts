@@ -8,6 +8,11 @@ import type { SegmentState, DescriptorTable } from '../boot/params.js';
 
 export const REGS_SIZE = 144;
 export const SREGS_SIZE = 312;
+export const FPU_SIZE = 416;
+export const FPU_FCW_OFFSET = 128;
+export const FPU_MXCSR_OFFSET = 408;
+export const CPUID_ENTRY_SIZE = 40;
+export const MSR_ENTRY_SIZE = 16;
 
 const REG_NAMES = ['rax', 'rbx', 'rcx', 'rdx', 'rsi', 'rdi', 'rsp', 'rbp', 'r8', 'r9', 'r10', 'r11', 'r12', 'r13', 'r14', 'r15', 'rip', 'rflags'] as const;
 export type RegName = (typeof REG_NAMES)[number];
@@ -29,10 +34,10 @@ export function encodeRegs(buf: Buffer, regs: Partial<Record<RegName, bigint | n
 
 const SEGMENTS = ['cs', 'ds', 'es', 'fs', 'gs', 'ss', 'tr', 'ldt'] as const;
 export type SegmentName = (typeof SEGMENTS)[number];
-const SEG_SIZE = 24;
-const GDT_OFF = 192;
+export const SEG_SIZE = 24;
+export const GDT_OFF = 192;
 const IDT_OFF = 208;
-const CR_OFF = { cr0: 224, cr2: 232, cr3: 240, cr4: 248, cr8: 256, efer: 264, apic_base: 272 } as const;
+export const CR_OFF = { cr0: 224, cr2: 232, cr3: 240, cr4: 248, cr8: 256, efer: 264, apic_base: 272 } as const;
 export type ControlReg = keyof typeof CR_OFF;
 
 export function readSegment(buf: Buffer, name: SegmentName): SegmentState {
@@ -77,10 +82,10 @@ export function writeControl(buf: Buffer, reg: ControlReg, value: bigint | numbe
 
 /** MSR list for KVM_SET_MSRS: 16-byte entries (index, reserved, data). */
 export function encodeMsrs(msrs: readonly { index: number; data: number | bigint }[]): Buffer {
-  const buf = Buffer.alloc(16 * msrs.length);
+  const buf = Buffer.alloc(MSR_ENTRY_SIZE * msrs.length);
   msrs.forEach((m, i) => {
-    buf.writeUInt32LE(m.index >>> 0, 16 * i);
-    buf.writeBigUInt64LE(BigInt(m.data), 16 * i + 8);
+    buf.writeUInt32LE(m.index >>> 0, MSR_ENTRY_SIZE * i);
+    buf.writeBigUInt64LE(BigInt(m.data), MSR_ENTRY_SIZE * i + 8);
   });
   return buf;
 }
