@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable, Writable } from 'node:stream';
-import { AgentClient, type OciProcess, type WaitResult } from '../agent/client.js';
+import type { AgentClient, OciProcess, WaitResult } from '../agent/client.js';
 import { VrunError, errorMessage } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
 import { loadGuestImage } from '../guest-image/image.js';
@@ -110,6 +110,10 @@ export class Sandbox {
 
   private async bootSteps(): Promise<void> {
     const cfg = this.state.config;
+    // gRPC and the agent's proto take a while to load; that overlaps with the guest's boot this way.
+    const agentModule = import('../agent/client.js');
+    agentModule.catch(() => undefined);
+    void import('../agent/proto.js').then((m) => m.loadAgentProto()).catch(() => undefined);
     await this.save({ pids: { ...this.state.pids, sandbox: process.pid } });
 
     let t = performance.now();
@@ -179,7 +183,7 @@ export class Sandbox {
         if (this.failure) throw err;
       });
     }
-    this.agent = await this.connectAgent();
+    this.agent = await this.connectAgent((await agentModule).AgentClient);
     const details = await this.agent.guestDetails();
     this.phase('agentReady', t);
 
@@ -222,12 +226,12 @@ export class Sandbox {
    * The console port accepts a connection before the agent inside opens it, and bytes written into a port
    * nobody has open are lost; so each attempt gets a short deadline and a fresh connection.
    */
-  private async connectAgent(): Promise<AgentClient> {
+  private async connectAgent(Client: typeof AgentClient): Promise<AgentClient> {
     const deadline = Date.now() + AGENT_TIMEOUT_MS;
     let last = '';
     for (;;) {
       if (this.failure) throw new VrunError(this.failure);
-      const client = new AgentClient(this.paths.agent, { callTimeoutMs: 60_000 });
+      const client = new Client(this.paths.agent, { callTimeoutMs: 60_000 });
       try {
         await client.waitForReady(Math.min(5000, Math.max(1, deadline - Date.now())));
         await new Promise<void>((resolve, reject) => {
