@@ -8,6 +8,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { taskServiceClient } from '../../src/shim/protocol/task-service.js';
+import { TtrpcClient } from '../../src/ttrpc/client.js';
 import { IMAGE, RUNTIME, startShimEnv, type ShimEnv } from './shim-fixture.js';
 
 /** Every process whose command line names `marker` (the pod's state directory). */
@@ -103,7 +105,7 @@ describe('ctr drives tasks in VMs through the vrun shim', () => {
     expect(mountsUnder(shimDir)).toEqual([]);
   });
 
-  it('serves exec, ps, metrics, kill and delete on a running task; a duplicate exec id is refused', async () => {
+  it('serves exec, ps, metrics, pause, resume, update, kill and delete on a running task; a duplicate exec id is refused', async () => {
     const opts = path.join(env.dir, 'shim-options-good.json');
     fs.writeFileSync(opts, JSON.stringify({ vmm: 'qemu-tcg', memoryMiB: 512, vcpus: 1 }));
     const started = await run('long', ['sleep', '1000'], ['-d', '--runtime-config-path', opts]);
@@ -132,6 +134,27 @@ describe('ctr drives tasks in VMs through the vrun shim', () => {
     expect(usage, metrics.stdout).not.toBeNull();
     expect(Number(usage?.[1])).toBeGreaterThan(0);
     expect(metrics.stdout).toMatch(/pids\.current\s+[1-9]/);
+
+    const pause = await env.ctr(['task', 'pause', 'long']);
+    expect(pause.code, pause.stderr).toBe(0);
+    expect((await env.ctr(['task', 'ls'])).stdout).toMatch(/long\s+\d+\s+PAUSED/);
+    const resume = await env.ctr(['task', 'resume', 'long']);
+    expect(resume.code, resume.stderr).toBe(0);
+    expect((await env.ctr(['task', 'ls'])).stdout).toMatch(/long\s+\d+\s+RUNNING/);
+
+    // ctr 1.6 has no `task update`: send Update to the shim's socket the way containerd does.
+    const conn = await TtrpcClient.connect(path.join(podDir, 'shim.sock'));
+    try {
+      const limit = 200 * 2 ** 20;
+      await taskServiceClient(conn).update({
+        id: 'long',
+        resources: { typeUrl: 'types.containerd.io/opencontainers/runtime-spec/1/LinuxResources', value: Buffer.from(JSON.stringify({ memory: { limit } })) },
+      });
+      const after = await env.ctr(['task', 'metrics', 'long']);
+      expect(after.stdout).toMatch(new RegExp(`memory\\.usage_limit\\s+${limit}\\b`));
+    } finally {
+      conn.close();
+    }
 
     // The shim is still serving after the refused exec.
     const kill = await env.ctr(['task', 'kill', '--signal', 'SIGKILL', 'long']);
