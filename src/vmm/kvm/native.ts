@@ -45,6 +45,7 @@ export interface NativeKvmVm {
 export interface KvmAddon {
   KvmVm: new (devicePath: string, memBytes: number, regions: [number, number, number][]) => NativeKvmVm;
   kvmApiVersion(path?: string): number;
+  kvmCheckExtension(cap: number, path?: string): number;
 }
 
 export function kvmAddon(): KvmAddon {

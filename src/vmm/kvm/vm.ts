@@ -22,6 +22,8 @@ export interface VmOptions {
   logger?: Logger;
 }
 
+const KVM_CAP_MAX_VCPUS = 66;
+
 export interface VcpuStop {
   vcpu: number;
   reason: string;
@@ -57,6 +59,12 @@ export class Vm {
       this.native = new addon.KvmVm(opts.devicePath ?? '/dev/kvm', memBytes, regions.map((r) => [r.guestAddr, r.size, r.fileOffset]));
     } catch (err) {
       throw new VrunError(`cannot create a KVM VM: ${errorMessage(err)}`, { cause: err });
+    }
+    // KVM_CAP_MAX_VCPUS: refuse before creating any vCPU rather than after creating hundreds.
+    const max = addon.kvmCheckExtension(KVM_CAP_MAX_VCPUS, opts.devicePath ?? '/dev/kvm');
+    if (max > 0 && vcpus > max) {
+      this.native.destroy();
+      throw new VrunError(`${vcpus} vCPUs requested, but this host's KVM allows at most ${max} vCPUs per VM`);
     }
     try {
       for (let i = 0; i < vcpus; i++) this.native.createVcpu(i);

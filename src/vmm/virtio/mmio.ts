@@ -430,7 +430,7 @@ export class VirtioMmio implements BusDevice {
   }
 
   private readConfig(offset: number, size: number): number {
-    if (offset + size > this.device.configSize) {
+    if ((size !== 1 && size !== 2 && size !== 4) || offset + size > this.device.configSize) {
       this.reject(`config read ${offset}+${size} past the ${this.device.configSize}-byte config space`);
       return 0;
     }
@@ -438,11 +438,12 @@ export class VirtioMmio implements BusDevice {
   }
 
   private writeConfig(offset: number, size: number, value: number): void {
-    if (offset + size > this.device.configSize) {
+    if ((size !== 1 && size !== 2 && size !== 4) || offset + size > this.device.configSize) {
       this.reject(`config write ${offset}+${size} past the ${this.device.configSize}-byte config space`);
       return;
     }
-    this.device.writeConfig(offset, size, value);
+    // Only `size` bytes are real; the device models may rely on that.
+    this.device.writeConfig(offset, size, size === 4 ? value >>> 0 : (value >>> 0) % 2 ** (8 * size));
   }
 
   /** Guest mistakes are the guest's problem: ignored, logged at debug so a noisy guest cannot flood logs. */
