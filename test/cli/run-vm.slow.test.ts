@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, rmdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -78,6 +78,10 @@ describe('vrun run --vm (QEMU TCG)', () => {
   afterAll(async () => {
     const ps = await vrun(['ps', '-aq']);
     for (const id of ps.stdout.split('\n').filter(Boolean)) await vrun(['rm', '-f', id]);
+    // Only the bookkeeping is left; a non-recursive rmdir refuses if anything else stayed behind.
+    rmSync(path.join(runDir, 'names'), { recursive: true, force: true });
+    rmSync(path.join(runDir, 'emulation-notice-shown'), { force: true });
+    rmdirSync(runDir);
   });
 
   it('prints exactly the output of echo', async () => {
