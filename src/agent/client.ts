@@ -190,6 +190,29 @@ export class AgentClient {
     this.callTimeoutMs = opts.callTimeoutMs ?? 60_000;
   }
 
+  /**
+   * Connects and proves the agent answers (Health), retrying with a fresh connection on failure until
+   * `timeoutMs`. Use it for a first connection and for reconnects: bytes the guest wrote while no host
+   * was connected can reach the next connection and break its first HTTP/2 session; the next one is clean.
+   */
+  static async connect(address: string, opts: AgentClientOptions & { timeoutMs?: number } = {}): Promise<AgentClient> {
+    const deadline = Date.now() + (opts.timeoutMs ?? 60_000);
+    let last: unknown;
+    while (Date.now() < deadline) {
+      const client = new AgentClient(address, opts);
+      try {
+        await client.waitForReady(Math.max(1, deadline - Date.now()));
+        if (await client.unary('Health', {}, Math.min(10_000, Math.max(1, deadline - Date.now()))).then((r) => r.serving)) return client;
+        last = new VrunError('the agent reported it is not serving');
+      } catch (err) {
+        last = err;
+      }
+      client.close();
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    throw new VrunError(`could not reach the guest agent at ${address}: ${last instanceof Error ? last.message : String(last)}`, { cause: last });
+  }
+
   /** Resolves once the transport to the agent is up (the agent answered the HTTP/2 handshake). */
   waitForReady(timeoutMs: number): Promise<void> {
     return new Promise((resolve, reject) => {

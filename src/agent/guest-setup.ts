@@ -13,16 +13,33 @@ const TAG = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,35}$/;
 const HOSTNAME = /^(?=.{1,64}$)[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$/;
 const DNS_WORD = /^[A-Za-z0-9_.:%-]{1,253}$/;
 
+/** Tags this agent has mounted under its state dir. */
+const mountedTags = new Set<string>();
+
+/**
+ * Mounts the share once per tag, read-write, under the state dir, then bind-mounts it at the requested
+ * path (remounted read-only when asked). virtio-fs gives one superblock per tag, so mounting the tag
+ * itself twice with different flags would make every mount share the first one's read-only flag.
+ */
 export async function mountShare(cfg: AgentConfig, req: { tag: string; path: string; readonly: boolean }): Promise<string> {
   if (!TAG.test(req.tag)) throw invalid(`share tag ${JSON.stringify(req.tag.slice(0, 40))} is not allowed: 1-36 of [A-Za-z0-9_.-]`);
   const target = checkRelativeUnder('share path', req.path, cfg.shareDir);
-  await mkdir(target, { recursive: true });
-  const opts = req.readonly ? ['-o', 'ro'] : [];
-  try {
-    await run('mount', ['-t', 'virtiofs', ...opts, req.tag, target]);
-  } catch (err) {
-    throw new RpcError(status.FAILED_PRECONDITION, `mounting virtio-fs share ${req.tag} at ${target} failed: ${(err as { stderr?: string }).stderr?.trim() || (err as Error).message}`);
+  const base = path.join(cfg.stateDir, 'shares', req.tag);
+  const step = async (what: string, args: string[]) => {
+    try {
+      await run('mount', args);
+    } catch (err) {
+      throw new RpcError(status.FAILED_PRECONDITION, `${what} for virtio-fs share ${req.tag} failed: ${(err as { stderr?: string }).stderr?.trim() || (err as Error).message}`);
+    }
+  };
+  if (!mountedTags.has(req.tag)) {
+    await mkdir(base, { recursive: true });
+    await step(`mounting the tag at ${base}`, ['-t', 'virtiofs', req.tag, base]);
+    mountedTags.add(req.tag);
   }
+  await mkdir(target, { recursive: true });
+  await step(`bind-mounting it at ${target}`, ['--bind', base, target]);
+  if (req.readonly) await step(`making ${target} read-only`, ['-o', 'remount,bind,ro', target]);
   return target;
 }
 

@@ -125,6 +125,9 @@ export class PortBridge {
       conn.pause();
       this.writes = this.writes
         .then(async () => {
+          // A session that ended (host EOF, or a new host preface) must not leak queued bytes into the
+          // next one: the host would read them as garbage in its fresh HTTP/2 connection.
+          if (this.conn !== conn || conn.destroyed) return;
           let off = 0;
           while (off < chunk.length) {
             try {
