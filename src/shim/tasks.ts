@@ -159,8 +159,7 @@ export class VrunTasks implements ShimTaskService {
   /** Follows a started process to its exit: agent wait, output drained, then the state change and the event. */
   private watch(c: Container, p: Proc, agent: AgentClient): void {
     const ref: ProcessRef = { containerId: c.id, execId: p.execId || undefined };
-    void agent
-      .waitProcess(ref)
+    void this.waitWithRetry(agent, ref, c.id, p.execId)
       .then(
         async (r: WaitResult) => {
           await p.io?.drained();
@@ -179,6 +178,22 @@ export class VrunTasks implements ShimTaskService {
         await p.startGate;
         this.emit('TaskExit', { containerId: c.id, id: p.execId || c.id, pid: p.pid, exitStatus: status, exitedAt: ts(p.exitedAt) });
       });
+  }
+
+  /**
+   * A failed Wait call is not a lost process: the call is retried a few times (the agent keeps the exit
+   * status of a finished process) before the process counts as lost with the pod.
+   */
+  private async waitWithRetry(agent: AgentClient, ref: ProcessRef, id: string, execId: string): Promise<WaitResult> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await agent.waitProcess(ref);
+      } catch (err) {
+        this.log.warn({ err: errorMessage(err), id, execId, attempt }, 'waiting for a process failed');
+        if (attempt >= 4 || this.podLost || this.shuttingDown) throw err;
+        await new Promise((r) => setTimeout(r, 500 * attempt));
+      }
+    }
   }
 
   async create(req: m.CreateTaskRequest) {

@@ -177,7 +177,7 @@ describe('ctr drives tasks in VMs through the vrun shim', () => {
     expect(processesNaming(podDir).some((l) => l.startsWith(`${shimPid}:`))).toBe(true);
     await until('containerd to list the task as running again', async () => /survivor\s+\d+\s+RUNNING/.test((await env.ctr(['task', 'ls'])).stdout));
     const exec = await env.ctr(['task', 'exec', ...fifo(), '--exec-id', 'r1', 'survivor', 'sh', '-c', 'echo after-restart']);
-    expect(exec.code, exec.stderr).toBe(0);
+    expect(exec.code, `${exec.stdout}\n${exec.stderr}\n${diag()}`).toBe(0);
     expect(exec.stdout).toContain('after-restart');
     await env.ctr(['task', 'kill', '--signal', 'SIGKILL', 'survivor']);
     // the exit event reaches the restarted containerd
