@@ -76,6 +76,23 @@ function checkProcess(what: string, p: unknown): Record<string, unknown> {
   return proc;
 }
 
+/** Whether the mount holding `dir` (the longest mount point prefix in mountinfo) is mounted read-only. */
+async function onReadOnlyMount(dir: string): Promise<boolean> {
+  const info = await readFile('/proc/self/mountinfo', 'utf8').catch(() => '');
+  let best = '';
+  let ro = false;
+  for (const line of info.split('\n')) {
+    const f = line.split(' ');
+    const mountPoint = (f[4] ?? '').replace(/\\040/g, ' ');
+    if (!mountPoint || (dir !== mountPoint && !dir.startsWith(mountPoint === '/' ? '/' : `${mountPoint}/`))) continue;
+    if (mountPoint.length >= best.length) {
+      best = mountPoint;
+      ro = (f[5] ?? '').split(',').includes('ro');
+    }
+  }
+  return ro;
+}
+
 export class Containers extends EventEmitter<{ oom: [{ containerId: string; oomKillCount: number }] }> {
   private readonly containers = new Map<string, Container>();
   private readonly creating = new Set<string>();
@@ -133,7 +150,9 @@ export class Containers extends EventEmitter<{ oom: [{ containerId: string; oomK
     const processSpec = checkProcess('oci spec process', spec.process);
     const rootfs = await checkDirInside('rootfs', req.rootfs, [this.cfg.shareDir, this.cfg.stateDir]);
     if (spec.root !== undefined && (typeof spec.root !== 'object' || spec.root === null)) throw invalid('oci spec root must be an object');
-    const readonly = (spec.root as { readonly?: unknown } | undefined)?.readonly === true;
+    // A rootfs on a read-only mount (a share mounted read-only) stays read-only in the container: crun's
+    // bind mount of it would otherwise be writable again.
+    const readonly = (spec.root as { readonly?: unknown } | undefined)?.readonly === true || (await onReadOnlyMount(rootfs));
     const linux = spec.linux ?? {};
     if (typeof linux !== 'object' || linux === null || Array.isArray(linux)) throw invalid('oci spec linux must be an object');
 
