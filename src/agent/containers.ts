@@ -398,8 +398,9 @@ export class Containers extends EventEmitter<{ oom: [{ containerId: string; oomK
       this.containers.delete(c.id);
       // Nothing of the container runs any more: crun's cleanup (cgroup, state) finishes in the background,
       // and a new container with the same id waits for it in create().
-      const cleanup = this.crun
-        .run(['delete', '--force', c.id])
+      // Spawning crun costs a fork of the whole agent: do it after this reply has gone out.
+      const cleanup = new Promise((r) => setImmediate(r))
+        .then(() => this.crun.run(['delete', '--force', c.id]))
         .catch((err: unknown) => this.log.warn({ id: c.id, err: (err as Error).message }, 'crun delete failed'))
         .then(() => rm(c.bundle, { recursive: true, force: true }))
         .finally(() => this.removing.delete(c.id));
