@@ -54,5 +54,5 @@ export async function labPayload(): Promise<InitrdPayload> {
     ['/bin/busybox', realpathSync(tools['busybox (static)'] as string)],
     ['/init', path.join(projectRoot(), 'guest-image', 'lab-init')],
   ]);
-  return { files, generated: new Map(), dirs: [...BASE_DIRS, 'host', 'lab'] };
+  return { files, generated: new Map(), dirs: [...BASE_DIRS, 'host', 'lab', 'ovl'] };
 }
