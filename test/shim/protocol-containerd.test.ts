@@ -20,6 +20,7 @@ import { mountTaskService, type ShimTaskService } from '../../src/shim/protocol/
 import type * as m from '../../src/shim/protocol/task-messages.js';
 import { TaskStatus } from '../../src/shim/protocol/types.js';
 import { startContainerd, type Containerd } from '../ttrpc/containerd-fixture.js';
+import { writeImageArchive } from './shim-fixture.js';
 
 const run = promisify(execFile);
 const IMAGE = 'docker.io/library/vrunproto:latest';
@@ -180,28 +181,7 @@ function buildImageArchive(dir: string): string {
   fs.writeFileSync(path.join(rootfs, 'hello'), 'hello from the test image\n');
   const layer = execFileSync('tar', ['-C', rootfs, '-cf', '-', '.']);
   const config = Buffer.from(JSON.stringify({ architecture: 'amd64', os: 'linux', config: { Cmd: ['/hello'] }, rootfs: { type: 'layers', diff_ids: [`sha256:${sha(layer)}`] } }));
-  const manifest = Buffer.from(
-    JSON.stringify({
-      schemaVersion: 2,
-      mediaType: 'application/vnd.oci.image.manifest.v1+json',
-      config: { mediaType: 'application/vnd.oci.image.config.v1+json', digest: `sha256:${sha(config)}`, size: config.length },
-      layers: [{ mediaType: 'application/vnd.oci.image.layer.v1.tar', digest: `sha256:${sha(layer)}`, size: layer.length }],
-    }),
-  );
-  const layout = path.join(dir, 'layout');
-  fs.mkdirSync(path.join(layout, 'blobs', 'sha256'), { recursive: true });
-  for (const b of [layer, config, manifest]) fs.writeFileSync(path.join(layout, 'blobs', 'sha256', sha(b)), b);
-  fs.writeFileSync(path.join(layout, 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }));
-  fs.writeFileSync(
-    path.join(layout, 'index.json'),
-    JSON.stringify({
-      schemaVersion: 2,
-      manifests: [{ mediaType: 'application/vnd.oci.image.manifest.v1+json', digest: `sha256:${sha(manifest)}`, size: manifest.length, annotations: { 'io.containerd.image.name': IMAGE, 'org.opencontainers.image.ref.name': 'latest' } }],
-    }),
-  );
-  const archive = path.join(dir, 'image.tar');
-  execFileSync('tar', ['-C', layout, '-cf', archive, '.']);
-  return archive;
+  return writeImageArchive(dir, layer, config, IMAGE);
 }
 
 describe('containerd drives our Task service server', () => {

@@ -30,6 +30,11 @@ export function buildBusyboxArchive(dir: string, image = IMAGE, entrypoint?: str
   const config = Buffer.from(
     JSON.stringify({ architecture: 'amd64', os: 'linux', config: { ...(entrypoint ? { Entrypoint: entrypoint } : { Cmd: ['/bin/sh'] }), Env: ['PATH=/bin'] }, rootfs: { type: 'layers', diff_ids: [`sha256:${sha(layer)}`] } }),
   );
+  return writeImageArchive(dir, layer, config, image);
+}
+
+/** Packs one layer and its image config as an OCI image-layout tar that `ctr images import` accepts. */
+export function writeImageArchive(dir: string, layer: Buffer, config: Buffer, image: string): string {
   const manifest = Buffer.from(
     JSON.stringify({
       schemaVersion: 2,
