@@ -1,10 +1,9 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import tar from 'tar-stream';
 import { VrunError, errorMessage } from '../common/errors.js';
-import { AutoDecompress } from './layer-stream.js';
+import { AutoDecompress, extractSink } from './layer-stream.js';
 import { safeComponents } from './unpack.js';
 
 /**
@@ -44,16 +43,7 @@ export async function tarSource(file: string, scratch: string): Promise<ArchiveS
   const files = new Map<string, string>();
   const links = new Map<string, string>();
   const extract = tar.extract();
-  const sink = new Writable({
-    write(chunk: Buffer, _enc, cb) {
-      if (extract.write(chunk)) cb();
-      else extract.once('drain', () => cb());
-    },
-    final(cb) {
-      (extract as unknown as { end(): void }).end();
-      cb();
-    },
-  });
+  const sink = extractSink(extract);
   let feedError: unknown;
   const input = fs.createReadStream(file, { highWaterMark: 1 << 20 });
   const decompress = new AutoDecompress(file);

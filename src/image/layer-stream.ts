@@ -1,4 +1,5 @@
-import { Transform, type TransformCallback } from 'node:stream';
+import { Transform, Writable, type TransformCallback } from 'node:stream';
+import type tar from 'tar-stream';
 import zlib from 'node:zlib';
 import { Decompress as ZstdDecompress } from 'fzstd';
 import { VrunError } from '../common/errors.js';
@@ -155,4 +156,21 @@ function zstdTransform(): Transform {
   });
   sink.out = out;
   return out;
+}
+
+/**
+ * A Node Writable feeding a tar-stream extractor with backpressure: tar-stream speaks streamx, so it cannot
+ * sit in a node:stream pipeline() directly.
+ */
+export function extractSink(extract: tar.Extract): Writable {
+  return new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      if (extract.write(chunk)) cb();
+      else extract.once('drain', () => cb());
+    },
+    final(cb) {
+      (extract as unknown as { end(): void }).end();
+      cb();
+    },
+  });
 }

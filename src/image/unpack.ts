@@ -1,13 +1,13 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { Writable, type Readable } from 'node:stream';
+import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import tar from 'tar-stream';
 import { VrunError, errorMessage } from '../common/errors.js';
 import { rootLogger } from '../common/log.js';
 import type { Digest } from './digest.js';
 import { fsOps } from './fs-ops.js';
-import { AutoDecompress, HashingStream, type Compression } from './layer-stream.js';
+import { AutoDecompress, HashingStream, extractSink, type Compression } from './layer-stream.js';
 
 /**
  * Unpacks one layer tar into its own directory in overlayfs format (whiteouts become 0:0 character devices,
@@ -72,17 +72,7 @@ export async function unpackLayer(input: Readable, target: string, opts: { what:
   const writer = new LayerWriter(target, what, limits);
   const extract = tar.extract();
   if (opts.onBytes) compressed.on('data', (c: Buffer) => opts.onBytes?.(c.length));
-  // tar-stream speaks streamx, so feed it through a plain Writable with backpressure rather than pipeline().
-  const sink = new Writable({
-    write(chunk: Buffer, _enc, cb) {
-      if (extract.write(chunk)) cb();
-      else extract.once('drain', () => cb());
-    },
-    final(cb) {
-      (extract as unknown as { end(): void }).end();
-      cb();
-    },
-  });
+  const sink = extractSink(extract);
   let feedError: unknown;
   const feed = pipeline(input, compressed, decompress, uncompressed, sink).catch((err: unknown) => {
     feedError = err;
