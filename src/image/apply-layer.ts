@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { fsOps } from './fs-ops.js';
 import { OPAQUE_XATTR } from './unpack.js';
-import { removeTree } from './atomic-fs.js';
+import { removeTree, lstatOrNull } from './atomic-fs.js';
 
 /**
  * The copy fallback for hosts without overlayfs: applies one unpacked layer (overlayfs format, as the layer
@@ -65,13 +65,4 @@ function copyMeta(s: string, d: string, st: fs.Stats, symlink: boolean): void {
     }
   }
   fs.lutimesSync(d, st.atime, st.mtime);
-}
-
-function lstatOrNull(p: string): fs.Stats | null {
-  try {
-    return fs.lstatSync(p);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
-    throw err;
-  }
 }

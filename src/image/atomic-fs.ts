@@ -68,3 +68,13 @@ function makeWritable(p: string): void {
   fs.chmodSync(p, 0o700);
   for (const name of fs.readdirSync(p)) makeWritable(path.join(p, name));
 }
+
+/** lstat that answers null for a missing path instead of throwing. */
+export function lstatOrNull(p: string): fs.Stats | null {
+  try {
+    return fs.lstatSync(p);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw err;
+  }
+}

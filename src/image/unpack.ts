@@ -8,6 +8,7 @@ import { rootLogger } from '../common/log.js';
 import type { Digest } from './digest.js';
 import { fsOps } from './fs-ops.js';
 import { AutoDecompress, HashingStream, extractSink, type Compression } from './layer-stream.js';
+import { lstatOrNull } from './atomic-fs.js';
 
 /**
  * Unpacks one layer tar into its own directory in overlayfs format (whiteouts become 0:0 character devices,
@@ -352,15 +353,6 @@ function paxTime(v: string | undefined): Date | undefined {
   if (v === undefined) return undefined;
   const n = Number(v);
   return Number.isFinite(n) ? new Date(n * 1000) : undefined;
-}
-
-function lstatOrNull(p: string): fs.Stats | null {
-  try {
-    return fs.lstatSync(p);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
-    throw err;
-  }
 }
 
 async function drain(body: EntryBody): Promise<void> {
