@@ -58,7 +58,11 @@ describe('guest image build', () => {
   });
 
   it('refuses to build when not root, saying so', () => {
-    const r = spawnSync(process.execPath, [cli], { encoding: 'utf8', uid: 65534, gid: 65534, env: { ...process.env, VRUN_ROOT: '/tmp/vrun-nonroot' } });
+    // A fresh user namespace without a uid map makes the CLI a real non-root process (uid 65534, no
+    // capabilities on the host) while its files keep their root owner, so the check works from a checkout
+    // inside a 0700 directory, where a setuid to nobody could not even load the CLI.
+    const r = spawnSync('unshare', ['--user', process.execPath, cli], { encoding: 'utf8', env: { ...process.env, VRUN_ROOT: '/tmp/vrun-nonroot' } });
+    expect(r.error).toBeUndefined();
     expect(r.status).not.toBe(0);
     expect(r.stderr).toMatch(/needs root/);
   });
