@@ -9,6 +9,7 @@ import type { Digest } from './digest.js';
 import { fsOps } from './fs-ops.js';
 import { AutoDecompress, HashingStream, extractSink, type Compression } from './layer-stream.js';
 import { lstatOrNull } from './atomic-fs.js';
+import { FileWriteQueue } from './file-write-queue.js';
 
 /**
  * Unpacks one layer tar into its own directory in overlayfs format (whiteouts become 0:0 character devices,
@@ -57,6 +58,8 @@ export const OPAQUE_XATTR = 'trusted.overlay.opaque';
 /** xattrs a layer may set: user data and file capabilities. trusted.* (overlay metadata) and security labels are host business. */
 const ALLOWED_XATTR = /^(user\.|security\.capability$)/;
 const MAX_PATH = 4096;
+/** Files up to this size are held in memory and created on the thread pool (FileWriteQueue); bigger ones stream. */
+const QUEUED_FILE_MAX = 4 << 20;
 const MAX_COMPONENT = 255;
 
 export async function unpackLayer(input: Readable, target: string, opts: { what: string; limits?: UnpackLimits; onBytes?: (n: number) => void }): Promise<UnpackResult> {
@@ -83,9 +86,11 @@ export async function unpackLayer(input: Readable, target: string, opts: { what:
     for await (const entry of extract) await writer.entry(entry.header as TarHeader, entry as AsyncIterable<unknown> as EntryBody);
     await feed;
     if (feedError !== undefined) throw feedError;
-    writer.finish();
+    await writer.finish();
   } catch (err) {
     const first = feedError ?? err;
+    // File writes still in flight must land before the caller removes the half-unpacked target.
+    await writer.abort();
     // Destroy every stage, not just the source: if the source already ended, the sink could be left waiting
     // for a drain from the destroyed extractor and the pipeline would never settle.
     extract.destroy(new Error('unpack aborted'));
@@ -136,6 +141,7 @@ class LayerWriter {
   private readonly created = new Set<string>();
   private readonly ops = fsOps();
   private readonly isRoot = process.getuid?.() === 0;
+  private readonly files = new FileWriteQueue();
 
   constructor(
     private readonly root: string,
@@ -162,9 +168,10 @@ class LayerWriter {
     }
     const base = parts[parts.length - 1] as string;
     const parentRel = parts.slice(0, -1).join('/');
-    const parent = this.ensureParent(parts.slice(0, -1), label);
+    const parent = await this.ensureParent(parts.slice(0, -1), label);
     if (base.startsWith(WHITEOUT_PREFIX)) {
       await drain(body);
+      await this.files.settle(); // whether the layer itself has the hidden name
       this.whiteout(parent, base, label);
       return;
     }
@@ -172,6 +179,9 @@ class LayerWriter {
     const rel = parentRel === '' ? base : `${parentRel}/${base}`;
     const existed = this.created.has(rel);
     this.created.add(rel);
+    // Replacing a name this layer already wrote: its queued write must land first, and nothing queued may later
+    // run through a parent that is about to be removed or replaced by a symlink.
+    if (existed) await this.files.settle();
     switch (type) {
       case 'directory': {
         await drain(body);
@@ -185,7 +195,12 @@ class LayerWriter {
       case 'file':
       case 'contiguous-file':
         if (existed) this.clear(dest);
-        await writeBody(dest, body, label, (fd) => this.applyFileMeta(fd, dest, h));
+        if ((h.size ?? 0) <= QUEUED_FILE_MAX) {
+          const data = await collect(body);
+          await this.files.add(dest, data, label, (fd) => this.applyFileMeta(fd, dest, h));
+        } else {
+          await writeBody(dest, body, label, (fd) => this.applyFileMeta(fd, dest, h));
+        }
         return;
       case 'symlink': {
         await drain(body);
@@ -198,6 +213,7 @@ class LayerWriter {
       }
       case 'link': {
         await drain(body);
+        await this.files.settle(); // the target may still be queued
         const linkParts = safeComponents(h.linkname ?? '', `${label} (hardlink target)`);
         if (linkParts.length === 0) throw new VrunError(`${label}: hardlink to the layer root`);
         const src = this.existingPath(linkParts, label);
@@ -227,22 +243,32 @@ class LayerWriter {
     }
   }
 
-  finish(): void {
+  async finish(): Promise<void> {
+    await this.files.settle();
     for (const [p, t] of this.dirTimes) fs.utimesSync(p, t, t);
     if (this.skippedDevices.length > 0) {
       rootLogger().warn({ layer: this.what, devices: this.skippedDevices.slice(0, 20) }, 'device nodes in the layer were not created');
     }
   }
 
+  /** Waits for queued writes, ignoring their errors (the unpack already failed). */
+  async abort(): Promise<void> {
+    await this.files.settle().catch(() => undefined);
+  }
+
   /** Creates missing parents as plain directories; refuses a parent that is a symlink or not a directory. */
-  private ensureParent(parts: string[], label: string): string {
+  private async ensureParent(parts: string[], label: string): Promise<string> {
     let rel = '';
     let abs = this.root;
     for (const c of parts) {
       rel = rel === '' ? c : `${rel}/${c}`;
       abs = path.join(abs, c);
       if (this.knownDirs.has(rel)) continue;
-      const st = this.created.has(rel) ? lstatOrNull(abs) : null;
+      let st: fs.Stats | null = null;
+      if (this.created.has(rel)) {
+        await this.files.settle(); // a queued file of that name decides what the parent is
+        st = lstatOrNull(abs);
+      }
       this.created.add(rel);
       if (!st) {
         fs.mkdirSync(abs, { mode: 0o755 });
@@ -357,6 +383,12 @@ function paxTime(v: string | undefined): Date | undefined {
 
 async function drain(body: EntryBody): Promise<void> {
   for await (const _ of body) void _;
+}
+
+async function collect(body: EntryBody): Promise<Buffer[]> {
+  const out: Buffer[] = [];
+  for await (const chunk of body) out.push(chunk);
+  return out;
 }
 
 /** Writes an entry's data with synchronous writes: fewer event-loop round trips than a write stream. */

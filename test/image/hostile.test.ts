@@ -56,6 +56,14 @@ describe('hostile layers', () => {
     ['a hardlink to an absolute path', () => [{ name: 'h', type: 'link', linkname: `${outside}/secret` }], /hardlink target\): entry "\/.*secret" has an absolute path/],
     ['a hardlink through a symlinked directory', () => [{ name: 'd', type: 'symlink', linkname: outside }, { name: 'h', type: 'link', linkname: 'd/secret' }], /entry "h": hardlink target's parent "d" is not a directory of this layer/],
     ['a hardlink to a file of no layer', () => [{ name: 'h', type: 'link', linkname: 'etc/passwd' }], /entry "h": hardlink target's parent "etc" is not a directory|is not in this layer/],
+    // Small files are created in the background while later entries are read: a later entry that swaps a
+    // directory for a symlink must not redirect them, nor may a file still being written pass for a parent.
+    [
+      'a directory swapped for a symlink while its files are still being written',
+      () => [{ name: 'd', type: 'directory' }, ...Array.from({ length: 20 }, (_, i) => file(`d/f${i}`)), { name: 'd', type: 'symlink', linkname: outside }, file('d/pwned')],
+      /entry "d\/pwned": parent "d" is a symlink/,
+    ],
+    ['a file used as a parent right after it was written', () => [...Array.from({ length: 20 }, (_, i) => file(`f${i}`)), file('p'), file('p/child')], /entry "p\/child": parent "p" is not a directory/],
   ];
   for (const [what, entries, err] of cases) {
     it(`refuses ${what}`, async () => {
@@ -82,12 +90,15 @@ describe('hostile layers', () => {
       { name: 's', type: 'symlink', linkname: `${outside}/secret` },
       { name: 'h', type: 'link', linkname: 's' },
       file('h', 'replaces the link, not its target\n'),
+      file('twice', 'first\n'),
+      file('twice', 'second\n'),
     ]);
     await storeEvil([layer]);
     const d = store.resolve('evil').layerDirs[0] as string;
     expect(fs.lstatSync(path.join(d, 'd')).isDirectory()).toBe(true);
     expect(fs.readFileSync(path.join(d, 'd/secret'), 'utf8')).toBe('inside the layer\n');
     expect(fs.lstatSync(path.join(d, 'h')).isFile()).toBe(true);
+    expect(fs.readFileSync(path.join(d, 'twice'), 'utf8')).toBe('second\n');
     await store.remove('evil');
     expectStoreIntact();
   });
