@@ -26,12 +26,27 @@ export interface LabResult {
   consoleLog: string;
 }
 
+/**
+ * L1 cannot calibrate its TSC under TCG (no PIT, HPET or PM timer on microvm, and a loaded host skews
+ * any loop), and with tsc_khz = 0 KVM in L1 never enters an L2 guest: every entry attempt re-queues a
+ * kvmclock update and the vCPU spins at the reset vector. TCG's RDTSC reads the host's TSC, so the host's
+ * rate is L1's rate; pass it with tsc_early_khz.
+ */
+async function hostTscKhz(): Promise<number | undefined> {
+  const cpuinfo = await readFile('/proc/cpuinfo', 'utf8').catch(() => '');
+  const mhz = /^cpu MHz\s*:\s*([\d.]+)/m.exec(cpuinfo);
+  const khz = mhz ? Math.round(Number(mhz[1]) * 1000) : 0;
+  return khz >= 100_000 && khz <= 10_000_000 ? khz : undefined;
+}
+
 export async function runInLab(opts: {
   /** Shell script run by /bin/sh inside the chroot, in the work directory. */
   script: string;
   timeoutMs?: number;
   memoryMiB?: number;
   vcpus?: number;
+  /** Extra L1 kernel parameters (e.g. kvm_amd module options). */
+  l1Cmdline?: string;
   /** Files to place in the work directory before starting. */
   files?: Record<string, string>;
   logger?: Logger;
@@ -42,12 +57,16 @@ export async function runInLab(opts: {
   await chmod(workDir, 0o755);
   await writeFile(path.join(workDir, 'cmd.sh'), opts.script, { mode: 0o755 });
   for (const [name, content] of Object.entries(opts.files ?? {})) await writeFile(path.join(workDir, name), content);
+  const tscKhz = await hostTscKhz();
+  const l1Cmdline = [BASE_CMDLINE, `vrun.labdir=${workDir}`, tscKhz ? `tsc_early_khz=${tscKhz}` : '', opts.l1Cmdline ?? '']
+    .filter(Boolean)
+    .join(' ');
   const started = Date.now();
   const vm = QemuVm.start(
     {
       kernel: image.kernel,
       initrd: image.initrd,
-      cmdline: `${BASE_CMDLINE} vrun.labdir=${workDir}`,
+      cmdline: l1Cmdline,
       vcpus: opts.vcpus ?? 2,
       memoryMiB: opts.memoryMiB ?? 4096,
       accel: 'tcg',
