@@ -5,16 +5,13 @@ import type { Readable, Writable } from 'node:stream';
 import type { AgentClient, OciProcess, WaitResult } from '../agent/client.js';
 import { VrunError, errorMessage } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
-import { loadGuestImage } from '../guest-image/image.js';
-import { BASE_CMDLINE, READY_PATTERN } from '../vmm/qemu/guest-runner.js';
 import { ContainerLogWriter } from './container-log.js';
 import { buildSpec, type OciSpec } from './oci-spec.js';
+import { PodVm } from './pod-vm.js';
 import { prepareRootfs, type PreparedRootfs } from './rootfs.js';
 import { type SandboxPaths, type SandboxState, writeState } from './state.js';
 import { bindReadOnly } from './ro-bind.js';
 import { resolveUser } from './user.js';
-import { Virtiofsd } from './virtiofsd.js';
-import { decideBackend, launchQemu, type RunningVm } from './vmm-backend.js';
 
 /**
  * One pod's sandbox, run by the sandbox process: it prepares the rootfs, starts virtiofsd and the VMM,
@@ -36,12 +33,9 @@ export interface ExecRequest {
 
 /** What the guest shares are mounted as inside the guest (relative to the agent's share dir). */
 const ROOTFS_TAG = 'vrun-root';
-const AGENT_TIMEOUT_MS = Number(process.env.VRUN_AGENT_TIMEOUT_MS ?? 300_000);
-const BOOT_TIMEOUT_MS = Number(process.env.VRUN_BOOT_TIMEOUT_MS ?? 300_000);
 
 export class Sandbox {
-  private vm: RunningVm | undefined;
-  private readonly fsds: { what: string; d: Virtiofsd }[] = [];
+  private pod: PodVm | undefined;
   private readonly unbinds: (() => Promise<void>)[] = [];
   private agent: AgentClient | undefined;
   private rootfs: PreparedRootfs | undefined;
@@ -110,84 +104,47 @@ export class Sandbox {
 
   private async bootSteps(): Promise<void> {
     const cfg = this.state.config;
-    // gRPC and the agent's proto take a while to load; that overlaps with the guest's boot this way.
-    const agentModule = import('../agent/client.js');
-    agentModule.catch(() => undefined);
-    void import('../agent/proto.js').then((m) => m.loadAgentProto()).catch(() => undefined);
     await this.save({ pids: { ...this.state.pids, sandbox: process.pid } });
 
-    let t = performance.now();
+    const t = performance.now();
     await mkdir(this.paths.shared, { recursive: true, mode: 0o700 });
     this.rootfs = await prepareRootfs(cfg.image, this.state.id, this.paths.shared);
     const userSpec = cfg.user ?? (this.rootfs.config.User || undefined);
     const user = userSpec !== undefined ? await resolveUser(userSpec, this.rootfs.hostPath) : undefined;
-    this.phase('imagePrep', t);
-
-    t = performance.now();
-    const decision = decideBackend(cfg.vmm, { nativeAvailable: false });
-    const guest = await loadGuestImage('guest-image');
-    const shareDirs = [{ what: 'rootfs', dir: this.paths.shared }];
+    const shares = [{ tag: ROOTFS_TAG, dir: this.paths.shared, what: 'rootfs' }];
     for (const [i, v] of cfg.volumes.entries()) {
       let dir = v.hostPath;
       if (v.readonly) {
         dir = path.join(this.paths.dir, `ro${i}`);
         this.unbinds.push(await bindReadOnly(v.hostPath, dir));
       }
-      shareDirs.push({ what: `volume ${i} (${v.hostPath})`, dir });
+      shares.push({ tag: `vrun-vol${i}`, dir, what: `volume ${i} (${v.hostPath})` });
     }
-    const fsds = await Promise.all(shareDirs.map((s, i) => Virtiofsd.start({ socketPath: this.paths.fsSocket(i), sharedDir: s.dir, logger: this.log })));
-    fsds.forEach((d, i) => {
-      const what = shareDirs[i]?.what ?? 'share';
-      this.fsds.push({ what, d });
-      void d.exited.then((e) => this.onComponentExit(`virtiofsd for the ${what} exited (${e.signal ? `killed by ${e.signal}` : `code ${e.code}`})`, 'virtiofsd'));
-    });
-    const memoryMiB = Math.max(512, Math.ceil((cfg.memoryBytes ?? 0) / 2 ** 20) + 384);
-    const vcpus = Math.max(1, Math.min(8, Math.ceil(cfg.cpus ?? 2)));
-    this.vm = launchQemu(
-      decision,
+    this.phase('imagePrep', t);
+
+    const pod = await PodVm.boot(
       {
-        kernel: guest.kernel,
-        initrd: guest.initrd,
-        cmdline: `${BASE_CMDLINE} quiet vrun.hostname=${this.state.id.slice(0, 12)}`,
-        vcpus,
-        memoryMiB,
-        agentSocket: this.paths.agent,
-        shares: fsds.map((d, i) => ({ tag: i === 0 ? ROOTFS_TAG : `vrun-vol${i - 1}`, socketPath: d.socketPath })),
-        consoleLog: this.paths.console,
-        qmpSocket: this.paths.qmp,
+        vmm: cfg.vmm,
+        vcpus: Math.max(1, Math.min(8, Math.ceil(cfg.cpus ?? 2))),
+        memoryMiB: Math.max(512, Math.ceil((cfg.memoryBytes ?? 0) / 2 ** 20) + 384),
+        cmdlineExtra: `vrun.hostname=${this.state.id.slice(0, 12)}`,
+        shares,
+        paths: { agent: this.paths.agent, console: this.paths.console, qmp: this.paths.qmp, fsSocket: (i) => this.paths.fsSocket(i) },
       },
       this.log,
+      {
+        onDeath: (reason) => void this.fail(reason),
+        onLaunched: async (launched) => {
+          this.pod = launched;
+          await this.save({ backend: launched.backend, pids: { sandbox: process.pid, ...launched.pids } });
+        },
+        onPhase: (name, started) => this.phase(name, started),
+      },
     );
-    void this.vm.exited.then((e) =>
-      this.onComponentExit(
-        `the VM stopped unexpectedly: ${e.detail}${e.panic ? ' (guest kernel panic)' : e.guestStatus !== undefined ? ` (the guest agent exited with status ${e.guestStatus})` : ''}`,
-        'vm',
-      ),
-    );
-    await this.save({
-      backend: this.vm.backend,
-      pids: { sandbox: process.pid, vmm: this.vm.pid, virtiofsd: fsds.map((d) => d.pid).filter((p): p is number => p !== undefined) },
-    });
-    this.phase('vmmStart', t);
+    this.agent = pod.agent;
+    const details = pod.details;
 
-    t = performance.now();
-    await this.vm.console.waitFor(READY_PATTERN, BOOT_TIMEOUT_MS, 'VRUN-READY');
-    this.phase('guestBoot', t);
-
-    t = performance.now();
-    // The agent announces itself on the console once it serves; connecting earlier only burns retries.
-    // (Both lines can arrive in one read, before a waiter exists: look at what was printed first.)
-    const serving = /vrun-agent: serving/;
-    if (!serving.test(this.vm.console.recent(50))) {
-      await this.vm.console.waitFor(serving, AGENT_TIMEOUT_MS, 'the agent to serve').catch((err: unknown) => {
-        if (this.failure) throw err;
-      });
-    }
-    this.agent = await this.connectAgent((await agentModule).AgentClient);
-    const details = await this.agent.guestDetails();
-    this.phase('agentReady', t);
-
-    t = performance.now();
+    const createStarted = performance.now();
     const rootMount = await this.agent.mountShare({ tag: ROOTFS_TAG, path: 'root', readonly: false });
     const mounts: { source: string; destination: string; readonly: boolean }[] = [];
     for (const [i, v] of cfg.volumes.entries()) {
@@ -216,44 +173,10 @@ export class Sandbox {
       stdio: cfg.tty ? 'terminal' : 'pipes',
     });
     this.startPumps();
-    this.phase('containerCreate', t);
+    this.phase('containerCreate', createStarted);
     await this.save({
       guest: { kernel: details.kernelRelease, cpus: details.cpus, memTotalBytes: details.memTotalBytes },
     });
-  }
-
-  /**
-   * The console port accepts a connection before the agent inside opens it, and bytes written into a port
-   * nobody has open are lost; so each attempt gets a short deadline and a fresh connection.
-   */
-  private async connectAgent(Client: typeof AgentClient): Promise<AgentClient> {
-    const deadline = Date.now() + AGENT_TIMEOUT_MS;
-    let last = '';
-    for (;;) {
-      if (this.failure) throw new VrunError(this.failure);
-      const client = new Client(this.paths.agent, { callTimeoutMs: 60_000 });
-      try {
-        await client.waitForReady(Math.min(5000, Math.max(1, deadline - Date.now())));
-        await new Promise<void>((resolve, reject) => {
-          const timer = setTimeout(() => reject(new VrunError('health check timed out')), 5000);
-          client.health().then(
-            () => {
-              clearTimeout(timer);
-              resolve();
-            },
-            (e: unknown) => {
-              clearTimeout(timer);
-              reject(e instanceof Error ? e : new Error(String(e)));
-            },
-          );
-        });
-        return client;
-      } catch (err) {
-        client.close();
-        last = errorMessage(err);
-        if (Date.now() > deadline) throw new VrunError(`the guest agent did not answer within ${AGENT_TIMEOUT_MS} ms: ${last}`);
-      }
-    }
   }
 
   /** Copies the container's output to container.log and to every attached client until EOF. */
@@ -313,7 +236,9 @@ export class Sandbox {
     try {
       result = await agent.waitProcess({ containerId: this.state.id });
     } catch (err) {
-      this.onComponentExit(`lost the container's exit status: ${errorMessage(err).split('\n')[0]}`, 'dependent');
+      const reason = `lost the container's exit status: ${errorMessage(err).split('\n')[0]}`;
+      if (this.pod) void this.pod.reportLoss(reason);
+      else void this.fail(reason);
       return;
     }
     // Output written just before the exit is still in flight: drain it, bounded.
@@ -403,22 +328,6 @@ export class Sandbox {
     return new Promise((r) => this.doneWaiters.push(r));
   }
 
-  /**
-   * virtiofsd exits and the agent connection drops when QEMU goes away; then the VM's reason is the real
-   * one, so those wait a moment for the VM's before they count.
-   */
-  private onComponentExit(reason: string, kind: 'vm' | 'virtiofsd' | 'dependent'): void {
-    if (this.tearingDown) return;
-    if (kind !== 'vm' && this.vm) {
-      const vmGone = Promise.race([this.vm.exited.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), 500))]);
-      void vmGone.then((gone) => {
-        if (!gone) void this.fail(reason);
-      });
-      return;
-    }
-    void this.fail(reason);
-  }
-
   /** Something broke: record why, tear everything down, keep the state (for `ps`) unless --rm. */
   async fail(reason: string): Promise<void> {
     if (this.tearingDown) return;
@@ -436,8 +345,7 @@ export class Sandbox {
     // The container has exited (or the pod failed): the guest holds nothing worth a clean shutdown, since
     // virtio-fs writes reach the host as they happen. Pulling the plug is the fast, certain end.
     this.agent?.close();
-    if (this.vm) await this.vm.kill();
-    await Promise.all(this.fsds.map((f) => f.d.stop().catch(() => undefined)));
+    await this.pod?.stop({ graceful: false });
     for (const u of this.unbinds) await u().catch((err: unknown) => this.log.warn({ err: errorMessage(err) }, 'undoing a volume bind mount failed'));
     await this.containerLog?.close();
     if (this.rootfs) await this.rootfs.release().catch((err: unknown) => this.log.warn({ err: errorMessage(err) }, 'releasing the rootfs failed'));

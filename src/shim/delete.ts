@@ -24,7 +24,8 @@ export async function deleteAfterShim(flags: ShimFlags): Promise<Uint8Array> {
     await unmountAll(cdir);
     await rm(cdir, { recursive: true, force: true });
   } else {
-    const pids = [rec?.pids.shim, rec?.pids.vmm, rec?.pids.virtiofsd].filter((p): p is number => typeof p === 'number');
+    const fsds: unknown[] = Array.isArray(rec?.pids.virtiofsd) ? rec.pids.virtiofsd.slice(0, 16) : [];
+    const pids = [rec?.pids.shim, rec?.pids.vmm, ...fsds].filter((p): p is number => typeof p === 'number' && Number.isSafeInteger(p) && p > 1);
     const problem = await removeSandboxDir(dir, pids);
     if (problem) throw new Error(problem);
   }

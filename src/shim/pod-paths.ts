@@ -49,7 +49,7 @@ export function groupIdOf(id: string, annotations: Record<string, unknown> | und
 export interface PodRecord {
   namespace: string;
   groupId: string;
-  pids: { shim?: number; vmm?: number; virtiofsd?: number };
+  pids: { shim?: number; vmm?: number; virtiofsd?: number[] };
   backend?: string;
 }
 

@@ -1,9 +1,10 @@
-import { readFile, rm } from 'node:fs/promises';
+import { mkdir, readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import type { AgentClient, OciProcess, ProcessRef, WaitResult } from '../agent/client.js';
 import { AgentError } from '../agent/client.js';
-import { errorMessage } from '../common/errors.js';
+import { VrunError, errorMessage } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
+import { PodVm, type PodVmPids } from '../sandbox/pod-vm.js';
 import { timestampFromDate, type Timestamp } from '../ttrpc/protobuf/well-known.js';
 import { Code, TtrpcError, isTtrpcError } from '../ttrpc/status.js';
 import type { EventPublisher, TaskEventInit } from './events.js';
@@ -12,12 +13,11 @@ import { guestSpecFromBundle, parseExecProcess } from './guest-spec.js';
 import { bindMount, mountRootfs, unmountAll } from './host-mounts.js';
 import { metricsAny } from './metrics.js';
 import type { PodPaths } from './pod-paths.js';
-import { PodVm } from './pod-vm.js';
 import type { TaskEventKind } from './protocol/event-messages.js';
 import type { ShimTaskService } from './protocol/task-service.js';
 import type * as m from './protocol/task-messages.js';
 import { TaskStatus } from './protocol/types.js';
-import { podVmConfigFrom } from './runtime-options.js';
+import { podVmConfigFrom, type PodVmConfig } from './runtime-options.js';
 
 /**
  * The shim's Task service: every container of the pod, each a container in the pod's VM, driven through
@@ -27,6 +27,14 @@ import { podVmConfigFrom } from './runtime-options.js';
 const ID_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
 /** What a process of a pod whose VM died is reported to have exited with. */
 const VM_LOST_STATUS = 255;
+/** The virtio-fs tag of the pod's shared directory, which holds every container's rootfs and bind mounts. */
+const SHARE_TAG = 'vrun-pod';
+
+/** The pod's VM and where the guest sees the pod's shared directory. */
+interface Pod {
+  vm: PodVm;
+  guestShare: string;
+}
 
 interface Proc {
   execId: string;
@@ -92,7 +100,7 @@ function toTtrpc(err: unknown): Error {
 
 export class VrunTasks implements ShimTaskService {
   private readonly containers = new Map<string, Container>();
-  private pod: Promise<PodVm> | undefined;
+  private pod: Promise<Pod> | undefined;
   private podLost: string | undefined;
   private shuttingDown = false;
   /** containerd asked to shut down while a container still existed (e.g. during a Create that then failed). */
@@ -105,7 +113,7 @@ export class VrunTasks implements ShimTaskService {
     private readonly paths: PodPaths,
     private readonly events: EventPublisher,
     private readonly log: Logger,
-    private readonly onPodStarted: (pids: { vmm?: number; virtiofsd?: number }, backend: string) => Promise<void>,
+    private readonly onPodStarted: (pids: PodVmPids, backend: string) => Promise<void>,
   ) {
     this.done = new Promise((r) => (this.finish = r));
   }
@@ -131,8 +139,31 @@ export class VrunTasks implements ShimTaskService {
   private async agent(): Promise<{ vm: PodVm; agent: AgentClient }> {
     if (this.podLost) throw new TtrpcError(Code.UNAVAILABLE, this.podLost);
     if (!this.pod) throw new TtrpcError(Code.FAILED_PRECONDITION, 'the pod has no VM yet');
-    const vm = await this.pod;
+    const { vm } = await this.pod;
     return { vm, agent: vm.agent };
+  }
+
+  /** Boots the pod's VM (the first Create does) and mounts the pod's shared directory in the guest. */
+  private async bootPod(cfg: PodVmConfig): Promise<Pod> {
+    await mkdir(this.paths.shared, { recursive: true, mode: 0o711 });
+    let vm: PodVm | undefined;
+    try {
+      vm = await PodVm.boot(
+        {
+          vmm: cfg.vmm,
+          vcpus: cfg.vcpus,
+          memoryMiB: cfg.memoryMiB,
+          shares: [{ tag: SHARE_TAG, dir: this.paths.shared, what: "pod's shared directory" }],
+          paths: { agent: this.paths.agent, console: this.paths.console, qmp: this.paths.qmp, fsSocket: () => this.paths.fsSocket },
+        },
+        this.log,
+        { onDeath: (reason) => this.onPodDeath(reason), onLaunched: (launched) => this.onPodStarted(launched.pids, launched.backend) },
+      );
+      return { vm, guestShare: await vm.agent.mountShare({ tag: SHARE_TAG, path: 'pod' }) };
+    } catch (err) {
+      await vm?.stop({ graceful: false });
+      throw new VrunError(`the pod's VM did not come up: ${errorMessage(err).split('\n')[0]}`);
+    }
   }
 
   private async guarded<T>(fn: () => Promise<T>): Promise<T> {
@@ -209,7 +240,7 @@ export class VrunTasks implements ShimTaskService {
       }
       const guest = guestSpecFromBundle(configText);
       const vmConfig = await podVmConfigFrom(req.options);
-      this.pod ??= PodVm.boot(this.paths, vmConfig, this.log, (reason) => this.onPodDeath(reason), this.onPodStarted);
+      this.pod ??= this.bootPod(vmConfig);
       const pod = this.pod;
       pod.catch(() => undefined);
       const stdio: StdioPaths = { stdin: req.stdin, stdout: req.stdout, stderr: req.stderr, terminal: req.terminal };
@@ -217,9 +248,10 @@ export class VrunTasks implements ShimTaskService {
       this.containers.set(req.id, c);
       let vm: PodVm | undefined;
       try {
-        vm = await pod;
+        const booted = await pod;
+        vm = booted.vm;
         await mountRootfs(req.rootfs, path.join(req.bundle, 'rootfs'), path.join(c.hostDir, 'rootfs'));
-        const guestDir = `${vm.guestShare}/${req.id}`;
+        const guestDir = `${booted.guestShare}/${req.id}`;
         for (const b of guest.binds) {
           await bindMount(b.source, path.join(c.hostDir, 'mounts', String(b.index)), b.readonly);
           const mnt = guest.spec.mounts?.[b.index];
@@ -438,8 +470,8 @@ export class VrunTasks implements ShimTaskService {
     this.shuttingDown = true;
     const pod = this.pod;
     if (pod) {
-      const vm = await pod.catch(() => undefined);
-      await vm?.stop();
+      const booted = await pod.catch(() => undefined);
+      await booted?.vm.stop({ graceful: true });
     }
     for (const c of this.containers.values()) await unmountAll(c.hostDir);
     this.finish();

@@ -77,6 +77,14 @@ describe('a pod through CRI with the vrun runtime handler', () => {
 
   it('runs two containers in one VM, execs into them, reports stats and logs, then cleans up', async () => {
     const diag = () => env.log().slice(-3000);
+    // The agent's warnings (e.g. an exec whose exit status it lost) reach the pod's console.
+    const guestDiag = (r: ExecResult) => {
+      const shimDir = path.join(runDir, 'shim');
+      const pods = fs.existsSync(shimDir) ? fs.readdirSync(shimDir) : [];
+      const consoleLog = pods.length === 1 ? path.join(shimDir, pods[0] ?? '', 'console.log') : '';
+      const tail = consoleLog && fs.existsSync(consoleLog) ? fs.readFileSync(consoleLog, 'utf8').slice(-3000) : '(no console log)';
+      return `stderr: ${r.stderr.toString()}\nguest console:\n${tail}`;
+    };
     const sandbox = await env.call<{ podSandboxId: string }>('RunPodSandbox', { config: sandboxConfig(), runtimeHandler: 'vrun' }).catch((err: Error) => {
       throw new Error(`${err.message}\n${diag()}`);
     });
@@ -99,14 +107,14 @@ describe('a pod through CRI with the vrun runtime handler', () => {
     const bootIds: string[] = [];
     for (const id of ids) {
       const r = await env.call<ExecResult>('ExecSync', { containerId: id, cmd: ['cat', '/proc/sys/kernel/random/boot_id'], timeout: 120 });
-      expect(r.exitCode, r.stderr.toString()).toBe(0);
+      expect(r.exitCode, guestDiag(r)).toBe(0);
       bootIds.push(r.stdout.toString().trim());
     }
     expect(bootIds[0]).toMatch(/^[0-9a-f-]{36}$/);
     expect(bootIds[1]).toBe(bootIds[0]);
     expect(bootIds[0]).not.toBe(fs.readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim());
     const failing = await env.call<ExecResult>('ExecSync', { containerId: ids[0], cmd: ['sh', '-c', 'echo oops >&2; exit 7'], timeout: 120 });
-    expect(failing.exitCode).toBe(7);
+    expect(failing.exitCode, guestDiag(failing)).toBe(7);
     expect(failing.stderr.toString()).toContain('oops');
 
     const stats = await env.call<{ stats: { memory: { workingSetBytes: { value: number } | null } | null; cpu: { usageCoreNanoSeconds: { value: number } | null } | null } }>('ContainerStats', { containerId: ids[0] });

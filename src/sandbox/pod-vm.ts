@@ -1,0 +1,258 @@
+import type { AgentClient, GuestDetails } from '../agent/client.js';
+import { VrunError, errorMessage } from '../common/errors.js';
+import type { Logger } from '../common/log.js';
+import { loadGuestImage } from '../guest-image/image.js';
+import { BASE_CMDLINE, READY_PATTERN } from '../vmm/qemu/guest-runner.js';
+import { Virtiofsd } from './virtiofsd.js';
+import { decideBackend, launchQemu, type RunningVm, type VmmChoice } from './vmm-backend.js';
+
+/**
+ * One pod's VM, the lifecycle the CLI's sandbox (one container) and the containerd shim (every container of
+ * a pod) share: a virtiofsd per shared host directory, the VMM, and the connection to the guest agent. The
+ * callers prepare what the shares hold and create containers through `agent`.
+ */
+export interface PodVmSpec {
+  vmm: VmmChoice;
+  vcpus: number;
+  memoryMiB: number;
+  /** Appended to the kernel command line (e.g. `vrun.hostname=...`). */
+  cmdlineExtra?: string;
+  /** Host directories served to the guest under their virtio-fs tags; `what` names one in error messages. */
+  shares: { tag: string; dir: string; what: string }[];
+  paths: { agent: string; console: string; qmp: string; fsSocket: (index: number) => string };
+}
+
+export type BootPhase = 'vmmStart' | 'guestBoot' | 'agentReady';
+
+export interface PodVmHooks {
+  /**
+   * Heard at most once, when the VM or a virtiofsd goes away (or a caller reports a loss) while the pod is
+   * not being stopped. The VM's own reason wins over what its going away causes.
+   */
+  onDeath(reason: string): void;
+  /** The processes run (the guest has not booted yet): record their pids so a crash can be cleaned up. */
+  onLaunched?(pod: PodVm): Promise<void>;
+  /** A boot phase ended; `startedAt` is its performance.now() start. */
+  onPhase?(phase: BootPhase, startedAt: number): void;
+}
+
+export interface PodVmPids {
+  vmm?: number;
+  virtiofsd: number[];
+}
+
+const BOOT_TIMEOUT_MS = Number(process.env.VRUN_BOOT_TIMEOUT_MS ?? 300_000);
+const AGENT_TIMEOUT_MS = Number(process.env.VRUN_AGENT_TIMEOUT_MS ?? 300_000);
+/** How long after the init's readiness line the agent may take to announce its port before we try anyway. */
+const SERVING_GRACE_MS = 60_000;
+const AGENT_SERVING = /vrun-agent: serving on .* port vrun\.agent/;
+/** A virtiofsd's exit or a lost call waits this long for the VM's exit, whose reason is then the real one. */
+const VM_EXIT_GRACE_MS = 500;
+
+function within<T>(p: Promise<T>, ms: number, onTimeout: () => T): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([p, new Promise<T>((r) => (timer = setTimeout(() => r(onTimeout()), ms)))]).finally(() => clearTimeout(timer));
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+export class PodVm {
+  private stopping: Promise<void> | undefined;
+  private deathReason: string | undefined;
+  private client: AgentClient | undefined;
+  private guest: GuestDetails | undefined;
+  /** Both console waiters exist from the launch on: the two lines can arrive in one read. */
+  private readonly booted: Promise<unknown>;
+  private readonly serving: Promise<boolean>;
+
+  private constructor(
+    private readonly vm: RunningVm,
+    private readonly fsds: { what: string; d: Virtiofsd }[],
+    private readonly spec: PodVmSpec,
+    private readonly log: Logger,
+    private readonly onDeath: (reason: string) => void,
+  ) {
+    this.booted = vm.console.waitFor(READY_PATTERN, BOOT_TIMEOUT_MS, 'VRUN-READY');
+    this.booted.catch(() => undefined);
+    this.serving = vm.console.waitFor(AGENT_SERVING, BOOT_TIMEOUT_MS, 'the agent serving its port').then(
+      () => true,
+      () => false,
+    );
+    void vm.exited.then((e) =>
+      this.died(
+        `the VM stopped unexpectedly: ${e.detail}${e.panic ? ' (guest kernel panic)' : e.guestStatus !== undefined ? ` (the guest agent exited with status ${e.guestStatus})` : ''}`,
+        true,
+      ),
+    );
+    for (const f of fsds) void f.d.exited.then((e) => this.died(`virtiofsd for the ${f.what} exited (${e.signal ? `killed by ${e.signal}` : `code ${e.code}`})`, false));
+  }
+
+  /**
+   * Starts virtiofsd and the VMM, waits for the guest's init and then for its agent, and returns the pod
+   * with a connected agent. On failure everything started is stopped and the error names the first cause.
+   */
+  static async boot(spec: PodVmSpec, log: Logger, hooks: PodVmHooks): Promise<PodVm> {
+    // gRPC and the agent's proto take a while to load; that overlaps with the guest's boot this way.
+    const agentModule = import('../agent/client.js');
+    agentModule.catch(() => undefined);
+    void import('../agent/proto.js').then((m) => m.loadAgentProto()).catch(() => undefined);
+    const t = performance.now();
+    const decision = decideBackend(spec.vmm, { nativeAvailable: false });
+    if (decision.notice) log.info({ notice: decision.notice }, 'backend chosen');
+    const image = await loadGuestImage('guest-image');
+    const started = await Promise.allSettled(spec.shares.map((s, i) => Virtiofsd.start({ socketPath: spec.paths.fsSocket(i), sharedDir: s.dir, logger: log })));
+    const fsds = started.flatMap((r, i) => (r.status === 'fulfilled' ? [{ what: spec.shares[i]?.what ?? 'share', d: r.value }] : []));
+    const firstFailure = started.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    let vm: RunningVm;
+    try {
+      if (firstFailure) throw firstFailure.reason instanceof Error ? firstFailure.reason : new VrunError(String(firstFailure.reason));
+      vm = launchQemu(
+        decision,
+        {
+          kernel: image.kernel,
+          initrd: image.initrd,
+          cmdline: `${BASE_CMDLINE} quiet${spec.cmdlineExtra ? ` ${spec.cmdlineExtra}` : ''}`,
+          vcpus: spec.vcpus,
+          memoryMiB: spec.memoryMiB,
+          agentSocket: spec.paths.agent,
+          shares: fsds.map((f, i) => ({ tag: spec.shares[i]?.tag ?? '', socketPath: f.d.socketPath })),
+          consoleLog: spec.paths.console,
+          qmpSocket: spec.paths.qmp,
+        },
+        log,
+      );
+    } catch (err) {
+      await Promise.all(fsds.map((f) => f.d.stop().catch(() => undefined)));
+      throw err;
+    }
+    const pod = new PodVm(vm, fsds, spec, log, hooks.onDeath);
+    try {
+      await hooks.onLaunched?.(pod);
+      hooks.onPhase?.('vmmStart', t);
+      await pod.untilAgentReady((await agentModule).AgentClient, hooks.onPhase);
+      log.info({ kernel: pod.details.kernelRelease, backend: pod.backend }, 'pod VM ready');
+      return pod;
+    } catch (err) {
+      // A console that closed early is the VM going away: its own reason is the one to give.
+      await within(vm.exited.then(() => true), VM_EXIT_GRACE_MS, () => false);
+      const why = pod.deathReason ?? errorMessage(err).split('\n')[0] ?? 'the VM did not come up';
+      await pod.stop({ graceful: false });
+      throw new VrunError(why);
+    }
+  }
+
+  get agent(): AgentClient {
+    if (!this.client) throw new VrunError('the guest agent is not connected yet');
+    return this.client;
+  }
+
+  get details(): GuestDetails {
+    if (!this.guest) throw new VrunError('the guest agent is not connected yet');
+    return this.guest;
+  }
+
+  get backend(): string {
+    return this.vm.backend;
+  }
+
+  get pids(): PodVmPids {
+    return { vmm: this.vm.pid, virtiofsd: this.fsds.map((f) => f.d.pid).filter((p): p is number => p !== undefined) };
+  }
+
+  /** Why the pod died, once it has. */
+  get failure(): string | undefined {
+    return this.deathReason;
+  }
+
+  private async untilAgentReady(Client: typeof AgentClient, onPhase: PodVmHooks['onPhase']): Promise<void> {
+    let t = performance.now();
+    await this.booted;
+    onPhase?.('guestBoot', t);
+    t = performance.now();
+    // Bytes sent before the agent opened its port are lost (a lost HTTP/2 preface stalls the connection and
+    // quick reconnects trip over each other), so the first connection waits for the agent to say it serves.
+    if (!(await within(this.serving, SERVING_GRACE_MS, () => false)) && !this.deathReason) {
+      this.log.warn('the agent did not announce its port on the console; connecting anyway');
+    }
+    this.client = await this.connectAgent(Client);
+    this.guest = await this.client.guestDetails();
+    onPhase?.('agentReady', t);
+  }
+
+  /**
+   * Bounded attempts, each on a fresh connection: a slow guest (TCG under load) gets a longer deadline each
+   * time and a pause between, because the guest notices a host hang-up only by polling the port and a quick
+   * reconnect would feed the new connection's bytes into the old session.
+   */
+  private async connectAgent(Client: typeof AgentClient): Promise<AgentClient> {
+    const deadline = Date.now() + AGENT_TIMEOUT_MS;
+    let last = '';
+    for (let attempt = 0; ; attempt++) {
+      if (this.deathReason) throw new VrunError(this.deathReason);
+      if (this.stopping) throw new VrunError('the pod is being stopped');
+      const perAttempt = Math.max(1, Math.min(60_000, 10_000 * 2 ** attempt, deadline - Date.now()));
+      const client = new Client(this.spec.paths.agent, { callTimeoutMs: 60_000 });
+      try {
+        const vmGone = this.vm.exited.then(() => {
+          throw new VrunError(this.deathReason ?? 'the VM stopped while the agent was being reached');
+        });
+        vmGone.catch(() => undefined);
+        await Promise.race([client.waitForReady(perAttempt), vmGone]);
+        const health = client.health();
+        health.catch(() => undefined);
+        const answered = await within(health.then(() => true), perAttempt, () => false);
+        if (!answered) throw new VrunError(`the health check got no answer within ${perAttempt} ms`);
+        return client;
+      } catch (err) {
+        client.close();
+        last = errorMessage(err);
+        if (Date.now() >= deadline) throw new VrunError(`the guest agent did not answer within ${AGENT_TIMEOUT_MS} ms: ${last}`);
+        this.log.debug({ attempt, err: last }, 'agent connection attempt failed');
+        await sleep(1000);
+      }
+    }
+  }
+
+  private died(reason: string, isVm: boolean): void {
+    if (this.stopping || this.deathReason) return;
+    if (!isVm) {
+      void this.reportLoss(reason);
+      return;
+    }
+    this.deathReason = reason;
+    this.log.error({ reason }, 'pod VM lost');
+    this.onDeath(reason);
+  }
+
+  /**
+   * Something that depends on the VM broke (a virtiofsd, a lost agent call): that counts as the pod's death
+   * unless the VM itself goes away within a moment, whose reason is then the real one.
+   */
+  async reportLoss(reason: string): Promise<void> {
+    if (this.stopping || this.deathReason) return;
+    const vmGone = await within(this.vm.exited.then(() => true), VM_EXIT_GRACE_MS, () => false);
+    if (vmGone || this.stopping || this.deathReason) return;
+    this.deathReason = reason;
+    this.log.error({ reason }, 'pod lost');
+    this.onDeath(reason);
+  }
+
+  /**
+   * Stops the VMM and every virtiofsd; idempotent. `graceful` first asks the agent to stop its containers
+   * (bounded); otherwise the plug is pulled, which is safe because virtio-fs writes reach the host as they
+   * happen.
+   */
+  stop(opts: { graceful: boolean }): Promise<void> {
+    this.stopping ??= (async () => {
+      if (opts.graceful && this.client) {
+        await within(this.client.shutdown().then(() => true, () => false), 2000, () => false);
+        this.client.close();
+        await within(this.vm.exited.then(() => true), 1500, () => false);
+      }
+      this.client?.close();
+      await this.vm.kill().catch((err: unknown) => this.log.warn({ err: errorMessage(err) }, 'stopping the VMM failed'));
+      await Promise.all(this.fsds.map((f) => f.d.stop().catch(() => undefined)));
+    })();
+    return this.stopping;
+  }
+}
