@@ -33,12 +33,13 @@ export async function main(argvIn: string[]): Promise<number> {
     process.stderr.write(`vrun: unknown command "${argv[0]}"\nSee 'vrun --help'.\n`);
     return 125;
   }
-  if (found.rest.includes('--help') && !found.rest.slice(0, found.rest.indexOf('--help')).some((a) => !a.startsWith('-'))) {
-    process.stdout.write(`Usage: ${found.cmd.usage}\n\n${found.cmd.summary}\n`);
-    return 0;
-  }
   try {
-    return await found.cmd.run(found.rest);
+    const cmd = await found.cmd.load();
+    if (found.rest.includes('--help') && !found.rest.slice(0, found.rest.indexOf('--help')).some((a) => !a.startsWith('-'))) {
+      process.stdout.write(`Usage: ${cmd.usage}\n\n${cmd.summary}\n`);
+      return 0;
+    }
+    return await cmd.run(found.rest);
   } catch (err) {
     const debug = Boolean(process.env.VRUN_DEBUG);
     if (err instanceof VrunError) {

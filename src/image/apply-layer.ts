@@ -1,8 +1,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { fsOps } from './fs-ops.js';
-import { OPAQUE_XATTR } from './unpack.js';
 import { removeTree, lstatOrNull } from './atomic-fs.js';
+import { OPAQUE_XATTR } from './store-layout.js';
 
 /**
  * The copy fallback for hosts without overlayfs: applies one unpacked layer (overlayfs format, as the layer

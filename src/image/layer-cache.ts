@@ -6,7 +6,7 @@ import type { Digest } from './digest.js';
 import { withLock } from './lock.js';
 import { blobPath, layerDir, layerFsDir, lockFile, type StoreLayout } from './store-layout.js';
 import { removeTree, syncDir } from './atomic-fs.js';
-import { unpackLayer, type UnpackLimits, type UnpackResult } from './unpack.js';
+import type { UnpackLimits, UnpackResult } from './unpack.js';
 
 /**
  * Unpacked layers, keyed by diff id (the digest of the uncompressed tar), so two images sharing a layer, or the
@@ -63,6 +63,8 @@ async function unpackToWork(l: StoreLayout, diffId: Digest, blob: Digest, input:
     const unpackOpts: LayerOpts = { what: opts.what };
     if (opts.limits) unpackOpts.limits = opts.limits;
     if (opts.onBytes) unpackOpts.onBytes = opts.onBytes;
+    // Loaded here, not at the top: listing or inspecting images should not pay for the tar and zstd code.
+    const { unpackLayer } = await import('./unpack.js');
     const res: UnpackResult = await unpackLayer(input, fsDir, unpackOpts);
     if (res.compressedDigest !== blob) throw new VrunError(`${opts.what}: blob content has digest ${res.compressedDigest}, not ${blob} (refused)`);
     if (res.diffId !== diffId) {

@@ -2,7 +2,6 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { VrunError } from '../common/errors.js';
-import { rootLogger } from '../common/log.js';
 import { fsOps } from './fs-ops.js';
 
 /**
@@ -46,7 +45,7 @@ export async function acquireLock(file: string, opts: LockOptions = {}): Promise
     if (!announced) {
       announced = true;
       opts.onWait?.();
-      rootLogger().debug({ lock: file }, 'waiting for lock');
+      (await import('../common/log.js')).rootLogger().debug({ lock: file }, 'waiting for lock'); // pino only when needed: it is slow to load
     }
     if (opts.timeoutMs !== undefined && Date.now() - started > opts.timeoutMs) {
       throw new VrunError(`timed out after ${Math.round(opts.timeoutMs / 1000)}s waiting for the lock ${file} (another vrun holds it)`);

@@ -3,7 +3,6 @@ import path from 'node:path';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import { VrunError, errorMessage } from '../common/errors.js';
-import { rootLogger } from '../common/log.js';
 import type { Digest } from './digest.js';
 import { layerFsDir, type StoreLayout } from './store-layout.js';
 import { removeTree, writeFileAtomic } from './atomic-fs.js';
@@ -85,7 +84,7 @@ export async function createRootfs(
       return full;
     } catch (err) {
       if (mode === 'overlay') throw err;
-      rootLogger().warn({ err: errorMessage(err) }, 'overlayfs unavailable, copying the image layers instead');
+      (await import('../common/log.js')).rootLogger().warn({ err: errorMessage(err) }, 'overlayfs unavailable, copying the image layers instead'); // pino is slow to load
     }
   }
   full.mode = 'copy';

@@ -8,6 +8,9 @@ import { digestHex, type Digest } from './digest.js';
  * `tmp/`, so an interrupted command leaves at most garbage in `tmp/` (collected by prune), never a
  * half-written blob or layer under a trusted name.
  */
+/** The xattr that marks an opaque directory in an unpacked layer (overlayfs reads it; the copy fallback too). */
+export const OPAQUE_XATTR = 'trusted.overlay.opaque';
+
 export interface StoreLayout {
   root: string;
   /** Verified blobs: blobs/sha256/<hex>. */

@@ -9,6 +9,7 @@ import type { Digest } from './digest.js';
 import { fsOps } from './fs-ops.js';
 import { AutoDecompress, HashingStream, extractSink, type Compression } from './layer-stream.js';
 import { lstatOrNull } from './atomic-fs.js';
+import { OPAQUE_XATTR } from './store-layout.js';
 import { FileWriteQueue } from './file-write-queue.js';
 
 /**
@@ -54,7 +55,6 @@ type EntryBody = AsyncIterable<Buffer>;
 
 const WHITEOUT_PREFIX = '.wh.';
 const OPAQUE_MARKER = '.wh..wh..opq';
-export const OPAQUE_XATTR = 'trusted.overlay.opaque';
 /** xattrs a layer may set: user data and file capabilities. trusted.* (overlay metadata) and security labels are host business. */
 const ALLOWED_XATTR = /^(user\.|security\.capability$)/;
 const MAX_PATH = 4096;

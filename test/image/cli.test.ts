@@ -16,7 +16,8 @@ interface Ran {
 }
 
 function start(root: string, args: string[]): { proc: ChildProcess; done: Promise<Ran> } {
-  const env: NodeJS.ProcessEnv = { ...process.env, VRUN_ROOT: root };
+  // Its own run dir: no container of another test can answer to an image's name in `vrun inspect`.
+  const env: NodeJS.ProcessEnv = { ...process.env, VRUN_ROOT: root, VRUN_RUN: path.join(root, 'run') };
   delete env.VRUN_IMAGE_ROOT;
   const proc = spawn(process.execPath, [VRUN, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
@@ -104,6 +105,12 @@ describe('vrun image commands (the real CLI)', () => {
     const inspect = JSON.parse((await vrun(root, 'image', 'inspect', 'busybox')).stdout) as { RepoTags: string[]; Config: { Cmd: string[] }; RootFS: { Layers: string[] } }[];
     expect(inspect[0]?.RepoTags).toEqual(['busybox:latest']);
     expect(inspect[0]?.RootFS.Layers).toHaveLength(2);
+    // No container has that name, so `vrun inspect` falls back to the image, as Docker does.
+    const plain = await vrun(root, 'inspect', 'busybox');
+    expect(plain.code).toBe(0);
+    expect(JSON.parse(plain.stdout)).toEqual(inspect);
+    const neither = await vrun(root, 'inspect', 'no-such-thing-vrun-test');
+    expect([neither.code, neither.stderr]).toEqual([125, 'vrun: no such container or image: no-such-thing-vrun-test\n']);
     const archive = path.join(dir, 'big.tar');
     skopeoCopy(`docker://${registry.host}/big:v1`, `docker-archive:${archive}:imported/big:v1`);
     const imp = await vrun(root, 'import', archive);

@@ -10,24 +10,26 @@ export const imageInspectCommand: Command = {
   async run(argv) {
     const { positionals } = parseArgs(argv, {}, { command: 'image inspect', stopAtPositional: false });
     if (positionals.length === 0) throw new VrunError('"vrun image inspect" needs at least one image');
-    const store = openImageStore();
-    const out = positionals.map((p) => {
-      const img = store.resolve(p);
-      return {
-        Id: img.id,
-        RepoTags: img.record.names.map(displayName),
-        RepoDigests: img.record.repoDigests,
-        ManifestDigest: img.manifestDigest,
-        Created: img.config.created,
-        Architecture: img.config.architecture,
-        Os: img.config.os,
-        Size: img.record.size,
-        Config: img.runtime,
-        RootFS: { Type: 'layers', Layers: img.config.rootfs.diff_ids },
-        LayerDirs: img.layerDirs,
-      };
-    });
+    const out = positionals.map((p) => imageDetails(p));
     process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
     return 0;
   },
 };
+
+/** An image as `vrun image inspect` shows it (also `vrun inspect` for a name that is no container). */
+export function imageDetails(ref: string) {
+  const img = openImageStore().resolve(ref);
+  return {
+    Id: img.id,
+    RepoTags: img.record.names.map(displayName),
+    RepoDigests: img.record.repoDigests,
+    ManifestDigest: img.manifestDigest,
+    Created: img.config.created,
+    Architecture: img.config.architecture,
+    Os: img.config.os,
+    Size: img.record.size,
+    Config: img.runtime,
+    RootFS: { Type: 'layers', Layers: img.config.rootfs.diff_ids },
+    LayerDirs: img.layerDirs,
+  };
+}

@@ -3,17 +3,27 @@ import { findSandbox } from '../../sandbox/inventory.js';
 import { parseArgs } from '../args.js';
 import type { Command } from '../command.js';
 
-/** Docker-shaped where it matters to scripts: State.Status/ExitCode/OOMKilled/Error, Name, Id, Config. */
+/**
+ * Docker-shaped where it matters to scripts: State.Status/ExitCode/OOMKilled/Error, Name, Id, Config. Like
+ * Docker, a name that is no container is looked up as an image.
+ */
 export const inspectCommand: Command = {
   name: 'inspect',
-  summary: 'Show details of containers as JSON',
-  usage: 'vrun inspect CONTAINER [CONTAINER...]',
+  summary: 'Show details of containers or images as JSON',
+  usage: 'vrun inspect CONTAINER|IMAGE [CONTAINER|IMAGE...]',
   async run(argv) {
     const { positionals } = parseArgs(argv, {}, { command: 'inspect', stopAtPositional: false });
-    if (positionals.length === 0) throw new VrunError('"vrun inspect" requires at least one container');
+    if (positionals.length === 0) throw new VrunError('"vrun inspect" requires at least one container or image');
     const out = [];
     for (const ref of positionals) {
-      const s = await findSandbox(ref);
+      const s = await findSandbox(ref).catch((err: unknown) => {
+        if (err instanceof VrunError && err.message.startsWith('no such container:')) return undefined;
+        throw err;
+      });
+      if (!s) {
+        out.push(await inspectImage(ref));
+        continue;
+      }
       out.push({
         Id: s.id,
         Name: s.name,
@@ -38,3 +48,13 @@ export const inspectCommand: Command = {
     return 0;
   },
 };
+
+async function inspectImage(ref: string) {
+  const { imageDetails } = await import('./image-inspect.js');
+  try {
+    return imageDetails(ref);
+  } catch (err) {
+    if (err instanceof VrunError && err.message.includes('not found in the local store')) throw new VrunError(`no such container or image: ${ref.slice(0, 140)}`);
+    throw err;
+  }
+}
