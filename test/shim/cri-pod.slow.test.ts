@@ -77,13 +77,17 @@ describe('a pod through CRI with the vrun runtime handler', () => {
 
   it('runs two containers in one VM, execs into them, reports stats and logs, then cleans up', async () => {
     const diag = () => env.log().slice(-3000);
-    // The agent's warnings (e.g. an exec whose exit status it lost) reach the pod's console.
+    // Where an exec's odd exit code comes from: crun (its stderr), the agent (its warnings reach the pod's
+    // console, e.g. an exit status it lost) or the shim (a Wait it gave up on, in shim.log).
     const guestDiag = (r: ExecResult) => {
       const shimDir = path.join(runDir, 'shim');
       const pods = fs.existsSync(shimDir) ? fs.readdirSync(shimDir) : [];
-      const consoleLog = pods.length === 1 ? path.join(shimDir, pods[0] ?? '', 'console.log') : '';
-      const tail = consoleLog && fs.existsSync(consoleLog) ? fs.readFileSync(consoleLog, 'utf8').slice(-3000) : '(no console log)';
-      return `stderr: ${r.stderr.toString()}\nguest console:\n${tail}`;
+      const tail = (name: string, keep: (line: string) => boolean) => {
+        const file = pods.length === 1 ? path.join(shimDir, pods[0] ?? '', name) : '';
+        if (!file || !fs.existsSync(file)) return `(no ${name})`;
+        return fs.readFileSync(file, 'utf8').split('\n').filter(keep).join('\n').slice(-3000);
+      };
+      return `stderr: ${r.stderr.toString()}\nguest console:\n${tail('console.log', () => true)}\nshim warnings:\n${tail('shim.log', (l) => /"level":(40|50|60)/.test(l))}`;
     };
     const sandbox = await env.call<{ podSandboxId: string }>('RunPodSandbox', { config: sandboxConfig(), runtimeHandler: 'vrun' }).catch((err: Error) => {
       throw new Error(`${err.message}\n${diag()}`);
