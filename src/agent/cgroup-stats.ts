@@ -1,4 +1,5 @@
 /** Reads a container's cgroup v2 files: stats, OOM counters, process list. Absent controllers read as 0. */
+import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { StatsResponse } from './generated/vrun/agent/v1/StatsResponse.js';
@@ -27,8 +28,15 @@ function single(text: string | null): number {
   return /^\d+$/.test(t) ? Number(t) : 0;
 }
 
-export async function oomKillCount(cgroupDir: string): Promise<number> {
-  return keyValues(await readText(cgroupDir, 'memory.events')).get('oom_kill') ?? 0;
+/** Synchronous: a cgroupfs read is answered by the kernel at once, and this sits on the create/exit path. */
+export function oomKillCount(cgroupDir: string): number {
+  let text: string | null;
+  try {
+    text = readFileSync(path.join(cgroupDir, 'memory.events'), 'utf8');
+  } catch {
+    text = null;
+  }
+  return keyValues(text).get('oom_kill') ?? 0;
 }
 
 export async function cgroupPids(cgroupDir: string): Promise<number[]> {

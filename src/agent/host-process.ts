@@ -18,9 +18,15 @@ export interface HostAgent {
   socketPath: string;
   shareDir: string;
   etcDir: string;
+  /** The agent process (a new one after restart()). */
   child: ChildProcess;
-  /** Everything the agent printed (stdout + stderr). */
+  /** Everything the agent printed (stdout + stderr), across restarts. */
   output(): string;
+  /**
+   * Kills the agent without letting it clean up (SIGKILL, like a crash) and starts a new one on the same
+   * directories and socket; `client` stays the same object and reconnects.
+   */
+  restart(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -36,30 +42,42 @@ export async function startHostAgent(): Promise<HostAgent> {
     `mkdir -p ${etcDir}`,
     `exec "${process.execPath}" ${agent} --socket ${socketPath} --state-dir ${path.join(dir, 'state')} --share-dir ${shareDir} --etc-dir ${etcDir}`,
   ].join('\n');
-  const child = spawn('unshare', ['-m', '-u', '--propagation', 'private', 'sh', '-c', script], {
-    env: { ...process.env, VRUN_NATIVE_ADDON: nativeAddonPath(), VRUN_LOG_LEVEL: 'warn' },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
   let out = '';
-  child.stdout?.on('data', (d: Buffer) => (out += d.toString()));
-  child.stderr?.on('data', (d: Buffer) => (out += d.toString()));
-  await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`agent did not start: ${out}`)), 20_000);
-    const check = () => {
-      if (out.includes('vrun-agent: serving on')) {
-        clearTimeout(timer);
-        resolve();
-      }
-    };
-    child.stdout?.on('data', check);
-    child.once('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`agent exited with ${code}: ${out}`));
+  const launch = async (): Promise<ChildProcess> => {
+    const child = spawn('unshare', ['-m', '-u', '--propagation', 'private', 'sh', '-c', script], {
+      env: { ...process.env, VRUN_NATIVE_ADDON: nativeAddonPath(), VRUN_LOG_LEVEL: 'warn' },
+      stdio: ['ignore', 'pipe', 'pipe'],
     });
-  });
+    const from = out.length;
+    child.stdout?.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr?.on('data', (d: Buffer) => (out += d.toString()));
+    await new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`agent did not start: ${out.slice(from)}`)), 20_000);
+      const check = () => {
+        if (out.slice(from).includes('vrun-agent: serving on')) {
+          clearTimeout(timer);
+          child.stdout?.removeListener('data', check);
+          resolve();
+        }
+      };
+      child.stdout?.on('data', check);
+      child.once('exit', (code) => {
+        clearTimeout(timer);
+        reject(new Error(`agent exited with ${code}: ${out.slice(from)}`));
+      });
+    });
+    return child;
+  };
+  const stopChild = async (child: ChildProcess, signal: NodeJS.Signals) => {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    const exited = new Promise((r) => child.once('exit', r));
+    child.kill(signal);
+    await exited;
+  };
+  const child = await launch();
   const client = new AgentClient(socketPath);
   await client.waitForReady(10_000);
-  return {
+  const host: HostAgent = {
     client,
     dir,
     socketPath,
@@ -67,16 +85,17 @@ export async function startHostAgent(): Promise<HostAgent> {
     etcDir,
     child,
     output: () => out,
+    async restart() {
+      await stopChild(host.child, 'SIGKILL');
+      host.child = await launch();
+    },
     async stop() {
       client.close();
-      if (child.exitCode === null) {
-        const exited = new Promise((r) => child.once('exit', r));
-        child.kill('SIGTERM');
-        await exited;
-      }
+      await stopChild(host.child, 'SIGTERM');
       await rm(dir, { recursive: true, force: true });
     },
   };
+  return host;
 }
 
 /** A minimal OCI spec for busybox: args, and the namespaces crun needs. */

@@ -1,30 +1,38 @@
 /**
  * The stdio of one container process as the agent holds it: real pipes (stdin write end, stdout/stderr
- * read ends) or a pty master. Output waits, paused, in the pipe until a reader attaches, so a process
- * that nobody reads blocks on its own pipe instead of growing the agent's memory.
+ * read ends) or a pty master. Output waits in the pipe until a reader attaches, so a process that nobody
+ * reads blocks on its own pipe instead of growing the agent's memory.
  */
 import { closeSync, write } from 'node:fs';
 import net from 'node:net';
 import tty from 'node:tty';
-import type { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { agentNative } from './native-ops.js';
+import { OUTPUT_CHUNK_HEADROOM, wireChunkCopy, wireChunkInPlace, type WireChunk } from './output-chunk-wire.js';
 import { precondition } from './rpc-error.js';
 
 export type OutputName = 'stdout' | 'stderr';
 
-/** Output is gathered into messages of about this size (well under the gRPC message bound)... */
-const GATHER_BYTES = 256 * 1024;
-/** ...or for at most this long. */
-const GATHER_MS = 1;
-/** Output pipes are enlarged (from 64 KiB) so a fast writer gets ahead and the agent's reads grow. */
+/** The largest read, and so the largest message (well under the gRPC message bound). */
+const READ_BYTES = 256 * 1024;
+/** Reads shorter than this are copied out, and the read buffer is used again. */
+const COPY_BELOW = 16 * 1024;
+/**
+ * After a read that emptied the pipe, reading rests this long: a fast writer's small writes (4 KiB from
+ * busybox, a line from most programs) then reach the agent as one read and one message instead of
+ * thousands. Interactive output is sent at once; only the next read waits.
+ */
+const REST_MS = 1;
+/** Output pipes are enlarged (from 64 KiB) so a writer keeps going while the agent rests or sends. */
 const OUTPUT_PIPE_BYTES = 1024 * 1024;
 
 /** What an output reader needs from its sink (a gRPC server stream). */
 export interface OutputSink {
-  write(chunk: { data: Buffer }): boolean;
+  /** `done` runs once the chunk's bytes were taken (serialized), or the sink gave up on it. */
+  write(chunk: WireChunk, done: () => void): boolean;
   end(): void;
-  once(event: 'drain' | 'cancelled' | 'close' | 'error', cb: () => void): unknown;
+  on(event: 'drain', cb: () => void): unknown;
+  once(event: 'cancelled' | 'close' | 'error', cb: () => void): unknown;
   removeListener(event: 'drain' | 'cancelled' | 'close' | 'error', cb: () => void): unknown;
 }
 
@@ -35,11 +43,33 @@ export interface ChildStdio {
   stderr: number;
 }
 
+/** One output of a process: the socket reading it, and who gets what it reads. */
+interface Output {
+  socket: net.Socket | null;
+  /** Read while no reader was attached (a reader left mid-read): delivered first to the next one. */
+  held: Held[];
+  eof: boolean;
+  sink: OutputSink | null;
+  detach: (() => void) | null;
+  /** The sink's buffer is full: reading waits for its 'drain'. */
+  blocked: boolean;
+  rest: NodeJS.Timeout | null;
+  reading: boolean;
+}
+
+interface Held {
+  chunk: WireChunk;
+  release: () => void;
+}
+
+/** Read buffers kept per output for reuse: fewer large allocations, which V8 answers with GCs. */
+const SPARE_SLABS = 4;
+
+type SocketWithOnRead = new (opts: net.SocketConstructorOpts & { onread: net.OnReadOpts }) => net.Socket;
+
 export class ProcessIo {
   private stdin: net.Socket | null = null;
-  private readonly outputs = new Map<OutputName, Readable>();
-  private readonly ended = new Set<OutputName>();
-  private readonly attached = new Set<OutputName>();
+  private readonly outputs = new Map<OutputName, Output>();
   private ptyFd: number | null = null;
   private ptyClosed = false;
   private childEnds: number[] = [];
@@ -53,8 +83,8 @@ export class ProcessIo {
     const io = new ProcessIo();
     io.stdin = new net.Socket({ fd: inW, readable: false, writable: true });
     io.stdin.on('error', () => undefined); // EPIPE when the process closed stdin: its choice
-    io.track('stdout', new net.Socket({ fd: outR, readable: true, writable: false }));
-    io.track('stderr', new net.Socket({ fd: errR, readable: true, writable: false }));
+    io.track('stdout', (onread) => new (net.Socket as SocketWithOnRead)({ fd: outR, readable: true, writable: false, onread }));
+    io.track('stderr', (onread) => new (net.Socket as SocketWithOnRead)({ fd: errR, readable: true, writable: false, onread }));
     io.childEnds = [inR, outW, errW];
     return { io, child: { stdin: inR, stdout: outW, stderr: errW } };
   }
@@ -63,29 +93,108 @@ export class ProcessIo {
   static terminal(masterFd: number): ProcessIo {
     const io = new ProcessIo();
     io.ptyFd = masterFd;
-    io.track('stdout', new tty.ReadStream(masterFd));
-    io.ended.add('stderr');
+    io.track('stdout', (onread) => new tty.ReadStream(masterFd, { onread } as net.SocketConstructorOpts));
+    io.outputs.set('stderr', ProcessIo.endedOutput());
     return io;
   }
 
   /** An io with no streams (a process whose stdio setup failed). */
   static none(): ProcessIo {
     const io = new ProcessIo();
-    io.ended.add('stdout');
-    io.ended.add('stderr');
+    io.outputs.set('stdout', ProcessIo.endedOutput());
+    io.outputs.set('stderr', ProcessIo.endedOutput());
     return io;
   }
 
-  private track(name: OutputName, stream: Readable): void {
-    stream.pause();
-    this.outputs.set(name, stream);
+  private static endedOutput(): Output {
+    return { socket: null, held: [], eof: true, sink: null, detach: null, blocked: false, rest: null, reading: false };
+  }
+
+  /**
+   * Reads go straight into buffers with room for the message header in front (no per-read allocation by
+   * Node, no copy before grpc-js frames the message). A socket in this mode reads only while resumed.
+   */
+  private track(name: OutputName, open: (onread: net.OnReadOpts) => net.Socket): void {
+    const o: Output = { socket: null, held: [], eof: false, sink: null, detach: null, blocked: false, rest: null, reading: true };
+    const slabBytes = OUTPUT_CHUNK_HEADROOM + READ_BYTES;
+    const spare: Buffer[] = [];
+    let slab: Buffer = Buffer.allocUnsafe(slabBytes);
+    let handedOver = false;
+    const noop = () => undefined;
+    const socket = open({
+      buffer: () => {
+        if (handedOver) {
+          slab = spare.pop() ?? Buffer.allocUnsafe(slabBytes);
+          handedOver = false;
+        }
+        return slab.subarray(OUTPUT_CHUNK_HEADROOM);
+      },
+      callback: (n) => {
+        if (n < COPY_BELOW) this.deliver(o, { chunk: wireChunkCopy(slab.subarray(OUTPUT_CHUNK_HEADROOM, OUTPUT_CHUNK_HEADROOM + n)), release: noop });
+        else {
+          const taken = slab;
+          handedOver = true;
+          const release = () => {
+            if (spare.length < SPARE_SLABS) spare.push(taken);
+          };
+          this.deliver(o, { chunk: wireChunkInPlace(taken, OUTPUT_CHUNK_HEADROOM, n), release });
+        }
+        if (n < READ_BYTES && !o.eof) o.rest = setTimeout(() => this.endRest(o), REST_MS);
+        o.reading = this.wantsData(o);
+        return o.reading;
+      },
+    });
+    o.socket = socket;
+    this.outputs.set(name, o);
+    this.updateReading(o);
     const done = () => {
-      this.ended.add(name);
-      stream.emit('vrun-eof');
+      o.eof = true;
+      o.reading = false;
+      if (o.rest) clearTimeout(o.rest);
+      o.rest = null;
+      if (o.sink && o.held.length === 0) this.finish(o);
     };
-    stream.once('end', done);
+    socket.once('end', done);
     // A pty master reads EIO once every slave fd is closed: that is its end of file.
-    stream.on('error', done);
+    socket.on('error', done);
+  }
+
+  private wantsData(o: Output): boolean {
+    return o.sink !== null && !o.blocked && o.rest === null && !o.eof && o.held.length === 0;
+  }
+
+  private updateReading(o: Output): void {
+    const want = this.wantsData(o);
+    if (want === o.reading || !o.socket || o.socket.destroyed) return;
+    o.reading = want;
+    if (want) o.socket.resume();
+    else o.socket.pause();
+  }
+
+  private endRest(o: Output): void {
+    o.rest = null;
+    this.updateReading(o);
+  }
+
+  private deliver(o: Output, h: Held): void {
+    if (!o.sink) {
+      o.held.push(h);
+      return;
+    }
+    if (!o.sink.write(h.chunk, h.release)) o.blocked = true;
+  }
+
+  /** Sends what was held while the sink takes it; ends the sink at EOF. */
+  private pump(o: Output): void {
+    while (o.sink && !o.blocked && o.held.length > 0) this.deliver(o, o.held.shift() as Held);
+    if (o.sink && o.eof && o.held.length === 0) this.finish(o);
+    else this.updateReading(o);
+  }
+
+  private finish(o: Output): void {
+    const sink = o.sink;
+    o.detach?.();
+    sink?.end();
   }
 
   /** Closes the agent's copies of the child's ends, once the runtime has spawned with them. */
@@ -96,77 +205,36 @@ export class ProcessIo {
 
   /** Streams one output into `sink` until EOF (then ends it) or until the sink goes away (then detaches). */
   attachOutput(name: OutputName, sink: OutputSink): void {
-    const src = this.outputs.get(name);
-    if (!src || (this.ended.has(name) && src.readableLength === 0)) {
+    const o = this.outputs.get(name);
+    if (!o || (o.eof && o.held.length === 0)) {
       sink.end();
       return;
     }
-    if (this.attached.has(name)) throw precondition(`${name} of this process already has a reader`);
-    this.attached.add(name);
-    // Reads are gathered for up to GATHER_MS (or GATHER_BYTES) into one message: a fast producer's small
-    // writes would otherwise cost one gRPC message each. Interactive output waits at most GATHER_MS.
-    let pending: Buffer[] = [];
-    let pendingBytes = 0;
-    let timer: NodeJS.Timeout | null = null;
-    let eofSeen = false;
-    const flush = () => {
-      if (timer) clearTimeout(timer);
-      timer = null;
-      if (pendingBytes > 0 && this.attached.has(name)) {
-        const data = pending.length === 1 ? (pending[0] as Buffer) : Buffer.concat(pending, pendingBytes);
-        pending = [];
-        pendingBytes = 0;
-        if (!sink.write({ data })) {
-          src.pause();
-          sink.once('drain', onDrain);
-        }
-      }
-      if (eofSeen) finishEof();
-    };
+    if (o.sink) throw precondition(`${name} of this process already has a reader`);
     const onDrain = () => {
-      if (this.attached.has(name)) src.resume();
+      o.blocked = false;
+      this.pump(o);
     };
-    const onData = (buf: Buffer) => {
-      pending.push(buf);
-      pendingBytes += buf.length;
-      if (pendingBytes >= GATHER_BYTES) flush();
-      else timer ??= setTimeout(flush, GATHER_MS);
+    const onGone = () => {
+      o.detach?.();
+      this.updateReading(o);
     };
-    const detach = () => {
-      src.removeListener('data', onData);
-      src.removeListener('vrun-eof', onEof);
+    o.sink = sink;
+    o.blocked = false;
+    o.detach = () => {
       sink.removeListener('drain', onDrain);
       sink.removeListener('cancelled', onGone);
       sink.removeListener('close', onGone);
       sink.removeListener('error', onGone);
+      o.sink = null;
+      o.detach = null;
+      o.blocked = false;
     };
-    const finishEof = () => {
-      detach();
-      this.attached.delete(name);
-      sink.end();
-    };
-    const onEof = () => {
-      eofSeen = true;
-      flush();
-    };
-    const onGone = () => {
-      if (timer) clearTimeout(timer);
-      timer = null;
-      detach();
-      src.pause();
-      // What was read but not sent goes back, for the next reader.
-      if (pendingBytes > 0 && !src.readableEnded) src.unshift(Buffer.concat(pending, pendingBytes));
-      pending = [];
-      pendingBytes = 0;
-      this.attached.delete(name);
-    };
-    src.on('data', onData);
-    src.once('vrun-eof', onEof);
+    sink.on('drain', onDrain);
     sink.once('cancelled', onGone);
     sink.once('close', onGone);
     sink.once('error', onGone);
-    if (this.ended.has(name) && src.readableLength === 0) onEof();
-    else src.resume();
+    this.pump(o);
   }
 
   /** Writes stdin bytes; resolves when the pipe took them (backpressure for the gRPC stream). */
@@ -221,7 +289,12 @@ export class ProcessIo {
   dispose(): void {
     this.closeChildEnds();
     this.stdin?.destroy();
-    for (const s of this.outputs.values()) s.destroy();
+    for (const o of this.outputs.values()) {
+      if (o.rest) clearTimeout(o.rest);
+      o.rest = null;
+      o.detach?.();
+      o.socket?.destroy();
+    }
     if (this.ptyFd !== null && !this.ptyClosed) {
       // tty.ReadStream owns and closes the fd when destroyed.
       this.ptyClosed = true;

@@ -14,12 +14,16 @@ export interface Exit {
   signal: number;
 }
 
+/** Polling only while some watched pid is not our child (yet): its exit brings us no SIGCHLD. */
 const POLL_MS = 50;
+/** Otherwise SIGCHLD drives everything; this slow pass only guards against a lost wakeup. */
+const SAFETY_POLL_MS = 1000;
 const SWEEP_MS = 1000;
 
 export class Reaper {
   private readonly watched = new Map<number, { resolve: (e: Exit) => void }>();
   private timer: NodeJS.Timeout | null = null;
+  private timerMs = 0;
   private lastSweep = 0;
   private sweepTimer: NodeJS.Timeout | null = null;
 
@@ -67,13 +71,13 @@ export class Reaper {
   watch(pid: number): Promise<Exit> {
     return new Promise((resolve) => {
       this.watched.set(pid, { resolve });
-      this.timer ??= setInterval(() => this.poll(), POLL_MS);
       this.poll();
     });
   }
 
   private poll(): void {
     const native = agentNative();
+    let strangers = false;
     for (const [pid, w] of this.watched) {
       let exit: Exit | null;
       try {
@@ -86,8 +90,12 @@ export class Reaper {
         } catch {
           alive = false;
         }
-        // Alive but not our child yet: crun, its parent, is still on its way out.
-        if (alive) continue;
+        // Alive but not our child: crun, its parent, is still on its way out, or the process outlived an
+        // earlier agent (restart) and its exit status will never reach us.
+        if (alive) {
+          strangers = true;
+          continue;
+        }
         this.log.warn({ pid }, 'process exited without being reaped by the agent; exit status unknown');
         exit = { code: 255, signal: 0 };
       }
@@ -96,9 +104,17 @@ export class Reaper {
         w.resolve(exit);
       }
     }
-    if (this.watched.size === 0 && this.timer) {
-      clearInterval(this.timer);
-      this.timer = null;
+    this.schedule(this.watched.size === 0 ? 0 : strangers ? POLL_MS : SAFETY_POLL_MS);
+  }
+
+  private schedule(ms: number): void {
+    if (ms === this.timerMs) return;
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+    this.timerMs = ms;
+    if (ms > 0) {
+      this.timer = setInterval(() => this.poll(), ms);
+      this.timer.unref();
     }
   }
 }

@@ -17,6 +17,10 @@ export function checkId(what: 'container_id' | 'exec_id', value: string): string
   return value;
 }
 
+export function isSafeId(value: string): boolean {
+  return ID.test(value);
+}
+
 /** An empty exec id names the init process. */
 export function checkExecId(value: string): string {
   return value === '' ? '' : checkId('exec_id', value);

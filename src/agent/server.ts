@@ -19,6 +19,7 @@ import type { WriteStdinRequest__Output } from './generated/vrun/agent/v1/WriteS
 import { createBusyboxRootfs, mountShare, setDns, setHostname } from './guest-setup.js';
 import { runTracked } from './own-children.js';
 import type { ProcessIo } from './process-io.js';
+import { isWireChunk, type WireChunk } from './output-chunk-wire.js';
 import { loadAgentProto, MAX_MESSAGE_BYTES } from './proto.js';
 import { invalid, RpcError } from './rpc-error.js';
 import { findUnknownField, messageDescriptors } from './strict-decode.js';
@@ -69,8 +70,11 @@ export function createAgentServer(s: AgentServices): grpc.Server {
   const strict: Record<string, MethodDefinition<object, object, object, object>> = {};
   for (const [name, def] of Object.entries(service as unknown as Record<string, MethodDefinition<object, object, object, object>>)) {
     const typeName = `vrun.agent.v1.${(def.requestType.type as { name: string }).name}`;
+    const outputStream = name === 'ReadStdout' || name === 'ReadStderr';
     strict[name] = {
       ...def,
+      // Output chunks arrive already encoded (see output-chunk-wire.ts).
+      responseSerialize: outputStream ? (msg: object) => (isWireChunk(msg) ? msg.wire : def.responseSerialize(msg)) : def.responseSerialize,
       requestDeserialize: (buf: Buffer) => {
         const problem = findUnknownField(buf, typeName, descriptors);
         const msg = def.requestDeserialize(buf);
@@ -98,7 +102,7 @@ export function createAgentServer(s: AgentServices): grpc.Server {
     };
   }
 
-  function output(which: 'stdout' | 'stderr'): grpc.handleServerStreamingCall<{ containerId: string; execId: string }, { data: Buffer }> {
+  function output(which: 'stdout' | 'stderr'): grpc.handleServerStreamingCall<{ containerId: string; execId: string }, WireChunk> {
     return (call) => {
       try {
         const bad = refusal(call.request);

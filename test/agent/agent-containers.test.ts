@@ -147,6 +147,29 @@ describe('agent on the host: containers through crun', () => {
     await client.removeContainer(c);
   });
 
+  it('runs an exec with its own terminal, whose resize is visible to stty size', async () => {
+    const c = id();
+    const { client } = agent;
+    await client.createContainer({ containerId: c, spec: busyboxSpec(['sleep', '1000']), rootfs });
+    await client.startContainer(c);
+    const ref = { containerId: c, execId: 'tty1' };
+    await client.execProcess({ ...ref, process: { args: ['sh', '-c', 'read x; stty size; tty; echo got:$x'], env: ['PATH=/bin'] }, stdio: 'terminal' });
+    const out = readAll(client.readOutput(ref, 'stdout'));
+    // A terminal has no separate stderr: its stream ends at once, empty.
+    expect((await readAll(client.readOutput(ref, 'stderr'))).length).toBe(0);
+    await client.resizeTerminal(ref, { rows: 21, cols: 93 });
+    const stdin = client.writeStdin(ref, { closeOnEnd: false });
+    stdin.end('go\n');
+    await stdin.written;
+    expect(await client.waitProcess(ref)).toEqual({ exitStatus: 0, signal: 0, oomKilled: false });
+    const lines = (await out).toString().split('\r\n');
+    // The terminal echoes the input line first; then the exec's own output.
+    expect(lines).toEqual(['go', '21 93', expect.stringMatching(/^\/dev\/pts\/\d+$/), 'got:go', '']);
+    // The init process has no terminal: resizing it is refused.
+    await expect(client.resizeTerminal({ containerId: c }, { rows: 10, cols: 10 })).rejects.toThrow(/has no terminal/);
+    await client.removeContainer(c, { force: true });
+  });
+
   it('honours env, cwd, user and a read-only rootfs from the OCI spec', async () => {
     const r = await runOnce(['sh', '-c', 'echo $FOO; pwd; id -u; id -g; touch /x 2>/dev/null && echo writable || echo readonly; touch /tmp/y && echo tmp-ok'], {
       env: ['PATH=/bin', 'FOO=bar baz'],

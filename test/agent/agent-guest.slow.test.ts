@@ -134,6 +134,44 @@ describe('agent inside the guest under QEMU TCG, over the vrun.agent port', () =
     await client.removeContainer('st', { force: true });
   });
 
+  it('updates memory and pids limits of a running container, seen in its own cgroup files', async () => {
+    // A cgroup namespace and a cgroup mount: the container reads its own limits at /sys/fs/cgroup.
+    const base = busyboxSpec(['sleep', '1000'], { linux: { namespaces: [{ type: 'pid' }, { type: 'mount' }, { type: 'ipc' }, { type: 'uts' }, { type: 'cgroup' }], resources: { memory: { limit: 64 * 1024 * 1024 }, pids: { limit: 40 } } } });
+    const spec = { ...base, mounts: [...(base.mounts ?? []), { destination: '/sys/fs/cgroup', type: 'cgroup', source: 'cgroup', options: ['nosuid', 'noexec', 'nodev', 'ro'] }] };
+    await client.createContainer({ containerId: 'upd', spec, rootfs });
+    await client.startContainer('upd');
+    const limits = async (execId: string) => {
+      await client.execProcess({ containerId: 'upd', execId, process: { args: ['cat', '/sys/fs/cgroup/memory.max', '/sys/fs/cgroup/pids.max'], env: ['PATH=/bin'] } });
+      const out = await readAll(client.readOutput({ containerId: 'upd', execId }, 'stdout'));
+      expect((await client.waitProcess({ containerId: 'upd', execId })).exitStatus).toBe(0);
+      return out;
+    };
+    expect(await limits('before')).toBe(`${64 * 1024 * 1024}\n40\n`);
+    await client.updateResources('upd', { memory: { limit: 48 * 1024 * 1024 }, pids: { limit: 20 } });
+    expect(await limits('after')).toBe(`${48 * 1024 * 1024}\n20\n`);
+    const stats = await client.stats('upd');
+    expect({ memory: stats.memory.limitBytes, pids: stats.pids.limit }).toEqual({ memory: 48 * 1024 * 1024, pids: 20 });
+    const bad = await client.updateResources('upd', { pids: { limit: 'many' } }).then(() => null, (e: unknown) => e);
+    expect(bad).toBeInstanceOf(AgentError);
+    expect(await limits('unchanged')).toBe(`${48 * 1024 * 1024}\n20\n`);
+    await client.removeContainer('upd', { force: true });
+  });
+
+  it('runs an exec with a terminal in the guest, resize visible to stty size', async () => {
+    await client.createContainer({ containerId: 'tty', spec: busyboxSpec(['sleep', '1000']), rootfs });
+    await client.startContainer('tty');
+    const ref = { containerId: 'tty', execId: 't1' };
+    await client.execProcess({ ...ref, process: { args: ['sh', '-c', 'read x; stty size; echo got:$x'], env: ['PATH=/bin'] }, stdio: 'terminal' });
+    const out = readAll(client.readOutput(ref, 'stdout'));
+    await client.resizeTerminal(ref, { rows: 17, cols: 101 });
+    const stdin = client.writeStdin(ref, { closeOnEnd: false });
+    stdin.end('go\n');
+    await stdin.written;
+    expect((await client.waitProcess(ref)).exitStatus).toBe(0);
+    expect((await out).split('\r\n')).toEqual(['go', '17 101', 'got:go', '']);
+    await client.removeContainer('tty', { force: true });
+  });
+
   it('pauses (freezes) and resumes (thaws) a container', async () => {
     await client.createContainer({ containerId: 'pz', spec: busyboxSpec(['sh', '-c', 'while true; do echo t; sleep 0.1; done']), rootfs });
     let ticks = 0;

@@ -96,8 +96,23 @@ describe('agent on the host: hostile requests', () => {
     const badSpec = await refusal(agent.client.createContainer({ containerId: 'j1', spec: { ociVersion: '1', process: { args: [] } }, rootfs }));
     expect(badSpec.details).toMatch(/args must be a non-empty array/);
 
+    // Resources of the wrong type or shape: crun would ignore them and run without the limit.
+    const badLimit = await refusal(agent.client.createContainer({ containerId: 'j2', spec: busyboxSpec(['true'], { linux: { resources: { pids: { limit: '10' } } } }), rootfs }));
+    expect(badLimit.code).toBe(grpc.status.INVALID_ARGUMENT);
+    expect(badLimit.details).toMatch(/linux\.resources\.pids\.limit must be an integer/);
+
     await agent.client.createContainer({ containerId: 's1', spec: busyboxSpec(['sleep', '1000']), rootfs });
     await agent.client.startContainer('s1');
+    for (const [resources, why] of [
+      [{ memory: { limit: 'lots' } }, /memory\.limit must be an integer/],
+      [{ pids: { max: 5 } }, /pids\.max is not an OCI resource field/],
+      [{ cpus: 2 }, /cpus is not an OCI resource field/],
+      [{ hugepageLimits: [{ pageSize: '2MB', limit: -1 }] }, /hugepageLimits\[0\]\.limit must be a non-negative integer/],
+    ] as const) {
+      const err = await refusal(agent.client.updateResources('s1', resources));
+      expect(err.code).toBe(grpc.status.INVALID_ARGUMENT);
+      expect(err.details).toMatch(why);
+    }
     for (const sig of ['SIGFOO', '99', '0', '-9', 'KILL; rm -rf /']) {
       const err = await refusal(agent.client.signalProcess({ containerId: 's1' }, sig));
       expect(err.code).toBe(grpc.status.INVALID_ARGUMENT);
