@@ -55,8 +55,8 @@ export async function pullImage(store: ImageStore, input: string, opts: PullOpti
   return store.withWriteAccess(async () => {
     const l = store.layout;
     if (!hasBlob(l, manifest.config.digest)) {
-      const res = await client.getBlob(repo, manifest.config.digest);
-      const bytes = await readLimited(res, Limits.configBytes, `${name} config`);
+      const res = await client.openBlob(repo, manifest.config.digest);
+      const bytes = await readLimited(res.body, Limits.configBytes, `${name} config`);
       putBlobBytes(l, bytes, manifest.config.digest, `${name} config`);
     }
     const total = manifest.layers.reduce((a, x) => a + x.size, 0);

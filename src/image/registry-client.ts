@@ -1,7 +1,6 @@
 import http, { type IncomingMessage } from 'node:http';
 import https from 'node:https';
-import { VrunError, errorMessage } from '../common/errors.js';
-import { rootLogger } from '../common/log.js';
+import { VrunError } from '../common/errors.js';
 import type { Digest } from './digest.js';
 import { MediaType } from './oci-types.js';
 import { DEFAULT_DOMAIN } from './reference.js';
@@ -10,7 +9,8 @@ import { findCredentials, parseChallenge, type Credentials } from './registry-au
 /**
  * A client for the OCI distribution API (the `/v2/` HTTP API every registry speaks): manifests and blobs,
  * with bearer-token and basic auth. TLS always, except for loopback registries and the ones the user marks
- * insecure (--insecure or VRUN_INSECURE_REGISTRIES=host[:port],...).
+ * insecure (--insecure or VRUN_INSECURE_REGISTRIES=host[:port],...). Everything goes over node:http(s): fetch
+ * would load undici, which costs a `vrun pull` more start-up time than the manifest requests take.
  */
 export interface RegistryOptions {
   insecure?: boolean;
@@ -45,69 +45,18 @@ export class RegistryClient {
     this.creds = opts.credentials ?? findCredentials(domain);
   }
 
-  /** GET with auth: on a 401 it answers the challenge once (token or basic) and retries. */
-  async get(repo: string, pathPart: string, headers: Record<string, string> = {}, signal?: AbortSignal): Promise<Response> {
-    const url = `${this.base}/v2/${repo}/${pathPart}`;
-    const scope = `repository:${repo}:pull`;
-    let res = await this.fetch(url, { ...headers, ...this.authHeader(scope) }, signal);
-    if (res.status === 401) {
-      const challenge = res.headers.get('www-authenticate') ?? '';
-      await res.body?.cancel();
-      await this.answer(challenge, scope, url);
-      res = await this.fetch(url, { ...headers, ...this.authHeader(scope) }, signal);
-    }
-    if (res.status === 401 || res.status === 403) {
-      await res.body?.cancel();
-      throw new VrunError(`${this.domain}/${repo}: access denied (HTTP ${res.status})`, {
-        hint: this.creds ? 'check the credentials in your docker config.json' : 'log in: add credentials to ~/.docker/config.json',
-      });
-    }
-    return res;
-  }
-
-  async getManifest(repo: string, reference: string): Promise<{ bytes: Buffer; contentType: string; digestHeader: string | undefined }> {
-    const res = await this.get(repo, `manifests/${reference}`, { accept: MANIFEST_ACCEPT });
-    if (res.status === 404) {
-      await res.body?.cancel();
-      throw new VrunError(`${this.domain}/${repo}:${reference}: manifest unknown (not found in the registry)`);
-    }
-    if (!res.ok) {
-      await res.body?.cancel();
-      throw new VrunError(`${this.domain}/${repo}: fetching manifest ${reference} failed with HTTP ${res.status}`);
-    }
-    const bytes = await readLimited(res, 4 << 20, `manifest ${reference}`);
-    return { bytes, contentType: res.headers.get('content-type') ?? '', digestHeader: res.headers.get('docker-content-digest') ?? undefined };
-  }
-
-  /** A blob, from byte `offset` on when the registry honours ranges (status 206), else whole (200). */
-  async getBlob(repo: string, digest: Digest, offset = 0, signal?: AbortSignal): Promise<Response> {
-    const headers: Record<string, string> = offset > 0 ? { range: `bytes=${offset}-` } : {};
-    const res = await this.get(repo, `blobs/${digest}`, headers, signal);
-    if (res.status === 416 && offset > 0) {
-      await res.body?.cancel();
-      return this.getBlob(repo, digest, 0, signal);
-    }
-    if (res.status !== 200 && res.status !== 206) {
-      await res.body?.cancel();
-      throw new VrunError(`${this.domain}/${repo}: fetching blob ${digest} failed with HTTP ${res.status}`);
-    }
-    return res;
-  }
-
   /**
-   * A blob as a Node stream over node:http(s): several times faster than fetch's web streams for large layers.
-   * Answers an auth challenge once, follows redirects (to blob storage) without forwarding credentials to
-   * another origin, and resumes from `offset` when the server honours the range (status 206).
+   * GET `/v2/<repo>/<pathPart>`: answers an auth challenge once (token or basic) and follows redirects (to blob
+   * storage) without forwarding credentials to another origin. Returns the final response, whatever its status
+   * but 401/403.
    */
-  async openBlob(repo: string, digest: Digest, offset = 0): Promise<{ status: number; body: IncomingMessage }> {
+  async get(repo: string, pathPart: string, headers: Record<string, string> = {}): Promise<IncomingMessage> {
     const scope = `repository:${repo}:pull`;
-    let url = new URL(`${this.base}/v2/${repo}/blobs/${digest}`);
+    let url = new URL(`${this.base}/v2/${repo}/${pathPart}`);
     const origin = url.origin;
     let answered = false;
     for (let hop = 0; hop < 6; hop++) {
-      const headers: Record<string, string> = { ...(url.origin === origin ? this.authHeader(scope) : {}), 'user-agent': 'vrun' };
-      if (offset > 0) headers.range = `bytes=${offset}-`;
-      const res = await httpGet(url, headers, this.domain);
+      const res = await this.send(url, { ...headers, ...(url.origin === origin ? this.authHeader(scope) : {}) });
       const status = res.statusCode ?? 0;
       if (status === 401 && !answered && url.origin === origin) {
         answered = true;
@@ -116,25 +65,58 @@ export class RegistryClient {
         await this.answer(challenge, scope, url.toString());
         continue;
       }
-      if ([301, 302, 303, 307, 308].includes(status) && res.headers.location) {
+      if (REDIRECTS.includes(status) && res.headers.location) {
         res.resume();
-        url = new URL(res.headers.location, url);
-        if (url.protocol !== 'https:' && !(url.protocol === 'http:' && this.base.startsWith('http:'))) {
-          throw new VrunError(`${this.domain}: blob ${digest} redirects to plain HTTP (${url.origin}): refused`);
-        }
+        url = this.redirect(url, res.headers.location);
         continue;
       }
-      if (status === 416 && offset > 0) {
+      if (status === 401 || status === 403) {
         res.resume();
-        offset = 0;
-        continue;
+        throw new VrunError(`${this.domain}/${repo}: access denied (HTTP ${status})`, {
+          hint: this.creds ? 'check the credentials in your docker config.json' : 'log in: add credentials to ~/.docker/config.json',
+        });
       }
-      if (status === 200 || status === 206) return { status, body: res };
-      res.resume();
-      if (status === 401 || status === 403) throw new VrunError(`${this.domain}/${repo}: access denied to blob ${digest} (HTTP ${status})`);
-      throw new VrunError(`${this.domain}/${repo}: fetching blob ${digest} failed with HTTP ${status}`);
+      return res;
     }
-    throw new VrunError(`${this.domain}/${repo}: too many redirects fetching blob ${digest}`);
+    throw new VrunError(`${this.domain}/${repo}: too many redirects fetching ${pathPart}`);
+  }
+
+  async getManifest(repo: string, reference: string): Promise<{ bytes: Buffer; contentType: string; digestHeader: string | undefined }> {
+    const res = await this.get(repo, `manifests/${reference}`, { accept: MANIFEST_ACCEPT });
+    const status = res.statusCode ?? 0;
+    if (status === 404) {
+      res.resume();
+      throw new VrunError(`${this.domain}/${repo}:${reference}: manifest unknown (not found in the registry)`);
+    }
+    if (status < 200 || status > 299) {
+      res.resume();
+      throw new VrunError(`${this.domain}/${repo}: fetching manifest ${reference} failed with HTTP ${status}`);
+    }
+    const bytes = await readLimited(res, 4 << 20, `manifest ${reference}`);
+    return { bytes, contentType: headerValue(res, 'content-type') ?? '', digestHeader: headerValue(res, 'docker-content-digest') };
+  }
+
+  /**
+   * A blob as a stream, from byte `offset` on when the server honours the range (status 206), else whole (200).
+   */
+  async openBlob(repo: string, digest: Digest, offset = 0): Promise<{ status: number; body: IncomingMessage }> {
+    const res = await this.get(repo, `blobs/${digest}`, offset > 0 ? { range: `bytes=${offset}-` } : {});
+    const status = res.statusCode ?? 0;
+    if (status === 416 && offset > 0) {
+      res.resume();
+      return this.openBlob(repo, digest, 0);
+    }
+    if (status === 200 || status === 206) return { status, body: res };
+    res.resume();
+    throw new VrunError(`${this.domain}/${repo}: fetching blob ${digest} failed with HTTP ${status}`);
+  }
+
+  private redirect(from: URL, location: string): URL {
+    const url = new URL(location, from);
+    if (url.protocol !== 'https:' && !(url.protocol === 'http:' && this.base.startsWith('http:'))) {
+      throw new VrunError(`${this.domain}: redirect to plain HTTP (${url.origin}) refused`);
+    }
+    return url;
   }
 
   private authHeader(scope: string): Record<string, string> {
@@ -165,10 +147,16 @@ export class RegistryClient {
     realm.searchParams.set('scope', params.scope ?? scope);
     const headers: Record<string, string> = {};
     if (this.creds) headers.authorization = `Basic ${Buffer.from(`${this.creds.username}:${this.creds.password}`).toString('base64')}`;
-    const res = await this.fetch(realm.toString(), headers);
-    if (!res.ok) {
-      await res.body?.cancel();
-      throw new VrunError(`${this.domain}: the token service refused access (HTTP ${res.status})`);
+    let res = await this.send(realm, headers);
+    for (let hop = 0; hop < 6 && REDIRECTS.includes(res.statusCode ?? 0) && res.headers.location; hop++) {
+      res.resume();
+      const next = this.redirect(realm, res.headers.location);
+      res = await this.send(next, next.origin === realm.origin ? headers : {});
+    }
+    const status = res.statusCode ?? 0;
+    if (status < 200 || status > 299) {
+      res.resume();
+      throw new VrunError(`${this.domain}: the token service refused access (HTTP ${status})`);
     }
     const doc = JSON.parse((await readLimited(res, 1 << 20, 'token response')).toString('utf8')) as { token?: unknown; access_token?: unknown };
     const token = typeof doc.token === 'string' ? doc.token : typeof doc.access_token === 'string' ? doc.access_token : undefined;
@@ -176,42 +164,53 @@ export class RegistryClient {
     this.tokens.set(scope, token);
   }
 
-  private async fetch(url: string, headers: Record<string, string>, signal?: AbortSignal): Promise<Response> {
+  private async send(url: URL, headers: Record<string, string>): Promise<IncomingMessage> {
     try {
-      const init: RequestInit = { headers, redirect: 'follow' };
-      if (signal) init.signal = signal;
-      return await fetch(url, init);
+      return await httpGet(url, { 'user-agent': 'vrun', ...headers });
     } catch (err) {
-      const cause = (err as { cause?: { code?: string; message?: string } }).cause;
-      rootLogger().debug({ url, err: errorMessage(err), cause: cause?.message }, 'registry request failed');
-      throw new VrunError(`cannot reach registry ${this.domain} (${url}): ${cause?.code ?? cause?.message ?? errorMessage(err)}`, {
-        hint: url.startsWith('https:') ? `if ${this.domain} serves plain HTTP, mark it insecure: vrun pull --insecure, or VRUN_INSECURE_REGISTRIES=${this.domain}` : undefined,
+      const code = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
+      (await import('../common/log.js')).rootLogger().debug({ url: url.toString(), code }, 'registry request failed');
+      throw new VrunError(`cannot reach registry ${this.domain} (${url.origin}): ${code}`, {
+        hint: url.protocol === 'https:' ? `if ${this.domain} serves plain HTTP, mark it insecure: vrun pull --insecure, or VRUN_INSECURE_REGISTRIES=${this.domain}` : undefined,
       });
     }
   }
 }
 
-export async function readLimited(res: Response, max: number, what: string): Promise<Buffer> {
-  const declared = Number(res.headers.get('content-length') ?? '0');
+const REDIRECTS = [301, 302, 303, 307, 308];
+/** A registry that stops sending for this long is given up on (the pull can be run again and resumes). */
+const IDLE_TIMEOUT_MS = 120_000;
+
+function headerValue(res: IncomingMessage, name: string): string | undefined {
+  const v = res.headers[name];
+  return Array.isArray(v) ? v[0] : v;
+}
+
+/** A whole response body, refusing more than `max` bytes (declared or sent). */
+export async function readLimited(res: IncomingMessage, max: number, what: string): Promise<Buffer> {
+  const declared = Number(headerValue(res, 'content-length') ?? '0');
   if (declared > max) {
-    await res.body?.cancel();
+    res.destroy();
     throw new VrunError(`${what} is ${declared} bytes, more than the limit of ${max}`);
   }
   const chunks: Buffer[] = [];
   let total = 0;
-  if (!res.body) return Buffer.alloc(0);
-  for await (const c of res.body as unknown as AsyncIterable<Uint8Array>) {
+  for await (const c of res as AsyncIterable<Buffer>) {
     total += c.length;
-    if (total > max) throw new VrunError(`${what} is larger than the limit of ${max} bytes`);
-    chunks.push(Buffer.from(c));
+    if (total > max) {
+      res.destroy();
+      throw new VrunError(`${what} is larger than the limit of ${max} bytes`);
+    }
+    chunks.push(c);
   }
   return Buffer.concat(chunks);
 }
 
-function httpGet(url: URL, headers: Record<string, string>, domain: string): Promise<IncomingMessage> {
+function httpGet(url: URL, headers: Record<string, string>): Promise<IncomingMessage> {
   const mod = url.protocol === 'https:' ? https : http;
   return new Promise((resolve, reject) => {
-    const req = mod.get(url, { headers }, resolve);
-    req.on('error', (err: NodeJS.ErrnoException) => reject(new VrunError(`cannot reach registry ${domain} (${url.origin}): ${err.code ?? err.message}`)));
+    const req = mod.get(url, { headers, timeout: IDLE_TIMEOUT_MS }, resolve);
+    req.on('timeout', () => req.destroy(Object.assign(new Error(`no data for ${IDLE_TIMEOUT_MS / 1000}s`), { code: 'ETIMEDOUT' })));
+    req.on('error', reject);
   });
 }
