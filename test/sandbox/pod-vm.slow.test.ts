@@ -3,24 +3,13 @@
  * failure paths, with real virtiofsd and QEMU: whatever part fails, boot rejects naming the first cause and
  * leaves no process behind. (The happy path runs in every `vrun run` and shim test.)
  */
-import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { fileLogger } from '../../src/common/log.js';
 import { PodVm, type PodVmSpec } from '../../src/sandbox/pod-vm.js';
-
-function processesNaming(marker: string): number[] {
-  const out: number[] = [];
-  for (const pid of readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
-    try {
-      if (readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(marker)) out.push(Number(pid));
-    } catch {
-      // gone
-    }
-  }
-  return out;
-}
+import { killAndUnmount, processesNaming } from './leftovers.js';
 
 describe('PodVm boot failures', () => {
   let dir: string;
@@ -45,13 +34,7 @@ describe('PodVm boot failures', () => {
   });
 
   afterEach(() => {
-    for (const pid of processesNaming(dir)) {
-      try {
-        process.kill(pid, 'SIGKILL');
-      } catch {
-        // gone
-      }
-    }
+    killAndUnmount(dir);
     rmSync(dir, { recursive: true, force: true });
   });
 
@@ -86,7 +69,7 @@ describe('PodVm boot failures', () => {
     });
     await expect(boot).rejects.toThrow(/^the VM stopped unexpectedly: QEMU killed by SIGKILL$/);
     expect(deaths).toEqual(['the VM stopped unexpectedly: QEMU killed by SIGKILL']);
-    expect(pids.filter((p) => processesNaming(dir).includes(p))).toEqual([]);
+    expect(processesNaming(dir).filter((p) => pids.includes(p.pid))).toEqual([]);
     expect(processesNaming(dir)).toEqual([]);
   });
 });

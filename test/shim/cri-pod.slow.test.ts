@@ -4,32 +4,12 @@
  * not the host's); ExecSync, ContainerStats and the CRI log files work; stopping and removing the pod
  * leaves no VM, virtiofsd or mount behind.
  */
-import { execFileSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { killAndUnmount, mountsUnder, processesNaming } from '../sandbox/leftovers.js';
 import { IMAGE, startCriEnv, type CriEnv } from './cri-fixture.js';
-
-function processesNaming(marker: string): number[] {
-  const out: number[] = [];
-  for (const pid of fs.readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
-    try {
-      if (fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(marker)) out.push(Number(pid));
-    } catch {
-      // gone
-    }
-  }
-  return out;
-}
-
-function mountsUnder(dir: string): string[] {
-  return fs
-    .readFileSync('/proc/self/mountinfo', 'utf8')
-    .split('\n')
-    .map((l) => l.split(' ')[4] ?? '')
-    .filter((mp) => mp.startsWith(dir));
-}
 
 interface ExecResult {
   stdout: Buffer;
@@ -62,14 +42,7 @@ describe('a pod through CRI with the vrun runtime handler', () => {
       await env.call('RemovePodSandbox', { podSandboxId: podId }, 120_000).catch(() => undefined);
     }
     await env?.stop();
-    for (const pid of processesNaming(runDir)) {
-      try {
-        process.kill(pid, 'SIGKILL');
-      } catch {
-        // gone
-      }
-    }
-    for (const mp of mountsUnder(runDir).reverse()) execFileSync('umount', ['-l', mp]);
+    killAndUnmount(runDir);
     if (savedRun === undefined) delete process.env.VRUN_RUN;
     else process.env.VRUN_RUN = savedRun;
     fs.rmSync(runDir, { recursive: true, force: true });

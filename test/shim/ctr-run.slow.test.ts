@@ -3,36 +3,15 @@
  * without usable KVM) with vrun's guest kernel, and the containers run under crun inside it. The shim's
  * state goes to a run directory private to this test (VRUN_RUN), so "nothing left behind" is checkable.
  */
-import { execFileSync, spawn } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { taskServiceClient } from '../../src/shim/protocol/task-service.js';
 import { TtrpcClient } from '../../src/ttrpc/client.js';
+import { killAndUnmount, mountsUnder, processesNaming } from '../sandbox/leftovers.js';
 import { IMAGE, RUNTIME, startShimEnv, type ShimEnv } from './shim-fixture.js';
-
-/** Every process whose command line names `marker` (the pod's state directory). */
-function processesNaming(marker: string): string[] {
-  const out: string[] = [];
-  for (const pid of fs.readdirSync('/proc').filter((p) => /^\d+$/.test(p))) {
-    try {
-      const cmd = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8');
-      if (cmd.includes(marker)) out.push(`${pid}: ${cmd.replace(/\0/g, ' ').slice(0, 120)}`);
-    } catch {
-      // gone
-    }
-  }
-  return out;
-}
-
-function mountsUnder(dir: string): string[] {
-  return fs
-    .readFileSync('/proc/self/mountinfo', 'utf8')
-    .split('\n')
-    .map((l) => l.split(' ')[4] ?? '')
-    .filter((mp) => mp.startsWith(dir));
-}
 
 /** The state directory of the pod whose group id (the container id, for ctr) is `groupId`. */
 function podDirOf(shimDir: string, groupId: string): string | undefined {
@@ -79,14 +58,7 @@ describe('ctr drives tasks in VMs through the vrun shim', () => {
   afterAll(async () => {
     await env?.stop();
     // A failed test may leave a pod behind: its processes and mounts all name this test's own run dir.
-    for (const line of processesNaming(runDir)) {
-      try {
-        process.kill(Number(line.split(':')[0]), 'SIGKILL');
-      } catch {
-        // already gone
-      }
-    }
-    for (const mp of mountsUnder(runDir).reverse()) execFileSync('umount', ['-l', mp]);
+    killAndUnmount(runDir);
     if (savedRun === undefined) delete process.env.VRUN_RUN;
     else process.env.VRUN_RUN = savedRun;
     fs.rmSync(runDir, { recursive: true, force: true });
@@ -174,7 +146,7 @@ describe('ctr drives tasks in VMs through the vrun shim', () => {
     const shimPid = (JSON.parse(fs.readFileSync(path.join(podDir, 'pod.json'), 'utf8')) as { pids: { shim: number } }).pids.shim;
     await env.ctd.restart();
     // the same shim process still serves the pod
-    expect(processesNaming(podDir).some((l) => l.startsWith(`${shimPid}:`))).toBe(true);
+    expect(processesNaming(podDir).some((p) => p.pid === shimPid)).toBe(true);
     await until('containerd to list the task as running again', async () => /survivor\s+\d+\s+RUNNING/.test((await env.ctr(['task', 'ls'])).stdout));
     const exec = await env.ctr(['task', 'exec', ...fifo(), '--exec-id', 'r1', 'survivor', 'sh', '-c', 'echo after-restart']);
     expect(exec.code, `${exec.stdout}\n${exec.stderr}\n${diag()}`).toBe(0);
