@@ -66,6 +66,8 @@ export interface CreateContainerOptions {
   /** Absolute path of the rootfs inside the guest, under the agent's share dir (or its state dir). */
   rootfs: string;
   stdio?: StdioMode;
+  /** Start it in the same call (one round trip, like `crun run`); output waits in its pipe for a reader. */
+  start?: boolean;
 }
 
 export interface ExecOptions {
@@ -248,13 +250,14 @@ export class AgentClient {
     return this.unary('GuestDetails', {});
   }
 
-  /** Writes the bundle and runs `crun create`; returns the init process's pid in the guest. */
+  /** Writes the bundle and runs `crun create` (and starts it with `start`); returns the init process's pid in the guest. */
   async createContainer(o: CreateContainerOptions): Promise<number> {
     const res = await this.unary('CreateContainer', {
       containerId: o.containerId,
       ociSpecJson: JSON.stringify(o.spec),
       rootfs: o.rootfs,
       stdio: STDIO_WIRE[o.stdio ?? 'pipes'],
+      start: o.start ?? false,
     });
     return validPid('CreateContainer', res.pid);
   }

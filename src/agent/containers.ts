@@ -205,7 +205,21 @@ export class Containers extends EventEmitter<{ oom: [{ containerId: string; oomK
     return next;
   }
 
-  async create(req: { containerId: string; ociSpecJson: string; rootfs: string; stdio: StdioKind }): Promise<number> {
+  /** Creates the container; with `start`, also starts it (one call, like `crun run`). Returns the init's pid. */
+  async create(req: { containerId: string; ociSpecJson: string; rootfs: string; stdio: StdioKind; start?: boolean }): Promise<number> {
+    const pid = await this.createOnly(req);
+    if (req.start) {
+      try {
+        await this.start(req.containerId);
+      } catch (err) {
+        await this.remove(req.containerId, true).catch(() => undefined);
+        throw err;
+      }
+    }
+    return pid;
+  }
+
+  private async createOnly(req: { containerId: string; ociSpecJson: string; rootfs: string; stdio: StdioKind }): Promise<number> {
     const id = checkId('container_id', req.containerId);
     if (this.containers.has(id) || this.creating.has(id)) throw new RpcError(status.ALREADY_EXISTS, `container ${id} already exists`);
     await this.removing.get(id);

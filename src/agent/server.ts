@@ -152,7 +152,7 @@ export function createAgentServer(s: AgentServices): grpc.Server {
     Health: unary('Health', async () => ({ serving: true })),
     GuestDetails: unary('GuestDetails', () => guestDetails(s.cfg)),
     CreateContainer: unary('CreateContainer', async (r) => ({
-      pid: await s.containers.create({ containerId: r.containerId, ociSpecJson: r.ociSpecJson, rootfs: r.rootfs, stdio: stdioKind(r.stdio) }),
+      pid: await s.containers.create({ containerId: r.containerId, ociSpecJson: r.ociSpecJson, rootfs: r.rootfs, stdio: stdioKind(r.stdio), start: r.start }),
     })),
     StartContainer: unary('StartContainer', async (r) => {
       await s.containers.start(r.containerId);

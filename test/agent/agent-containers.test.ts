@@ -50,6 +50,17 @@ describe('agent on the host: containers through crun', () => {
     expect(three.exit.exitStatus).toBe(3);
   });
 
+  it('creates and starts in one call', async () => {
+    const c = id();
+    const { client } = agent;
+    await client.createContainer({ containerId: c, spec: busyboxSpec(['sh', '-c', 'echo started; exit 4']), rootfs, start: true });
+    // The output waited in the pipe for this reader.
+    expect((await readAll(client.readOutput({ containerId: c }, 'stdout'))).toString()).toBe('started\n');
+    expect(await client.waitProcess({ containerId: c })).toEqual({ exitStatus: 4, signal: 0, oomKilled: false });
+    await expect(client.startContainer(c)).rejects.toThrow(/not created/);
+    await client.removeContainer(c);
+  });
+
   it('reports 137 when the container is SIGKILLed', async () => {
     const c = id();
     await agent.client.createContainer({ containerId: c, spec: busyboxSpec(['sleep', '1000']), rootfs });

@@ -7,6 +7,7 @@ export interface CreateContainerRequest {
   'ociSpecJson'?: (string);
   'rootfs'?: (string);
   'stdio'?: (_vrun_agent_v1_StdioMode);
+  'start'?: (boolean);
 }
 
 export interface CreateContainerRequest__Output {
@@ -14,4 +15,5 @@ export interface CreateContainerRequest__Output {
   'ociSpecJson': (string);
   'rootfs': (string);
   'stdio': (_vrun_agent_v1_StdioMode__Output);
+  'start': (boolean);
 }
