@@ -63,7 +63,7 @@ interface Held {
 }
 
 /** Read buffers kept per output for reuse: fewer large allocations, which V8 answers with GCs. */
-const SPARE_SLABS = 4;
+const SPARE_SLABS = 2;
 
 type SocketWithOnRead = new (opts: net.SocketConstructorOpts & { onread: net.OnReadOpts }) => net.Socket;
 
@@ -135,7 +135,7 @@ export class ProcessIo {
           const taken = slab;
           handedOver = true;
           const release = () => {
-            if (spare.length < SPARE_SLABS) spare.push(taken);
+            if (o.socket && spare.length < SPARE_SLABS) spare.push(taken);
           };
           this.deliver(o, { chunk: wireChunkInPlace(taken, OUTPUT_CHUNK_HEADROOM, n), release });
         }
@@ -157,6 +157,14 @@ export class ProcessIo {
     socket.once('end', done);
     // A pty master reads EIO once every slave fd is closed: that is its end of file.
     socket.on('error', done);
+    socket.once('close', () => {
+      // The fd is closed now (a tty stream closes the pty master it owns): nothing may use it again, and
+      // the read buffers go (a container keeps the io of every exec it ran).
+      if (this.ptyFd !== null) this.ptyClosed = true;
+      o.socket = null;
+      spare.length = 0;
+      slab = Buffer.alloc(0);
+    });
   }
 
   private wantsData(o: Output): boolean {
