@@ -257,7 +257,8 @@ export class AgentClient {
       ociSpecJson: JSON.stringify(o.spec),
       rootfs: o.rootfs,
       stdio: STDIO_WIRE[o.stdio ?? 'pipes'],
-      start: o.start ?? false,
+      // Sent only when asked for: an agent older than the field refuses it as unknown.
+      ...(o.start ? { start: true } : {}),
     });
     return validPid('CreateContainer', res.pid);
   }

@@ -14,6 +14,11 @@ export async function addBinary(files: Map<string, string>, hostPath: string, gu
 
 export const BASE_DIRS = ['proc', 'sys', 'dev', 'run', 'tmp', 'root', 'etc', 'usr/bin', 'usr/sbin', 'sbin', 'bin', 'mnt'];
 
+/** The bundled agent this checkout puts into the guest initrd. */
+export function agentBundlePath(): string {
+  return path.join(projectRoot(), 'dist', 'agent', 'agent.mjs');
+}
+
 /** The guest's initrd: init, node, crun, busybox, the bundled agent and the native addon. */
 export async function guestPayload(): Promise<InitrdPayload> {
   const tools = requireTools(INITRD_TOOLS);
@@ -23,7 +28,7 @@ export async function guestPayload(): Promise<InitrdPayload> {
   await addBinary(files, tools.crun as string, '/usr/bin/crun');
   files.set('/bin/busybox', realpathSync(tools['busybox (static)'] as string));
 
-  const agent = path.join(root, 'dist', 'agent', 'agent.mjs');
+  const agent = agentBundlePath();
   if (!existsSync(agent)) throw new VrunError(`agent bundle ${agent} is missing: run "npm run build" first`);
   files.set('/opt/vrun/agent.mjs', agent);
   const proto = path.join(root, 'dist', 'agent', 'agent.proto');

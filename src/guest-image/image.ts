@@ -6,7 +6,8 @@ import { guestImageCacheDir, projectRoot } from '../common/paths.js';
 import { createProgress, type Progress } from '../common/progress.js';
 import { buildKernel } from './kernel.js';
 import { buildInitrd } from './initrd.js';
-import { guestPayload, labPayload } from './guest-payload.js';
+import { agentBundlePath, guestPayload, labPayload } from './guest-payload.js';
+import { sha256File } from './hash.js';
 import { readVerifiedManifest, type ArtifactFile } from './manifest.js';
 import { requireRoot } from './host-tools.js';
 import { withLock } from '../image/lock.js';
@@ -26,6 +27,8 @@ export interface ImageManifest extends GuestImage {
   sizes: { vmlinux: number; bzImage: number; initrd: number };
   builtAt: string;
   totalSeconds: number;
+  /** sha256 of the agent bundle inside the initrd (guest image only): the host's client must speak its API. */
+  agentSha256?: string;
 }
 
 function manifestPath(kind: 'guest-image' | 'lab-image'): string {
@@ -75,6 +78,7 @@ async function build(kind: 'guest-image' | 'lab-image', cacheDir: string, progre
     sizes: { vmlinux: sizeOf('vmlinux'), bzImage: sizeOf('bzImage'), initrd: initrd.sizeBytes },
     builtAt: new Date().toISOString(),
     totalSeconds: Math.round((Date.now() - started) / 100) / 10,
+    ...(kind === 'guest-image' ? { agentSha256: await sha256File(agentBundlePath()) } : {}),
   };
   await writeImageManifest(manifest);
   return manifest;
@@ -104,6 +108,17 @@ export async function loadGuestImage(kind: 'guest-image' | 'lab-image' = 'guest-
     const dir = path.dirname(f);
     const check = await readVerifiedManifest<{ files: Record<string, ArtifactFile> }>(dir, 'stat');
     if (!check.ok) throw new VrunError(`the ${kind} artifact ${f} is not usable (${check.reason})`, { hint: 'run "npm run guest-image" to rebuild it' });
+  }
+  if (kind === 'guest-image' && existsSync(agentBundlePath()) && m.agentSha256 !== (await sha256File(agentBundlePath()))) {
+    // The initrd carries another build of the agent (vrun was upgraded, or another checkout built the image
+    // last), and the agent refuses requests it does not know. Only the initrd depends on the agent, and
+    // it is rebuilt in seconds; the kernel stays cached.
+    if (process.getuid?.() !== 0) {
+      throw new VrunError(`the guest image carries a different agent build than this vrun (${agentBundlePath()})`, {
+        hint: 'run "npm run guest-image" as root to rebuild it',
+      });
+    }
+    return ensure(kind, { progress: createProgress({ bytes: false }) });
   }
   return m;
 }

@@ -1,8 +1,10 @@
 import { describe, expect, it } from 'vitest';
 import { spawnSync } from 'node:child_process';
-import { openSync, readSync, writeSync, closeSync, statSync } from 'node:fs';
+import { openSync, readSync, writeSync, closeSync, statSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { ensureGuestImage } from '../../src/guest-image/image.js';
+import { ensureGuestImage, loadGuestImage } from '../../src/guest-image/image.js';
+import { agentBundlePath } from '../../src/guest-image/guest-payload.js';
+import { guestImageCacheDir } from '../../src/common/paths.js';
 import { sha256File } from '../../src/guest-image/hash.js';
 
 const root = path.resolve(import.meta.dirname, '../..');
@@ -49,6 +51,25 @@ describe('guest image build', () => {
     const again = await ensureGuestImage({ progress });
     expect(lines.join('\n')).toMatch(/cached kernel rejected \(vmlinux hash mismatch/);
     expect(await sha256File(again.kernel)).toBe(good);
+  });
+
+  it('an image whose initrd carries another agent build is rebuilt for this agent (root) or refused (not root)', async () => {
+    await ensureGuestImage();
+    const manifestFile = path.join(guestImageCacheDir(), 'guest-image.json');
+    const manifest = JSON.parse(readFileSync(manifestFile, 'utf8')) as { agentSha256?: string };
+    const ours = await sha256File(agentBundlePath());
+    expect(manifest.agentSha256).toBe(ours);
+    writeFileSync(manifestFile, JSON.stringify({ ...manifest, agentSha256: '0'.repeat(64) }));
+
+    const load = `import(${JSON.stringify(path.join(root, 'dist/src/guest-image/image.js'))}).then((m) => m.loadGuestImage()).then(() => process.exit(0), (e) => { console.error(e.message); process.exit(3); })`;
+    const nonRoot = spawnSync('unshare', ['--user', process.execPath, '-e', load], { encoding: 'utf8' });
+    expect(nonRoot.status, nonRoot.stderr).toBe(3);
+    expect(nonRoot.stderr).toMatch(/the guest image carries a different agent build than this vrun/);
+
+    const healed = await loadGuestImage();
+    expect(healed.agentSha256).toBe(ours);
+    expect(statSync(healed.initrd).size).toBeGreaterThan(0);
+    expect((JSON.parse(readFileSync(manifestFile, 'utf8')) as { agentSha256?: string }).agentSha256).toBe(ours);
   });
 
   it('names the Debian package when a build tool is missing', () => {
