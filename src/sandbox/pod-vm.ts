@@ -43,8 +43,11 @@ export interface PodVmPids {
 
 const BOOT_TIMEOUT_MS = Number(process.env.VRUN_BOOT_TIMEOUT_MS ?? 300_000);
 const AGENT_TIMEOUT_MS = Number(process.env.VRUN_AGENT_TIMEOUT_MS ?? 300_000);
-/** How long after the init's readiness line the agent may take to announce its port before we try anyway. */
-const SERVING_GRACE_MS = 60_000;
+/**
+ * How long after the init's readiness line the agent may take to announce its port before we try anyway (the
+ * line could be garbled by other console output). Node's start-up in a TCG guest on a loaded host took 54 s.
+ */
+const SERVING_GRACE_MS = 120_000;
 const AGENT_SERVING = /vrun-agent: serving on .* port vrun\.agent/;
 /** A virtiofsd's exit or a lost call waits this long for the VM's exit, whose reason is then the real one. */
 const VM_EXIT_GRACE_MS = 500;

@@ -66,14 +66,17 @@ describe('ctr drives tasks in VMs through the vrun shim', () => {
 
   it('runs echo in a guest whose kernel is not the host\'s, and the exit code comes back', async () => {
     const r = await run('echo1', ['sh', '-c', 'echo hi; uname -r; echo to-stderr >&2; exit 3'], ['--rm']);
-    expect(r.code, `${r.stderr}\n${diag()}`).toBe(3);
+    const seen = `stdout: ${r.stdout}\nstderr: ${r.stderr}\n${diag()}`;
+    expect(r.code, seen).toBe(3);
     const lines = r.stdout.trim().split('\n');
-    expect(lines[0]).toBe('hi');
-    expect(lines[1]).toMatch(/^\d+\.\d+/);
+    expect(lines[0], seen).toBe('hi');
+    expect(lines[1], seen).toMatch(/^\d+\.\d+/);
     expect(lines[1]).not.toBe(os.release());
-    expect(r.stderr).toContain('to-stderr');
+    expect(r.stderr, seen).toContain('to-stderr');
     // --rm: containerd deleted the task and shut the shim down; the pod's VM and mounts went with it.
-    await until('the pod directory and its processes to go away', () => podDirOf(shimDir, 'echo1') === undefined && processesNaming(shimDir).length === 0, 30_000);
+    await until('the pod directory and its processes to go away', () => podDirOf(shimDir, 'echo1') === undefined && processesNaming(shimDir).length === 0, 30_000).catch((err: unknown) => {
+      throw new Error(`${String(err)}; left: ${JSON.stringify(processesNaming(shimDir))}\n${diag()}`);
+    });
     expect(mountsUnder(shimDir)).toEqual([]);
   });
 
