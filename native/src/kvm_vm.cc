@@ -1,5 +1,7 @@
 #include "kvm_vm.h"
 
+#include "kvm_abi.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/kvm.h>
@@ -307,16 +309,16 @@ Napi::Value KvmVm::SetVcpuState(const Napi::CallbackInfo& info) {
   if (kind == "msrs" || kind == "cpuid") {
     const bool msrs = kind == "msrs";
     const size_t entry = msrs ? sizeof(kvm_msr_entry) : sizeof(kvm_cpuid_entry2);
-    const size_t header = msrs ? sizeof(kvm_msrs) : sizeof(kvm_cpuid2);
+    const size_t header = msrs ? sizeof(MsrsHeader) : sizeof(CpuidHeader);
     const size_t n = buf.Length() / entry;
     if (buf.Length() % entry != 0 || n > (msrs ? kMaxMsrs : kMaxCpuidEntries)) return Fail(env, kind + " buffer has a bad length");
     std::vector<uint8_t> raw(header + buf.Length(), 0);
     if (msrs)
-      reinterpret_cast<kvm_msrs*>(raw.data())->nmsrs = static_cast<uint32_t>(n);
+      reinterpret_cast<MsrsHeader*>(raw.data())->nmsrs = static_cast<uint32_t>(n);
     else
-      reinterpret_cast<kvm_cpuid2*>(raw.data())->nent = static_cast<uint32_t>(n);
+      reinterpret_cast<CpuidHeader*>(raw.data())->nent = static_cast<uint32_t>(n);
     memcpy(raw.data() + header, buf.Data(), buf.Length());
-    int r = ioctl(v->fd(), msrs ? KVM_SET_MSRS : KVM_SET_CPUID2, raw.data());
+    int r = ioctl(v->fd(), msrs ? kKvmSetMsrs : kKvmSetCpuid2, raw.data());
     if (r < 0 || (msrs && static_cast<size_t>(r) != n)) {
       return Fail(env, "set " + kind + " failed: " + (r < 0 ? strerror(errno) : "only " + std::to_string(r) + " MSRs accepted"));
     }
@@ -332,11 +334,12 @@ Napi::Value KvmVm::SetVcpuState(const Napi::CallbackInfo& info) {
 Napi::Value KvmVm::SupportedCpuid(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (!Alive(env)) return env.Undefined();
-  std::vector<uint8_t> raw(sizeof(kvm_cpuid2) + kMaxCpuidEntries * sizeof(kvm_cpuid_entry2), 0);
-  auto* c = reinterpret_cast<kvm_cpuid2*>(raw.data());
+  std::vector<uint8_t> raw(sizeof(CpuidHeader) + kMaxCpuidEntries * sizeof(kvm_cpuid_entry2), 0);
+  auto* c = reinterpret_cast<CpuidHeader*>(raw.data());
   c->nent = kMaxCpuidEntries;
-  if (ioctl(kvm_fd_, KVM_GET_SUPPORTED_CPUID, c) < 0) return Fail(env, std::string("KVM_GET_SUPPORTED_CPUID failed: ") + strerror(errno));
-  return Napi::Buffer<uint8_t>::Copy(env, raw.data() + sizeof(kvm_cpuid2), c->nent * sizeof(kvm_cpuid_entry2));
+  if (ioctl(kvm_fd_, kKvmGetSupportedCpuid, c) < 0) return Fail(env, std::string("KVM_GET_SUPPORTED_CPUID failed: ") + strerror(errno));
+  if (c->nent > kMaxCpuidEntries) return Fail(env, "KVM_GET_SUPPORTED_CPUID returned more entries than asked for");
+  return Napi::Buffer<uint8_t>::Copy(env, raw.data() + sizeof(CpuidHeader), c->nent * sizeof(kvm_cpuid_entry2));
 }
 
 // start(onEvent): onEvent(vcpu, kind, addr, size, isWrite, data) answers reads with their value;
