@@ -1,17 +1,23 @@
 import { projectRoot } from '../src/common/paths.js';
-import { ensureLabImage } from '../src/guest-image/image.js';
+import { ensureGuestImage, ensureLabImage } from '../src/guest-image/image.js';
 import { kvmPlace, runWithLinuxKvm } from '../src/kvm-lab/placement.js';
 
 /**
- * Native VMM vs QEMU on the same KVM: port-I/O exit round trips per second with the same payload, and
- * resident memory of the VMM process excluding guest RAM. Runs where /dev/kvm can run guests — on
+ * Native VMM vs QEMU on the same KVM: port-I/O exit round trips per second with the same payload,
+ * resident memory of the VMM process excluding guest RAM, boot of the guest image to its readiness
+ * line, and guest-to-host throughput over the vrun.agent console port. Runs where /dev/kvm can run guests — on
  * this kind of host that is the KVM lab, so absolute numbers include nested emulation; the ratios
  * compare like with like.
  */
 export async function run(): Promise<void> {
   const iterations = Number(process.env.VRUN_BENCH_EXITS ?? 20000);
   if (kvmPlace() === 'lab') await ensureLabImage();
-  const res = await runWithLinuxKvm(`cd '${projectRoot()}' && exec node dist/src/vmm/kvm/exit-bench.js ${iterations}`, { timeoutMs: 1_200_000 });
+  const vcpus = Number(process.env.VRUN_BENCH_VCPUS ?? 2);
+  if (kvmPlace() === 'lab') await ensureGuestImage();
+  const res = await runWithLinuxKvm(
+    `cd '${projectRoot()}' && node dist/src/vmm/kvm/exit-bench.js ${iterations}; node dist/src/vmm/boot-bench.js ${vcpus}`,
+    { timeoutMs: 1_800_000 },
+  );
   const line = /^VRUN-BENCH (.*)$/m.exec(res.stdout);
   if (!line) throw new Error(`exit benchmark printed no result (status ${res.status}): ${res.stderr.trim()}`);
   const r = JSON.parse(line[1]!) as Record<string, number>;
@@ -20,4 +26,15 @@ export async function run(): Promise<void> {
   process.stdout.write(`  native VMM: ${r.nativeExitsPerSec}/s   qemu -enable-kvm: ${r.qemuExitsPerSec}/s   native/qemu = ${(r.nativeExitsPerSec! / r.qemuExitsPerSec!).toFixed(2)}x\n`);
   process.stdout.write(`VMM resident memory excluding guest RAM\n`);
   process.stdout.write(`  native VMM (node): ${r.nativeRssKiB} KiB   qemu: ${r.qemuRssKiB} KiB   native/qemu = ${(r.nativeRssKiB! / r.qemuRssKiB!).toFixed(2)}x\n`);
+  const boot = /^VRUN-BOOTBENCH (.*)$/m.exec(res.stdout);
+  if (!boot) throw new Error(`boot benchmark printed no result (status ${res.status}): ${res.stderr.trim()}`);
+  const b = JSON.parse(boot[1]!) as Record<string, number>;
+  process.stdout.write(`boot of the guest image to its readiness line ${where}, ${b.vcpus} vCPUs (wall time from start)\n`);
+  process.stdout.write(
+    `  native VMM: ${b.nativeReadyMs} ms (guest uptime ${b.nativeGuestUptimeS} s)   qemu -enable-kvm microvm: ${b.qemuReadyMs} ms (guest uptime ${b.qemuGuestUptimeS} s)   native/qemu = ${(b.nativeReadyMs! / b.qemuReadyMs!).toFixed(2)}x\n`,
+  );
+  process.stdout.write(`guest-to-host throughput over the vrun.agent virtio-console port (${b.streamMiB} MiB)\n`);
+  process.stdout.write(
+    `  native VMM: ${b.nativeStreamMiBPerSec} MiB/s   qemu: ${b.qemuStreamMiBPerSec} MiB/s   native/qemu = ${(b.nativeStreamMiBPerSec! / b.qemuStreamMiBPerSec!).toFixed(2)}x\n`,
+  );
 }

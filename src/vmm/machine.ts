@@ -59,6 +59,11 @@ export type MachineEnd =
   | { kind: 'error'; message: string };
 
 const MIN_MEMORY_MIB = 64;
+/**
+ * kernel_power_off()'s message, after the printk timestamp. Without a power-off driver (no ACPI here)
+ * the kernel turns a poweroff into a halt and says "System halted" instead.
+ */
+const POWER_DOWN = /^(\[[\s\d.]+\] )?reboot: (Power down|System halted)$/;
 const APIC_LVT0 = 0x350;
 const APIC_LVT1 = 0x360;
 const APIC_DM_MASK = 0x700;
@@ -83,6 +88,7 @@ export class Machine extends EventEmitter<{ end: [MachineEnd]; 'device-error': [
     super();
     this.console = new ConsoleLog(opts.consoleLog);
     this.consoleDevice = consoleDevice;
+    this.console.onLine((line) => this.onConsoleLine(line));
   }
 
   static async create(opts: CreateVmOptions): Promise<Machine> {
@@ -214,11 +220,17 @@ export class Machine extends EventEmitter<{ end: [MachineEnd]; 'device-error': [
 
   private onConsole(bytes: Buffer): void {
     this.console.write(bytes);
-    const text = bytes.toString('latin1');
-    if (text.includes('Kernel panic')) {
-      const line = text.slice(text.indexOf('Kernel panic')).split('\n')[0] ?? 'Kernel panic';
-      this.end({ kind: 'panic', line: line.trim() });
-    }
+  }
+
+  /**
+   * The kernel's own last words, matched on whole lines (the UART hands over a byte at a time). Without
+   * ACPI a Linux poweroff only halts the CPUs, so its console line is the one sign of it; a guest printing
+   * these lines itself can only end its own VM.
+   */
+  private onConsoleLine(line: string): void {
+    const panic = line.indexOf('Kernel panic');
+    if (panic >= 0) this.end({ kind: 'panic', line: line.slice(panic).trim() });
+    else if (POWER_DOWN.test(line)) this.end({ kind: 'poweroff' });
   }
 
   /** Runs the guest; resolves with how it ended. */

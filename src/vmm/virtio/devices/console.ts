@@ -266,9 +266,11 @@ export class VirtioConsole implements VirtioDevice {
       }
       this.finish(ctrl);
     }
+    // Only into open ports: Linux discards what arrives on a port no process has open, so bytes the
+    // host sent early wait here until the guest opens the port (PORT_OPEN), as QEMU's virtio-serial does.
     for (const p of this.ports) {
       const rx = this.ctx?.queues[this.rxQueue(p.id)];
-      if (rx && p.pendingBytes > 0 && p.fill(rx)) this.finish(rx);
+      if (rx && p.guestOpen && p.pendingBytes > 0 && p.fill(rx)) this.finish(rx);
     }
   }
 
