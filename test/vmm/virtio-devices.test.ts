@@ -148,7 +148,13 @@ describe('virtio-console with named ports', () => {
     const accepted = [agent.write(chunk), agent.write(chunk), agent.write(chunk), agent.write(chunk)];
     expect(accepted).toEqual([true, true, true, false]);
     const rx = c.drivers[4]!;
-    let total = 0;
+    // Linux drops what arrives on a port no process has open: nothing moves until the guest opens it.
+    rx.addChain([{ addr: 0x60000, len: 32 * 1024, write: true }]);
+    c.notify(4);
+    expect(rx.takeUsed()).toEqual([]);
+    c.sendCtrl(1, CTRL.PORT_OPEN, 1);
+    let total = rx.takeUsed().reduce((n, u) => n + u.len, 0);
+    expect(total).toBe(32 * 1024);
     while (agent.pendingBytes > 0) {
       for (let i = 0; i < 16; i++) rx.addChain([{ addr: 0x60000, len: 32 * 1024, write: true }]);
       c.notify(4);
@@ -192,6 +198,12 @@ describe('console port surfaced as a unix socket', () => {
       await new Promise((r) => client.once('connect', r));
       client.write('to-guest');
       while (dev.port('vrun.agent')!.pendingBytes < 8) await new Promise((r) => setTimeout(r, 5));
+      // The guest opens the port (control message PORT_OPEN for port 0), then posts a receive buffer.
+      ram.ram.writeUInt32LE(0, DATA + 0x200);
+      ram.ram.writeUInt16LE(CTRL.PORT_OPEN, DATA + 0x204);
+      ram.ram.writeUInt16LE(1, DATA + 0x206);
+      drivers[3]!.addChain([{ addr: DATA + 0x200, len: 8 }]);
+      notify(3);
       drivers[0]!.addChain([{ addr: DATA, len: 64, write: true }]);
       notify(0);
       expect(drivers[0]!.takeUsed()).toEqual([{ id: 0, len: 8 }]);
