@@ -1,12 +1,7 @@
-// NOT in the suite (file name does not match *.test.ts): it passed twice in the KVM lab (8 tests, 12-14 s) and
-// then hung in a third run (each payload ran 30 s with no exit reaching TS). The cause was the lab, not the
-// payloads: L1 could not calibrate its TSC under TCG, and with tsc_khz 0 KVM never enters L2 (fixed on main in
-// 4097cd1, tsc_early_khz for L1; the native guest boot passes since). Rename back to
-// test/vmm/kvm-payload.slow.test.ts once it has passed repeatedly with that fix; see issue 3.
 import { beforeAll, describe, expect, it } from 'vitest';
-import { projectRoot } from '../../../src/common/paths.js';
-import { ensureLabImage } from '../../../src/guest-image/image.js';
-import { runWithLinuxKvm } from '../../../src/kvm-lab/placement.js';
+import { projectRoot } from '../../src/common/paths.js';
+import { ensureLabImage } from '../../src/guest-image/image.js';
+import { runWithLinuxKvm } from '../../src/kvm-lab/placement.js';
 
 /**
  * The native VMM on a real /dev/kvm: hand-assembled payloads in real and long mode (the self-check in
