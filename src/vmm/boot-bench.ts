@@ -7,7 +7,8 @@ import { errorMessage } from '../common/errors.js';
 import { loadGuestImage } from '../guest-image/image.js';
 import type { ConsoleLog } from './console-log.js';
 import { createVm } from './machine.js';
-import { BASE_CMDLINE } from './qemu/guest-runner.js';
+import { FIND_AGENT_PORT } from './machine-check.js';
+import { BASE_CMDLINE, READY_PATTERN } from './qemu/guest-runner.js';
 import { QemuVm } from './qemu/machine.js';
 
 /**
@@ -19,10 +20,9 @@ import { QemuVm } from './qemu/machine.js';
  */
 
 const STREAM_MIB = 8;
-const READY = /VRUN-READY (\d+\.\d+)/;
 
 const guestCommand = (mib: number) =>
-  'for p in $(ls /sys/class/virtio-ports); do grep -qx vrun.agent /sys/class/virtio-ports/$p/name && d=/dev/$p; done; ' +
+  FIND_AGENT_PORT +
   `exec 3<>$d && head -c 1 <&3 >/dev/null && dd if=/dev/zero bs=65536 count=${mib * 16} >&3 2>/dev/null; poweroff -f`;
 
 interface Run {
@@ -60,7 +60,7 @@ async function receive(socketPath: string, bytes: number, timeoutMs: number): Pr
 }
 
 async function measure(console: ConsoleLog, started: number, socket: string): Promise<Run> {
-  const ready = await console.waitFor(READY, 300_000, 'VRUN-READY');
+  const ready = await console.waitFor(READY_PATTERN, 300_000, 'VRUN-READY');
   const readyMs = Date.now() - started;
   const streamMiBPerSec = await receive(socket, STREAM_MIB * 1024 * 1024, 300_000);
   return { readyMs, guestUptimeS: Number(ready[1]), streamMiBPerSec };

@@ -8,6 +8,7 @@ import { pathToFileURL } from 'node:url';
 import { errorMessage } from '../common/errors.js';
 import { loadGuestImage } from '../guest-image/image.js';
 import { createVm, type Machine, type MachineEnd } from './machine.js';
+import { READY_PATTERN } from './qemu/guest-runner.js';
 
 /**
  * Boots the guest image on the native VMM and reports what happened as one `VRUN-MACHINE {...}` line:
@@ -17,6 +18,10 @@ import { createVm, type Machine, type MachineEnd } from './machine.js';
  */
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Guest shell that sets $d to the vrun.agent port's device: ports are found by name, not by number. */
+export const FIND_AGENT_PORT =
+  'for p in $(ls /sys/class/virtio-ports); do grep -qx vrun.agent /sys/class/virtio-ports/$p/name && d=/dev/$p; done; ';
 
 async function echoThroughPort(socketPath: string, payload: string, timeoutMs: number): Promise<string> {
   const s = net.connect(socketPath);
@@ -88,7 +93,7 @@ export async function machineCheck(opts: MachineCheckOptions): Promise<Record<st
     timer = setTimeout(() => vm.stop(), timeoutMs);
     if (!opts.noInitrd) {
       const ready = await Promise.race([
-        vm.console.waitFor(/VRUN-READY (\d+\.\d+)/, timeoutMs, 'VRUN-READY'),
+        vm.console.waitFor(READY_PATTERN, timeoutMs, 'VRUN-READY'),
         ended.then((e: MachineEnd) => {
           throw new Error(`VM ended before readiness: ${JSON.stringify(e)}`);
         }),
@@ -124,7 +129,7 @@ export const CHECKS: Record<string, (vcpus: number) => MachineCheckOptions> = {
     // The port is found by name; it is opened once, read and written (a virtio port admits one opener).
     command:
       'set -o pipefail; mkdir -p /mnt/s && mount -t virtiofs vrunshare /mnt/s && cat /mnt/s/hello.txt && ' +
-      'for p in $(ls /sys/class/virtio-ports); do grep -qx vrun.agent /sys/class/virtio-ports/$p/name && d=/dev/$p; done; ' +
+      FIND_AGENT_PORT +
       'exec 3<>$d && head -c 5 <&3 | tr a-z A-Z >&3; echo VRUN-CMD-STATUS=$?; poweroff -f',
   }),
   panic: (vcpus) => ({ vcpus, memoryMiB: 256, noInitrd: true, timeoutMs: 120_000 }),
