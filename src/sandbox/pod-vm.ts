@@ -3,7 +3,7 @@ import { VrunError, errorMessage } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
 import { loadGuestImage } from '../guest-image/image.js';
 import { BASE_CMDLINE, READY_PATTERN } from '../vmm/qemu/guest-runner.js';
-import { Virtiofsd } from './virtiofsd.js';
+import { Virtiofsd } from '../vmm/vhost-user/virtiofsd.js';
 import { decideBackend, launchQemu, type RunningVm, type VmmChoice } from './vmm-backend.js';
 
 /**

@@ -1,6 +1,4 @@
-import { spawn } from 'node:child_process';
 import net from 'node:net';
-import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -9,6 +7,7 @@ import { errorMessage } from '../common/errors.js';
 import { loadGuestImage } from '../guest-image/image.js';
 import { createVm, type Machine, type MachineEnd } from './machine.js';
 import { READY_PATTERN } from './qemu/guest-runner.js';
+import { Virtiofsd } from './vhost-user/virtiofsd.js';
 
 /**
  * Boots the guest image on the native VMM and reports what happened as one `VRUN-MACHINE {...}` line:
@@ -38,14 +37,6 @@ async function echoThroughPort(socketPath: string, payload: string, timeoutMs: n
   return got;
 }
 
-async function startVirtiofsd(shareDir: string, socket: string): Promise<() => void> {
-  const p = spawn('/usr/lib/qemu/virtiofsd', [`--socket-path=${socket}`, '-o', `source=${shareDir}`, '-o', 'sandbox=chroot', '-o', 'cache=auto'], {
-    stdio: 'ignore',
-  });
-  for (let i = 0; i < 200 && !existsSync(socket); i++) await sleep(25);
-  return () => p.kill('SIGKILL');
-}
-
 export interface MachineCheckOptions {
   vcpus: number;
   memoryMiB: number;
@@ -66,14 +57,15 @@ export async function machineCheck(opts: MachineCheckOptions): Promise<Record<st
   await mkdir(shareDir);
   await writeFile(path.join(shareDir, 'hello.txt'), 'VRUN-FS-CONTENT served-by-virtiofsd\n');
   const fsSocket = path.join(dir, 'virtiofsd.sock');
-  const stopVirtiofsd = await startVirtiofsd(shareDir, fsSocket);
   const timeoutMs = opts.timeoutMs ?? 300_000;
   const report: Record<string, unknown> = { vcpus: opts.vcpus };
   const lines: string[] = [];
   let m: Machine | undefined;
+  let virtiofsd: Virtiofsd | undefined;
   let timer: NodeJS.Timeout | undefined;
   const started = Date.now();
   try {
+    virtiofsd = await Virtiofsd.start({ socketPath: fsSocket, sharedDir: shareDir });
     m = await createVm({
       shares: [{ tag: 'vrunshare', socket: fsSocket }],
       kernel: image.kernel,
@@ -111,7 +103,7 @@ export async function machineCheck(opts: MachineCheckOptions): Promise<Record<st
     report.lines = lines;
     report.consoleTail = m?.console.recent(40) ?? '';
     await m?.destroy();
-    stopVirtiofsd();
+    await virtiofsd?.stop();
     await rm(dir, { recursive: true, force: true });
   }
   return report;

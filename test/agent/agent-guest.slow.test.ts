@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AgentClient, AgentError, type OomEvent } from '../../src/agent/client.js';
 import { busyboxSpec } from '../../src/agent/host-process.js';
 import { ensureGuestImage } from '../../src/guest-image/image.js';
-import { Virtiofsd } from '../../src/sandbox/virtiofsd.js';
+import { Virtiofsd } from '../../src/vmm/vhost-user/virtiofsd.js';
 import { bootGuestImage, type BootedGuest } from '../../src/vmm/qemu/guest-runner.js';
 
 async function readAll(stream: Readable): Promise<string> {

@@ -1,8 +1,8 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
-import { VrunError, MissingDependencyError } from '../common/errors.js';
-import type { Logger } from '../common/log.js';
+import { VrunError, MissingDependencyError } from '../../common/errors.js';
+import type { Logger } from '../../common/log.js';
 
 export const VIRTIOFSD = '/usr/lib/qemu/virtiofsd';
 
