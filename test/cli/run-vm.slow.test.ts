@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, rmdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, rmdirSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -109,6 +109,44 @@ describe('vrun run --vm (QEMU TCG)', () => {
     const r = await vrun(['run', '--rm', '-t', 'busybox', 'sh', '-c', 'test -t 1 && echo is-a-tty']);
     expect(r.stdout).toContain('is-a-tty');
     expect(r.status).toBe(0);
+  });
+
+  it('follows the local terminal\'s size with -t, at start and on a resize', async () => {
+    // `script` gives the CLI a real pty. The container reports its start size, then signals through a
+    // volume; only then does the outer shell resize the pty, so the resize cannot race the start.
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'vrun-tty-'));
+    const sig = path.join(dir, 'sig');
+    mkdirSync(sig);
+    const inner = 'stty size; touch /sig/started; i=0; while [ $i -lt 400 ]; do s=$(stty size); if [ "$s" != "20 70" ]; then echo "resized to $s"; exit 0; fi; sleep 0.1; i=$((i+1)); done; exit 9';
+    writeFileSync(path.join(dir, 'inner.sh'), inner);
+    writeFileSync(
+      path.join(dir, 'outer.sh'),
+      [
+        'stty rows 20 cols 70',
+        `"${process.execPath}" "${path.join(root, 'bin/vrun.js')}" run --rm -t -v "${sig}:/sig" busybox sh -c "$(cat "${dir}/inner.sh")" &`,
+        'pid=$!',
+        `i=0; while [ ! -e "${sig}/started" ] && [ $i -lt 3000 ]; do sleep 0.2; i=$((i+1)); done`,
+        'stty rows 33 cols 101',
+        'kill -WINCH $pid',
+        'wait $pid',
+      ].join('\n'),
+    );
+    try {
+      const r = await new Promise<Result>((resolve) => {
+        const child = spawn('script', ['-qec', `sh ${dir}/outer.sh`, '/dev/null'], { env: { ...process.env, VRUN_RUN: runDir, VRUN_DEBUG: '' }, stdio: ['ignore', 'pipe', 'pipe'] });
+        let stdout = '';
+        let stderr = '';
+        child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+        child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+        child.on('close', (status) => resolve({ status, stdout, stderr }));
+      });
+      const lines = r.stdout.split(/\r?\n|\r/).map((l) => l.trim()).filter(Boolean);
+      expect(lines, r.stdout + r.stderr).toContain('20 70');
+      expect(lines).toContain('resized to 33 101');
+      expect(r.status).toBe(0);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('forwards SIGTERM to the container and exits with its code', async () => {
