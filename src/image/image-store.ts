@@ -3,11 +3,11 @@ import path from 'node:path';
 import { VrunError } from '../common/errors.js';
 import { digestHex, isDigest, type Digest } from './digest.js';
 import { acquireLock, withLock } from './lock.js';
-import { Limits, parseImageConfig, parseJsonDocument, parseManifest, type ContainerConfig, type ImageConfig, type Manifest } from './oci-types.js';
+import { Limits, parseImageConfig, parseJsonDocument, parseManifest, type ContainerConfig, type Descriptor, type ImageConfig, type Manifest } from './oci-types.js';
 import { familiarName, formatReference, looksLikeImageId, parseReference, repositoryName } from './reference.js';
 import { blobPath, layerDir, layerFsDir, lockFile, storeLayout, type StoreLayout } from './store-layout.js';
 import { hasBlob, putBlobBytes, readBlob } from './blob-store.js';
-import { ensureLayer, hasLayer } from './layer-cache.js';
+import { ensureLayer, hasLayer, type LayerOpts } from './layer-cache.js';
 import { readRecords, updateRecords, upsertRecord, type ImageRecord } from './image-records.js';
 import { createRootfs, destroyRootfs, listRootfsRecords, readRootfsRecord, type RootfsMode } from './rootfs.js';
 import { removeTree } from './atomic-fs.js';
@@ -48,6 +48,11 @@ export interface CommitOptions {
   what?: string;
   limits?: UnpackLimits;
   onLayerBytes?: (n: number) => void;
+  /**
+   * Unpack the layers now (import, built-in images: a bad layer is refused before the image is named), or leave
+   * them to the first use (pull: its blobs are verified, unpacking waits for `prepareRootfs`).
+   */
+  unpack?: boolean;
 }
 
 export interface PruneResult {
@@ -112,8 +117,14 @@ export class ImageStore {
     const l = this.layout;
     const manifest = parseManifest(parseJsonDocument(readBlob(l, rec.manifest, Limits.manifestBytes, 'manifest'), `manifest ${rec.manifest}`, Limits.manifestBytes), `manifest ${rec.manifest}`);
     const config = parseImageConfig(parseJsonDocument(readBlob(l, rec.config, Limits.configBytes, 'image config'), `image config ${rec.config}`, Limits.configBytes), `image config ${rec.config}`);
-    const layerDirs = config.rootfs.diff_ids.map((d) => {
-      if (!hasLayer(l, d)) throw new VrunError(`image "${input}": layer ${d} is missing from the store: pull or import the image again`);
+    if (manifest.layers.length !== config.rootfs.diff_ids.length) {
+      throw new VrunError(`image "${input}": the manifest lists ${manifest.layers.length} layers but the config has ${config.rootfs.diff_ids.length} diff ids`);
+    }
+    // A layer is either unpacked or still a (verified) blob that its first use unpacks.
+    const layerDirs = config.rootfs.diff_ids.map((d, i) => {
+      if (!hasLayer(l, d) && !hasBlob(l, (manifest.layers[i] as Descriptor).digest)) {
+        throw new VrunError(`image "${input}": layer ${d} is missing from the store: pull or import the image again`);
+      }
       return layerFsDir(l, d);
     });
     const first = rec.names[0];
@@ -151,7 +162,8 @@ export class ImageStore {
     }
     for (const [i, layer] of manifest.layers.entries()) {
       if (!hasBlob(l, layer.digest)) throw new VrunError(`${what}: layer ${i} (${layer.digest}) is missing`);
-      const layerOpts: { what: string; limits?: UnpackLimits; onBytes?: (n: number) => void } = { what: `${what} layer ${i} (${layer.digest.slice(0, 19)})` };
+      if (opts.unpack === false) continue;
+      const layerOpts: LayerOpts = { what: `${what} layer ${i} (${layer.digest.slice(0, 19)})` };
       if (opts.limits) layerOpts.limits = opts.limits;
       if (opts.onLayerBytes) layerOpts.onBytes = opts.onLayerBytes;
       await ensureLayer(l, diffIds[i] as Digest, layer.digest, layerOpts);
@@ -173,6 +185,7 @@ export class ImageStore {
   async prepareRootfs(containerId: string, imageRef: string, targetDir: string, opts: { mode?: RootfsMode } = {}): Promise<PreparedRootfs> {
     return this.withWriteAccess(async () => {
       const image = this.resolve(imageRef);
+      await this.unpackLayers(image);
       const rec = await createRootfs(
         this.layout,
         { containerId, image: image.name, manifest: image.manifestDigest, diffIds: image.config.rootfs.diff_ids, target: path.resolve(targetDir) },
@@ -180,6 +193,23 @@ export class ImageStore {
       );
       return { containerId, path: rec.target, mode: rec.mode, image };
     });
+  }
+
+  /**
+   * Unpacks the image's layers that are still only blobs (a pulled image's first use), verifying each diff id.
+   * The layer cache's per-layer lock makes concurrent first uses share one unpack: the others wait and reuse it.
+   * Call inside withWriteAccess (prepareRootfs does), so prune cannot remove the blobs meanwhile.
+   */
+  async unpackLayers(image: ResolvedImage): Promise<void> {
+    const l = this.layout;
+    const todo = image.manifest.layers.map((layer, i) => ({ layer, i, diffId: image.config.rootfs.diff_ids[i] as Digest })).filter((x) => !hasLayer(l, x.diffId));
+    // Two at a time: each unpack keeps a core busy decompressing and another creating files.
+    const next = async (): Promise<void> => {
+      for (let job = todo.shift(); job; job = todo.shift()) {
+        await ensureLayer(l, job.diffId, job.layer.digest, { what: `image "${image.name}" layer ${job.i} (${job.layer.digest.slice(0, 19)})` });
+      }
+    };
+    await Promise.all([next(), next()]);
   }
 
   /** Unmounts/removes a container's rootfs and forgets it; a no-op for an unknown id. */

@@ -26,28 +26,13 @@ export function hasLayer(l: StoreLayout, diffId: Digest): boolean {
   return fs.existsSync(path.join(layerDir(l, diffId), 'meta.json'));
 }
 
-type LayerOpts = { what: string; limits?: UnpackLimits; onBytes?: (n: number) => void };
+export type LayerOpts = { what: string; limits?: UnpackLimits; onBytes?: (n: number) => void };
 
 export async function ensureLayer(l: StoreLayout, diffId: Digest, blob: Digest, opts: LayerOpts = { what: 'layer' }): Promise<string> {
   if (hasLayer(l, diffId)) return layerFsDir(l, diffId);
   return withLock(lockFile(l, `layer-${diffId.slice(7, 23)}`), async () => {
     if (hasLayer(l, diffId)) return layerFsDir(l, diffId);
     const work = await unpackToWork(l, diffId, blob, fs.createReadStream(blobPath(l, blob), { highWaterMark: 1 << 20 }), opts);
-    return install(l, diffId, work);
-  });
-}
-
-/**
- * Unpacks a layer from a stream that is still arriving (a download), so unpacking overlaps the transfer. The
- * stream's bytes are checked against both digests like any other unpack before the layer is installed.
- */
-export async function installLayerFromStream(l: StoreLayout, diffId: Digest, blob: Digest, input: Readable, opts: LayerOpts): Promise<string> {
-  const work = await unpackToWork(l, diffId, blob, input, opts);
-  return withLock(lockFile(l, `layer-${diffId.slice(7, 23)}`), async () => {
-    if (hasLayer(l, diffId)) {
-      removeTree(work);
-      return layerFsDir(l, diffId);
-    }
     return install(l, diffId, work);
   });
 }

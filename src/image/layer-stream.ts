@@ -1,7 +1,6 @@
 import { Transform, Writable, type TransformCallback } from 'node:stream';
 import type tar from 'tar-stream';
 import zlib from 'node:zlib';
-import { Decompress as ZstdDecompress } from 'fzstd';
 import { VrunError } from '../common/errors.js';
 import { hasherDigest, newHasher, type Digest } from './digest.js';
 
@@ -130,32 +129,35 @@ export class AutoDecompress extends Transform {
   }
 }
 
+/** fzstd is loaded on the first zstd layer: listing images or pulling should not pay for it. */
 function zstdTransform(): Transform {
-  const sink: { out?: Transform } = {};
-  const dec = new ZstdDecompress((data: Uint8Array) => {
+  let dec: { push(chunk: Uint8Array, final?: boolean): void } | undefined;
+  const load = async (out: Transform) => {
+    const { Decompress } = await import('fzstd');
     // fzstd reuses its window buffer: copy before handing the bytes on
-    sink.out?.push(Buffer.from(data));
-  });
-  const out = new Transform({
-    transform(chunk: Buffer, _enc, cb) {
+    dec = new Decompress((data: Uint8Array) => out.push(Buffer.from(data)));
+    return dec;
+  };
+  const run = (out: Transform, chunk: Uint8Array, final: boolean, cb: TransformCallback) => {
+    const go = (d: NonNullable<typeof dec>) => {
       try {
-        dec.push(chunk);
+        d.push(chunk, final);
         cb();
       } catch (err) {
         cb(err as Error);
       }
+    };
+    if (dec) go(dec);
+    else load(out).then(go, (err: unknown) => cb(err as Error));
+  };
+  return new Transform({
+    transform(chunk: Buffer, _enc, cb) {
+      run(this, chunk, false, cb);
     },
     flush(cb) {
-      try {
-        dec.push(new Uint8Array(0), true);
-        cb();
-      } catch (err) {
-        cb(err as Error);
-      }
+      run(this, new Uint8Array(0), true, cb);
     },
   });
-  sink.out = out;
-  return out;
 }
 
 /**

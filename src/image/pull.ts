@@ -1,16 +1,15 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { PassThrough, Writable } from 'node:stream';
+import { Writable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { VrunError } from '../common/errors.js';
 import type { Progress } from '../common/progress.js';
-import { digestHex, newHasher, sha256, type Digest } from './digest.js';
+import { digestHex, newHasher, sha256 } from './digest.js';
 import type { ImageStore } from './image-store.js';
 import type { ImageRecord } from './image-records.js';
 import { withLock } from './lock.js';
-import { hasBlob, putBlobBytes, readBlob } from './blob-store.js';
-import { hasLayer, installLayerFromStream } from './layer-cache.js';
-import { Limits, documentKind, parseImageConfig, parseIndex, parseJsonDocument, parseManifest, selectPlatform, type Descriptor } from './oci-types.js';
+import { hasBlob, putBlobBytes } from './blob-store.js';
+import { Limits, documentKind, parseIndex, parseJsonDocument, parseManifest, selectPlatform, type Descriptor } from './oci-types.js';
 import { formatReference, parseReference, repositoryName } from './reference.js';
 import { RegistryClient, readLimited, type RegistryOptions } from './registry-client.js';
 import { blobPath, lockFile } from './store-layout.js';
@@ -20,7 +19,9 @@ import { syncDir } from './atomic-fs.js';
  * `vrun pull`: fetches an image over the distribution API into the store. Every document and blob is hashed
  * and compared with the digest it was asked for before it is stored; layers download in parallel into
  * partial/<digest>, so a killed pull resumes with a range request, and a per-blob lock makes two concurrent
- * pulls of one image share each download instead of racing.
+ * pulls of one image share each download instead of racing. Layers are not unpacked here: the first
+ * `prepareRootfs` of the image unpacks them (and checks their diff ids), as `ctr content fetch` or `skopeo copy`
+ * leave an image as verified blobs.
  */
 export interface PullOptions extends RegistryOptions {
   progress?: Progress;
@@ -67,24 +68,18 @@ export async function pullImage(store: ImageStore, input: string, opts: PullOpti
       done += n;
       progress?.update(done);
     };
-    const config = parseImageConfig(parseJsonDocument(readBlob(l, manifest.config.digest, Limits.configBytes, `${name} config`), `${name} config`, Limits.configBytes), `${name} config`);
-    const diffIds = new Map(manifest.layers.map((x, i) => [x.digest, config.rootfs.diff_ids[i]]));
     const queue = [...new Map(manifest.layers.map((x) => [x.digest, x])).values()];
     const workers = Array.from({ length: Math.max(1, Math.min(opts.parallel ?? 3, queue.length)) }, async () => {
-      for (let next = queue.shift(); next; next = queue.shift()) await downloadBlob(store, client, repo, next, diffIds.get(next.digest), tick, name);
+      for (let next = queue.shift(); next; next = queue.shift()) await downloadBlob(store, client, repo, next, tick, name);
     });
     await Promise.all(workers);
-    progress?.done('downloaded');
-    progress?.step(`Unpacking ${name}`, total);
-    let unpacked = 0;
+    // Layers are unpacked, and their diff ids checked, on first use (prepareRootfs), as `ctr content fetch`
+    // leaves them: a pull is the download and its verification.
     const rec = await store.commit(manifestBytes, {
       names: ref.tag !== undefined ? [name] : [],
       repoDigests: [`${repositoryName(ref)}@${topDigest}`],
       what: name,
-      onLayerBytes: (n) => {
-        unpacked += n;
-        progress?.update(unpacked);
-      },
+      unpack: false,
     });
     progress?.done(`${digestHex(rec.config).slice(0, 12)}`);
     return rec;
@@ -97,7 +92,6 @@ async function downloadBlob(
   client: RegistryClient,
   repo: string,
   desc: Descriptor,
-  diffId: Digest | undefined,
   tick: (n: number) => void,
   name: string,
 ): Promise<void> {
@@ -125,100 +119,50 @@ async function downloadBlob(
     } catch {
       // nothing to resume
     }
-    let fresh = have === 0;
     if (have < desc.size) {
       const res = await client.openBlob(repo, desc.digest, have);
-      if (res.status === 200 && have > 0) {
-        fresh = true; // the registry ignored the range: start over
-      }
+      // A registry that ignores the range sends the whole blob: start over.
+      const fresh = have === 0 || res.status === 200;
       if (fresh) have = 0;
       const h = fresh ? newHasher() : hasher;
       tick(have);
       const fd = fs.openSync(partial, fresh ? 'w' : 'a', 0o600);
       let got = have;
-      // A fresh download is unpacked while it arrives (a resumed one is unpacked from the file afterwards).
-      const along = fresh && diffId !== undefined && !hasLayer(l, diffId) ? new PassThrough({ highWaterMark: 1 << 20 }) : undefined;
-      let unpackError: unknown;
-      let batch: Buffer[] = [];
-      let batchBytes = 0;
-      const unpacked =
-        along && diffId !== undefined
-          ? installLayerFromStream(l, diffId, desc.digest, along, { what: `${name} layer ${desc.digest.slice(0, 19)}` }).then(
-              () => undefined,
-              (err: unknown) => {
-                unpackError = err;
-              },
-            )
-          : undefined;
       try {
         await pipeline(
           res.body,
           new Writable({
-            write(chunk: Buffer, _enc, cb) {
-              got += chunk.length;
+            highWaterMark: 1 << 20,
+            writev(chunks: { chunk: Buffer }[], cb) {
+              const bufs = chunks.map((c) => c.chunk);
+              const n = bufs.reduce((a, b) => a + b.length, 0);
+              got += n;
               if (got > desc.size) {
                 cb(new VrunError(`${name}: blob ${desc.digest} is larger than its declared ${desc.size} bytes (refused)`));
                 return;
               }
-              h.update(chunk);
-              let off = 0;
               try {
-                while (off < chunk.length) off += fs.writeSync(fd, chunk, off);
+                for (const b of bufs) h.update(b);
+                writeAll(fd, bufs);
               } catch (err) {
                 cb(err as Error);
                 return;
               }
-              tick(chunk.length);
-              // Network chunks are small; hand the unpacker megabyte batches so gunzip (which works on the thread
-              // pool) makes a few round trips instead of thousands.
-              if (!along || along.destroyed) {
-                cb();
-                return;
-              }
-              batch.push(chunk);
-              batchBytes += chunk.length;
-              if (batchBytes < 1 << 20) {
-                cb();
-                return;
-              }
-              const out = Buffer.concat(batch, batchBytes);
-              batch = [];
-              batchBytes = 0;
-              if (!along.write(out)) {
-                const go = () => {
-                  along.off('drain', go);
-                  along.off('close', go);
-                  cb();
-                };
-                along.on('drain', go);
-                along.on('close', go);
-                return;
-              }
-              cb();
-            },
-            final(cb) {
-              if (along && !along.destroyed) along.end(batchBytes > 0 ? Buffer.concat(batch, batchBytes) : undefined);
+              tick(n);
               cb();
             },
           }),
         );
         fs.fsyncSync(fd);
-      } catch (err) {
-        along?.destroy(err instanceof Error ? err : new Error(String(err)));
-        await unpacked;
-        throw err;
       } finally {
         fs.closeSync(fd);
       }
-      await unpacked;
       verify(partial, `sha256:${h.digest('hex')}`, got);
-      if (unpackError !== undefined) throw unpackError;
-      storeVerified(partial);
     } else {
       tick(have);
       verify(partial, `sha256:${hasher.digest('hex')}`, have);
-      storeVerified(partial);
     }
+    storeVerified(partial);
   });
 
   function verify(partial: string, actual: string, size: number): void {
@@ -232,5 +176,12 @@ async function downloadBlob(
     fs.mkdirSync(l.blobs, { recursive: true });
     fs.renameSync(partial, blobPath(l, desc.digest));
     syncDir(path.dirname(blobPath(l, desc.digest)));
+  }
+}
+
+function writeAll(fd: number, bufs: Buffer[]): void {
+  for (const b of bufs) {
+    let off = 0;
+    while (off < b.length) off += fs.writeSync(fd, b, off);
   }
 }

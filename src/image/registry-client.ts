@@ -61,17 +61,17 @@ export class RegistryClient {
       if (status === 401 && !answered && url.origin === origin) {
         answered = true;
         const challenge = String(res.headers['www-authenticate'] ?? '');
-        res.resume();
+        discard(res);
         await this.answer(challenge, scope, url.toString());
         continue;
       }
       if (REDIRECTS.includes(status) && res.headers.location) {
-        res.resume();
+        discard(res);
         url = this.redirect(url, res.headers.location);
         continue;
       }
       if (status === 401 || status === 403) {
-        res.resume();
+        discard(res);
         throw new VrunError(`${this.domain}/${repo}: access denied (HTTP ${status})`, {
           hint: this.creds ? 'check the credentials in your docker config.json' : 'log in: add credentials to ~/.docker/config.json',
         });
@@ -85,11 +85,11 @@ export class RegistryClient {
     const res = await this.get(repo, `manifests/${reference}`, { accept: MANIFEST_ACCEPT });
     const status = res.statusCode ?? 0;
     if (status === 404) {
-      res.resume();
+      discard(res);
       throw new VrunError(`${this.domain}/${repo}:${reference}: manifest unknown (not found in the registry)`);
     }
     if (status < 200 || status > 299) {
-      res.resume();
+      discard(res);
       throw new VrunError(`${this.domain}/${repo}: fetching manifest ${reference} failed with HTTP ${status}`);
     }
     const bytes = await readLimited(res, 4 << 20, `manifest ${reference}`);
@@ -103,11 +103,11 @@ export class RegistryClient {
     const res = await this.get(repo, `blobs/${digest}`, offset > 0 ? { range: `bytes=${offset}-` } : {});
     const status = res.statusCode ?? 0;
     if (status === 416 && offset > 0) {
-      res.resume();
+      discard(res);
       return this.openBlob(repo, digest, 0);
     }
     if (status === 200 || status === 206) return { status, body: res };
-    res.resume();
+    discard(res);
     throw new VrunError(`${this.domain}/${repo}: fetching blob ${digest} failed with HTTP ${status}`);
   }
 
@@ -149,13 +149,13 @@ export class RegistryClient {
     if (this.creds) headers.authorization = `Basic ${Buffer.from(`${this.creds.username}:${this.creds.password}`).toString('base64')}`;
     let res = await this.send(realm, headers);
     for (let hop = 0; hop < 6 && REDIRECTS.includes(res.statusCode ?? 0) && res.headers.location; hop++) {
-      res.resume();
+      discard(res);
       const next = this.redirect(realm, res.headers.location);
       res = await this.send(next, next.origin === realm.origin ? headers : {});
     }
     const status = res.statusCode ?? 0;
     if (status < 200 || status > 299) {
-      res.resume();
+      discard(res);
       throw new VrunError(`${this.domain}: the token service refused access (HTTP ${status})`);
     }
     const doc = JSON.parse((await readLimited(res, 1 << 20, 'token response')).toString('utf8')) as { token?: unknown; access_token?: unknown };
@@ -180,6 +180,24 @@ export class RegistryClient {
 const REDIRECTS = [301, 302, 303, 307, 308];
 /** A registry that stops sending for this long is given up on (the pull can be run again and resumes). */
 const IDLE_TIMEOUT_MS = 120_000;
+
+/** A hostile registry's error page can be endless: bodies we do not read are drained up to this, then cut off. */
+const DISCARD_MAX = 64 << 10;
+
+/**
+ * Drops a response we do not read. A short body is drained so the connection can serve the next request;
+ * a longer one destroys the response (and its socket) instead of downloading it.
+ */
+function discard(res: IncomingMessage): void {
+  let seen = 0;
+  res.on('error', () => undefined);
+  res.on('data', (c: Buffer) => {
+    seen += c.length;
+    if (seen > DISCARD_MAX) res.destroy();
+  });
+  if (Number(headerValue(res, 'content-length') ?? '0') > DISCARD_MAX) res.destroy();
+  else res.resume();
+}
 
 function headerValue(res: IncomingMessage, name: string): string | undefined {
   const v = res.headers[name];

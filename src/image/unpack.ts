@@ -83,7 +83,7 @@ export async function unpackLayer(input: Readable, target: string, opts: { what:
     extract.destroy(err instanceof Error ? err : new Error(String(err)));
   });
   try {
-    for await (const entry of extract) await writer.entry(entry.header as TarHeader, entry as AsyncIterable<unknown> as EntryBody);
+    await writeEntries(extract, writer);
     await feed;
     if (feedError !== undefined) throw feedError;
     await writer.finish();
@@ -151,7 +151,8 @@ class LayerWriter {
     this.knownDirs.add('');
   }
 
-  async entry(h: TarHeader, body: EntryBody): Promise<void> {
+  /** `body` is the entry's data, collected, for all but large regular files (streamed); see writeEntries. */
+  async entry(h: TarHeader, body: Buffer[] | EntryBody): Promise<void> {
     this.entries++;
     if (this.entries > this.limits.maxEntries) {
       throw new VrunError(`${this.what} has more than ${this.limits.maxEntries} entries (raise VRUN_IMAGE_MAX_LAYER_ENTRIES if this image is legitimate)`);
@@ -163,14 +164,12 @@ class LayerWriter {
     if (parts.length === 0) {
       // The layer root ("./"): only its metadata, and only if it claims to be a directory.
       if (type === 'directory') this.applyMeta(this.root, h, true);
-      await drain(body);
       return;
     }
     const base = parts[parts.length - 1] as string;
     const parentRel = parts.slice(0, -1).join('/');
     const parent = await this.ensureParent(parts.slice(0, -1), label);
     if (base.startsWith(WHITEOUT_PREFIX)) {
-      await drain(body);
       await this.files.settle(); // whether the layer itself has the hidden name
       this.whiteout(parent, base, label);
       return;
@@ -184,7 +183,6 @@ class LayerWriter {
     if (existed) await this.files.settle();
     switch (type) {
       case 'directory': {
-        await drain(body);
         const st = existed ? lstatOrNull(dest) : null;
         if (st && !st.isDirectory()) this.remove(dest);
         if (!st || !st.isDirectory()) fs.mkdirSync(dest, { mode: 0o700 });
@@ -195,15 +193,13 @@ class LayerWriter {
       case 'file':
       case 'contiguous-file':
         if (existed) this.clear(dest);
-        if ((h.size ?? 0) <= QUEUED_FILE_MAX) {
-          const data = await collect(body);
-          await this.files.add(dest, data, label, (fd) => this.applyFileMeta(fd, dest, h));
+        if (Array.isArray(body)) {
+          await this.files.add(dest, body, label, (fd) => this.applyFileMeta(fd, dest, h));
         } else {
           await writeBody(dest, body, label, (fd) => this.applyFileMeta(fd, dest, h));
         }
         return;
       case 'symlink': {
-        await drain(body);
         const target = h.linkname ?? '';
         if (target === '' || target.length > MAX_PATH || target.includes('\0')) throw new VrunError(`${label}: invalid symlink target`);
         if (existed) this.clear(dest);
@@ -212,7 +208,6 @@ class LayerWriter {
         return;
       }
       case 'link': {
-        await drain(body);
         await this.files.settle(); // the target may still be queued
         const linkParts = safeComponents(h.linkname ?? '', `${label} (hardlink target)`);
         if (linkParts.length === 0) throw new VrunError(`${label}: hardlink to the layer root`);
@@ -226,7 +221,6 @@ class LayerWriter {
         return;
       }
       case 'fifo':
-        await drain(body);
         if (existed) this.clear(dest);
         this.ops.fsMknod(dest, fs.constants.S_IFIFO | 0o600, 0, 0);
         this.applyMeta(dest, h, false);
@@ -235,7 +229,6 @@ class LayerWriter {
       case 'block-device':
         // Device nodes would reach the guest through virtio-fs, where opening one would be opened by virtiofsd on
         // the host. Containers get their /dev from the runtime, so image device nodes are never created.
-        await drain(body);
         this.skippedDevices.push(rel);
         return;
       default:
@@ -381,14 +374,42 @@ function paxTime(v: string | undefined): Date | undefined {
   return Number.isFinite(n) ? new Date(n * 1000) : undefined;
 }
 
-async function drain(body: EntryBody): Promise<void> {
-  for await (const _ of body) void _;
-}
-
-async function collect(body: EntryBody): Promise<Buffer[]> {
-  const out: Buffer[] = [];
-  for await (const chunk of body) out.push(chunk);
-  return out;
+/**
+ * Hands the archive's entries to the writer one at a time, through tar-stream's entry events: its async
+ * iterators cost a promise round trip per data chunk (measured: 380 ms vs 37 ms to walk the bench layer).
+ * Regular files up to QUEUED_FILE_MAX are collected first; bigger ones stream; other entries' data (a
+ * hostile archive may give a symlink a body) is dropped as it passes, never held.
+ */
+function writeEntries(extract: tar.Extract, writer: LayerWriter): Promise<void> {
+  return new Promise((resolve, reject) => {
+    let failed = false;
+    const fail = (err: unknown) => {
+      if (failed) return;
+      failed = true;
+      reject(err);
+    };
+    extract.on('entry', (header, body, next) => {
+      const h = header as TarHeader;
+      const run = (data: Buffer[] | EntryBody) => {
+        if (failed) return;
+        writer.entry(h, data).then(() => next(), fail);
+      };
+      const type = h.type ?? 'file';
+      if ((type === 'file' || type === 'contiguous-file') && (h.size ?? 0) > QUEUED_FILE_MAX) {
+        run(body as AsyncIterable<unknown> as EntryBody);
+        return;
+      }
+      const keep = type === 'file' || type === 'contiguous-file';
+      const chunks: Buffer[] = [];
+      if (keep) body.on('data', (c: unknown) => chunks.push(c as Buffer));
+      else body.on('data', () => undefined);
+      body.on('end', () => run(chunks));
+      body.on('error', fail);
+    });
+    extract.on('finish', resolve);
+    extract.on('error', fail);
+    extract.on('close', () => fail(new VrunError('layer stream closed before its end')));
+  });
 }
 
 /** Writes an entry's data with synchronous writes: fewer event-loop round trips than a write stream. */

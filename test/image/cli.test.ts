@@ -1,5 +1,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -30,6 +31,27 @@ function start(root: string, args: string[]): { proc: ChildProcess; done: Promis
 
 async function vrun(root: string, ...args: string[]): Promise<Ran> {
   return start(root, args).done;
+}
+
+/** What `vrun run` does with an image before it boots the VM: a rootfs for one container, in a process of its own. */
+async function firstUse(root: string, image: string, id: string, target: string): Promise<Ran> {
+  const storeModule = pathToFileURL(path.resolve(import.meta.dirname, '../../dist/src/image/image-store.js')).href;
+  const script = [
+    `import fs from 'node:fs';`,
+    `import { openImageStore } from ${JSON.stringify(storeModule)};`,
+    `const store = openImageStore();`,
+    `const r = await store.prepareRootfs(${JSON.stringify(id)}, ${JSON.stringify(image)}, ${JSON.stringify(target)});`,
+    `process.stdout.write(fs.statSync(r.path + '/data/big.bin').size + '\\n');`,
+    `await store.releaseRootfs(${JSON.stringify(id)});`,
+  ].join('\n');
+  const env: NodeJS.ProcessEnv = { ...process.env, VRUN_ROOT: root, VRUN_RUN: path.join(root, 'run') };
+  delete env.VRUN_IMAGE_ROOT;
+  const proc = spawn(process.execPath, ['--input-type=module', '-e', script], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  let stdout = '';
+  let stderr = '';
+  proc.stdout?.on('data', (d: Buffer) => (stdout += d.toString()));
+  proc.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
+  return new Promise<Ran>((resolve) => proc.on('close', (code) => resolve({ code, stdout, stderr })));
 }
 
 describe('vrun image commands (the real CLI)', () => {
@@ -75,9 +97,11 @@ describe('vrun image commands (the real CLI)', () => {
     const ranged = proxy.requests.slice(before).filter((r) => r.range !== undefined);
     expect(ranged).toHaveLength(1);
     expect(Number(/bytes=(\d+)-/.exec(ranged[0]?.range ?? '')?.[1])).toBeGreaterThanOrEqual(partialSize);
-    const img = store.resolve(`${proxy.host}/big:v1`);
-    expect(fs.statSync(path.join(img.layerDirs[0] as string, 'data/big.bin')).size).toBe(BIG);
     expect(fs.readdirSync(store.layout.partial)).toEqual([]);
+    // The resumed blob was verified as a whole: its first use unpacks it and checks the diff id too.
+    const img = store.resolve(`${proxy.host}/big:v1`);
+    await store.withWriteAccess(() => store.unpackLayers(img));
+    expect(fs.statSync(path.join(img.layerDirs[0] as string, 'data/big.bin')).size).toBe(BIG);
   });
 
   it('runs two pulls of one image at once: both succeed, one download, one copy', async () => {
@@ -93,7 +117,13 @@ describe('vrun image commands (the real CLI)', () => {
     const layerBlob = img.manifest.layers[0]?.digest as string;
     expect(proxy.requests.slice(before).filter((r) => r.url.endsWith(`/blobs/${layerBlob}`))).toHaveLength(1);
     expect(fs.readdirSync(store.layout.blobs).sort()).toEqual([img.manifestDigest, img.id, ...img.manifest.layers.map((x) => x.digest)].map((d) => d.slice(7)).sort());
+    // Blobs only so far; two first uses at once (two processes, as two `vrun run`s) both get the rootfs, and the
+    // layer is unpacked once.
+    expect(fs.existsSync(store.layout.layers) ? fs.readdirSync(store.layout.layers) : []).toEqual([]);
+    const uses = await Promise.all(['use-a', 'use-b'].map((id) => firstUse(root, `${proxy.host}/big:v1`, id, path.join(dir, id))));
+    for (const u of uses) expect([u.code, u.stderr, u.stdout]).toEqual([0, '', `${BIG}\n`]);
     expect(fs.readdirSync(store.layout.layers)).toHaveLength(1);
+    expect(fs.readdirSync(store.layout.tmp)).toEqual([]);
   });
 
   it('ensure-builtin, images, inspect, rmi, prune and import work end to end', async () => {

@@ -83,7 +83,14 @@ describe('pull: formats, platforms, digests, auth and lies', () => {
     expect(store.resolve(`${registry.host}/zstd:1`).manifest.layers.map((x) => x.mediaType)).toContain('application/vnd.oci.image.layer.v1.tar+zstd');
     for (const r of [docker, zstd, multi]) expect(r.diffIds).toEqual(oci.diffIds);
     expect(multi.manifest).toBe(v2Manifest);
-    // one unpacked copy of each layer, whatever the compression
+    // A pull stores verified blobs; the first use of each image unpacks, one copy of each layer whatever the
+    // compression.
+    expect(fs.existsSync(store.layout.layers) ? fs.readdirSync(store.layout.layers) : []).toEqual([]);
+    for (const [i, tag] of ['fixture:v2', 'fixture:docker', 'zstd:1', 'fixture:multi'].entries()) {
+      const prepared = await store.prepareRootfs(`formats-${i}`, `${registry.host}/${tag}`, path.join(dir, `formats-${i}`));
+      expect(fs.readFileSync(path.join(prepared.path, 'etc/becomes-dir/inside'), 'utf8')).toBe('now a dir\n');
+      await store.releaseRootfs(`formats-${i}`);
+    }
     expect(fs.readdirSync(store.layout.layers).sort()).toEqual(oci.diffIds.map((d) => d.slice(7)).sort());
   });
 
@@ -121,15 +128,18 @@ describe('pull: formats, platforms, digests, auth and lies', () => {
     expect(fs.readdirSync(store.layout.partial)).toEqual([]);
   });
 
-  it('refuses a hostile layer while it streams in, leaving nothing behind', async () => {
+  it('stores a hostile layer only as a verified blob, and refuses it on first use, leaving nothing behind', async () => {
     const outside = path.join(dir, 'outside');
     fs.mkdirSync(outside, { recursive: true });
     const evil = buildImage([await buildLayer([{ name: 'ok', type: 'file', data: Buffer.alloc(200_000, 1) }, { name: '../../../../../../../../../../..' + outside + '/pwned', type: 'file', data: Buffer.from('x') }])], {});
     skopeoCopy(`oci:${writeLayout(path.join(dir, 'evil-layout'), evil, 'x')}:x`, `docker://${registry.host}/evil:x`);
     const store = new ImageStore(path.join(dir, 'store-evil'));
-    await expect(pullImage(store, `${registry.host}/evil:x`)).rejects.toThrow(/entry ".*pwned" contains "\.\."/);
+    await pullImage(store, `${registry.host}/evil:x`);
+    const target = path.join(dir, 'evil-rootfs');
+    await expect(store.prepareRootfs('evil', `${registry.host}/evil:x`, target)).rejects.toThrow(/entry ".*pwned" contains "\.\."/);
     expect(fs.readdirSync(outside)).toEqual([]);
-    expect(store.list()).toEqual([]);
+    expect(store.rootfsOf('evil')).toBeUndefined();
+    expect(fs.existsSync(target) ? fs.readdirSync(target) : []).toEqual([]);
     expect(fs.readdirSync(store.layout.layers)).toEqual([]);
     expect(fs.readdirSync(store.layout.tmp)).toEqual([]);
   });
