@@ -4,7 +4,7 @@ import type { Logger } from '../common/log.js';
 import { loadGuestImage } from '../guest-image/image.js';
 import { BASE_CMDLINE, READY_PATTERN } from '../vmm/qemu/guest-runner.js';
 import { Virtiofsd } from '../vmm/vhost-user/virtiofsd.js';
-import { decideBackend, launchQemu, type RunningVm, type VmmChoice } from './vmm-backend.js';
+import { chooseBackend, launchQemu, type RunningVm, type VmLaunch, type VmmChoice } from './vmm-backend.js';
 
 /**
  * One pod's VM, the lifecycle the CLI's sandbox (one container) and the containerd shim (every container of
@@ -100,7 +100,7 @@ export class PodVm {
     agentModule.catch(() => undefined);
     void import('../agent/proto.js').then((m) => m.loadAgentProto()).catch(() => undefined);
     const t = performance.now();
-    const decision = decideBackend(spec.vmm, { nativeAvailable: false });
+    const decision = chooseBackend(spec.vmm);
     if (decision.notice) log.info({ notice: decision.notice }, 'backend chosen');
     const image = await loadGuestImage('guest-image');
     const started = await Promise.allSettled(spec.shares.map((s, i) => Virtiofsd.start({ socketPath: spec.paths.fsSocket(i), sharedDir: s.dir, logger: log })));
@@ -109,21 +109,19 @@ export class PodVm {
     let vm: RunningVm;
     try {
       if (firstFailure) throw firstFailure.reason instanceof Error ? firstFailure.reason : new VrunError(String(firstFailure.reason));
-      vm = launchQemu(
-        decision,
-        {
-          kernel: image.kernel,
-          initrd: image.initrd,
-          cmdline: `${BASE_CMDLINE} quiet${spec.cmdlineExtra ? ` ${spec.cmdlineExtra}` : ''}`,
-          vcpus: spec.vcpus,
-          memoryMiB: spec.memoryMiB,
-          agentSocket: spec.paths.agent,
-          shares: fsds.map((f, i) => ({ tag: spec.shares[i]?.tag ?? '', socketPath: f.d.socketPath })),
-          consoleLog: spec.paths.console,
-          qmpSocket: spec.paths.qmp,
-        },
-        log,
-      );
+      const launch: VmLaunch = {
+        kernel: image.kernel,
+        initrd: image.initrd,
+        cmdline: `${BASE_CMDLINE} quiet${spec.cmdlineExtra ? ` ${spec.cmdlineExtra}` : ''}`,
+        vcpus: spec.vcpus,
+        memoryMiB: spec.memoryMiB,
+        agentSocket: spec.paths.agent,
+        shares: fsds.map((f, i) => ({ tag: spec.shares[i]?.tag ?? '', socketPath: f.d.socketPath })),
+        consoleLog: spec.paths.console,
+        qmpSocket: spec.paths.qmp,
+      };
+      // The native VMM's modules load only when it runs: the QEMU path does not pay for them.
+      vm = decision.backend === 'native' ? await (await import('./native-backend.js')).launchNative(decision, launch, log) : launchQemu(decision, launch, log);
     } catch (err) {
       await Promise.all(fsds.map((f) => f.d.stop().catch(() => undefined)));
       throw err;

@@ -3,6 +3,7 @@ import { VrunError } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
 import { hasHardwareVirtualization } from '../kvm-lab/placement.js';
 import type { ConsoleLog } from '../vmm/console-log.js';
+import { kvmAddon } from '../vmm/kvm/native.js';
 import { QemuVm } from '../vmm/qemu/machine.js';
 
 /**
@@ -32,6 +33,7 @@ export interface VmExit {
 
 export interface RunningVm {
   backend: string;
+  /** The process running the VM: QEMU's, or the sandbox's own for the native VMM (it runs in-process). */
   pid: number | undefined;
   console: ConsoleLog;
   exited: Promise<VmExit>;
@@ -50,16 +52,17 @@ export interface BackendDecision {
  * A /dev/kvm without VT-x/AMD-V underneath (nested PVM, like these hosts) runs small payloads but cannot
  * boot Linux, so it counts as absent for guests.
  */
-export function decideBackend(choice: VmmChoice, opts: { nativeAvailable: boolean }): BackendDecision {
+export function decideBackend(choice: VmmChoice, opts: { nativeAvailable: boolean | (() => boolean) }): BackendDecision {
   const kvmDev = existsSync('/dev/kvm');
   const hw = hasHardwareVirtualization();
   const linuxKvm = kvmDev && hw;
+  const nativeAvailable = () => (typeof opts.nativeAvailable === 'function' ? opts.nativeAvailable() : opts.nativeAvailable);
   const emulationNotice = kvmDev
     ? 'this host has /dev/kvm but no hardware virtualization (VT-x/AMD-V) under it, so it cannot boot a Linux guest: the VM runs under QEMU emulation (TCG), slower but with the same isolation'
     : 'this host has no /dev/kvm: the VM runs under QEMU emulation (TCG), slower but with the same isolation';
   switch (choice) {
     case 'native':
-      if (!opts.nativeAvailable) throw new VrunError('--vmm native: the native VMM is not available in this build');
+      if (!nativeAvailable()) throw new VrunError('--vmm native: the native VMM is not available in this build (its C++ addon in native/ is not built or does not load)');
       if (!linuxKvm) throw new VrunError(`--vmm native needs hardware virtualization: ${emulationNotice.split(':')[0]}`);
       return { backend: 'native', accel: 'kvm' };
     case 'qemu-kvm':
@@ -70,9 +73,32 @@ export function decideBackend(choice: VmmChoice, opts: { nativeAvailable: boolea
     case 'qemu':
       return linuxKvm ? { backend: 'qemu', accel: 'kvm' } : { backend: 'qemu', accel: 'tcg', notice: emulationNotice };
     case 'auto':
-      if (linuxKvm && opts.nativeAvailable) return { backend: 'native', accel: 'kvm' };
+      if (linuxKvm && nativeAvailable()) return { backend: 'native', accel: 'kvm' };
       return linuxKvm ? { backend: 'qemu', accel: 'kvm' } : { backend: 'qemu', accel: 'tcg', notice: emulationNotice };
   }
+}
+
+let addonLoads: boolean | undefined;
+
+/**
+ * Whether this build can run the native VMM: its C++ addon is built and loads with the KVM entry points.
+ * Whether /dev/kvm can boot Linux is decideBackend's own check (hardware virtualization under it).
+ */
+export function nativeVmmAvailable(): boolean {
+  if (addonLoads === undefined) {
+    try {
+      const addon = kvmAddon();
+      addonLoads = typeof addon.KvmVm === 'function' && typeof addon.kvmApiVersion === 'function';
+    } catch {
+      addonLoads = false;
+    }
+  }
+  return addonLoads;
+}
+
+/** decideBackend with the native VMM counted when it is built; the addon is only loaded when KVM could use it. */
+export function chooseBackend(choice: VmmChoice): BackendDecision {
+  return decideBackend(choice, { nativeAvailable: nativeVmmAvailable });
 }
 
 export function parseVmmChoice(value: string | undefined): VmmChoice {

@@ -6,7 +6,7 @@ import { listSandboxes, removeSandbox } from '../../sandbox/inventory.js';
 import { launchSandbox } from '../../sandbox/launcher.js';
 import { checkImage } from '../../sandbox/rootfs.js';
 import { readState } from '../../sandbox/state.js';
-import { decideBackend } from '../../sandbox/vmm-backend.js';
+import { chooseBackend } from '../../sandbox/vmm-backend.js';
 import { formatFlagHelp } from '../args.js';
 import type { Command } from '../command.js';
 import { RUN_FLAGS, parseRunArgs } from '../run-options.js';
@@ -37,7 +37,7 @@ export const runCommand: Command = {
     const { config, name } = parseRunArgs(argv, { debug: Boolean(process.env.VRUN_DEBUG) });
     await listSandboxes(); // collects stale state before we add ours
     await checkImage(config.image);
-    const decision = decideBackend(config.vmm, { nativeAvailable: false });
+    const decision = chooseBackend(config.vmm);
     const sb = await launchSandbox(config, name);
     if (decision.notice) await noticeOnce(decision.notice);
     const alive = () => isAlive(sb.pid);

@@ -1,0 +1,83 @@
+import { errorMessage } from '../common/errors.js';
+import { rootLogger, type Logger } from '../common/log.js';
+import { createVm, type MachineEnd } from '../vmm/machine.js';
+import type { BackendDecision, RunningVm, VmExit, VmLaunch } from './vmm-backend.js';
+
+/**
+ * The native VMM as a sandbox backend. Unlike QEMU it is no child process: the KVM VM, its vCPU threads and
+ * the device models live in the sandbox process itself, so the "VMM pid" is the sandbox's own. Killing that
+ * pid kills the sandbox (whose death `ps` already reports and `rm -f` already cleans up), and stopping the VM
+ * never signals a process: it stops the vCPUs and joins their threads.
+ */
+
+/** What the guest init prints before it reboots, as the QEMU backend reads it too. */
+const GUEST_EXIT = /VRUN-EXIT status=(\d{1,3})\b/;
+
+/** The panic line comes from the guest: it reaches state.json and `ps`, so it is kept short and printable. */
+const MAX_PANIC_LINE = 200;
+
+function guestText(line: string): string {
+  return line.replace(/[^\x20-\x7e]/g, '?').slice(0, MAX_PANIC_LINE);
+}
+
+/** How a native VM's end reads to the sandbox; `guestStatus` is what the init printed before it ended. */
+export function nativeVmExit(end: MachineEnd, guestStatus: number | undefined): VmExit {
+  switch (end.kind) {
+    case 'exit':
+      return { reason: 'reboot', guestStatus: end.status, panic: false, detail: `the guest ended with status ${end.status} (native VMM)` };
+    case 'poweroff':
+      return { reason: 'reboot', guestStatus, panic: false, detail: 'the guest powered off (native VMM)' };
+    case 'reboot':
+      return { reason: 'reboot', guestStatus, panic: false, detail: 'the guest rebooted (native VMM)' };
+    case 'panic':
+      return { reason: 'error', guestStatus, panic: true, detail: `native VMM: ${guestText(end.line)}` };
+    case 'stopped':
+      return { reason: 'killed', guestStatus, panic: false, detail: 'the native VMM was stopped' };
+    case 'error':
+      return { reason: 'error', guestStatus, panic: false, detail: `the native VMM failed: ${end.message}` };
+  }
+}
+
+/**
+ * Boots the guest on the native VMM with the devices the QEMU backend gives it: the serial console logged to
+ * `consoleLog`, the `vrun.agent` console port on `agentSocket`, and one vhost-user-fs device per virtiofsd.
+ * The command line is the sandbox's (the machine puts its own device parameters before it).
+ */
+export async function launchNative(decision: BackendDecision, spec: VmLaunch, logger?: Logger): Promise<RunningVm> {
+  const log = logger ?? rootLogger();
+  const machine = await createVm({
+    kernel: spec.kernel,
+    initrd: spec.initrd,
+    cmdline: spec.cmdline,
+    vcpus: spec.vcpus,
+    memoryMiB: spec.memoryMiB,
+    ports: [{ name: 'vrun.agent', socket: spec.agentSocket }],
+    shares: spec.shares.map((s) => ({ tag: s.tag, socket: s.socketPath })),
+    consoleLog: spec.consoleLog,
+    logger: log,
+  });
+  let guestStatus: number | undefined;
+  machine.console.onLine((line) => {
+    const m = GUEST_EXIT.exec(line);
+    if (m) guestStatus = Number(m[1]);
+  });
+  machine.on('device-error', (message) => log.error({ err: message }, 'native VMM device error'));
+  // Whatever ends the guest, the threads are joined and every fd and socket closed before `exited`
+  // resolves; the console closes with them, which fails any waiter still hoping for a line.
+  const ended = machine.start();
+  const released = ended.then(async (end) => {
+    await machine.destroy().catch((err: unknown) => log.warn({ err: errorMessage(err) }, 'releasing the native VM failed'));
+    return end;
+  });
+  const exited = released.then((end) => nativeVmExit(end, guestStatus));
+  return {
+    backend: decision.backend,
+    pid: process.pid,
+    console: machine.console,
+    exited,
+    kill: async () => {
+      machine.stop();
+      await released;
+    },
+  };
+}

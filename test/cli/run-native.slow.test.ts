@@ -1,0 +1,182 @@
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import path from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { guestImageCacheDir, projectRoot } from '../../src/common/paths.js';
+import { ensureGuestImage, ensureLabImage, type ImageManifest } from '../../src/guest-image/image.js';
+import { kvmPlace, runWithLinuxKvm } from '../../src/kvm-lab/placement.js';
+
+/**
+ * `vrun run --vmm native` end to end where /dev/kvm can boot Linux (the KVM lab on this kind of host): the
+ * real CLI, a real sandbox process running our VMM in-process, virtiofsd, the guest agent and crun in the
+ * guest. One lab run executes every case as a shell script and prints one `VRUN-CASE` line per CLI call
+ * (status, duration, stdout and stderr in base64); the tests assert on those. The lab's host / is read-only,
+ * so the sandboxes' state and the image store live on a tmpfs; the guest image is the host's, linked in.
+ */
+
+interface Case {
+  status: number;
+  ms: number;
+  out: string;
+  err: string;
+}
+
+interface InspectOut {
+  Id: string;
+  State: { Status: string; ExitCode: number; Error: string; Pid: number };
+  Sandbox: { Backend: string; Pids: { sandbox?: number; vmm?: number; virtiofsd?: number[] }; Guest: { kernel?: string; cpus?: number }; PhasesMs: Record<string, number> };
+}
+
+const root = projectRoot();
+
+/** One CLI call per case; `$W/out` keeps the last call's stdout for the script's own use. */
+function labScript(): string {
+  return `
+set -u
+base=$(mktemp -d /run/vrun-native-XXXXXX)
+export VRUN_ROOT="$base/root" VRUN_RUN="$base/run" VRUN_DEBUG=
+mkdir -p "$VRUN_ROOT" "$VRUN_RUN"
+ln -s '${guestImageCacheDir()}' "$VRUN_ROOT/guest-image"
+W="$base/io"; mkdir -p "$W"
+cd '${root}'
+echo "VRUN-L1 boot_id=$(cat /proc/sys/kernel/random/boot_id)"
+run_case() {
+  name=$1; shift
+  t0=$(date +%s%N)
+  node bin/vrun.js "$@" >"$W/out" 2>"$W/err" </dev/null
+  st=$?
+  t1=$(date +%s%N)
+  echo "VRUN-CASE $name status=$st ms=$(( (t1 - t0) / 1000000 )) out=$(base64 -w0 <"$W/out") err=$(base64 -w0 <"$W/err")"
+}
+run_case hello run --vmm native --name native-hello busybox echo hello
+run_case hello-inspect inspect native-hello
+run_case hello-rm rm -f native-hello
+run_case exit3 run --rm --vmm native busybox sh -c 'cat /proc/sys/kernel/random/boot_id; exit 3'
+run_case uname run --rm --vmm native busybox uname -r
+# kill -9 of the VMM: here that is the sandbox process itself.
+run_case detached run -d --vmm native --name native-kill busybox sleep 1000
+run_case kill-inspect inspect native-kill
+set -- $(node -e 'const i = JSON.parse(require("fs").readFileSync(0, "utf8"))[0]; const p = i.Sandbox.Pids; console.log(i.Id, p.vmm, p.sandbox, ...(p.virtiofsd || []))' <"$W/out")
+id=$1; vmm=$2; shift 2
+kill -9 "$vmm"
+run_case kill-ps ps -a
+run_case kill-dead inspect native-kill
+run_case kill-rm rm -f native-kill
+alive=""
+for p in "$vmm" "$@"; do [ -e "/proc/$p" ] && ! grep -q '^State:.*zombie' "/proc/$p/status" && alive="$alive,$p"; done
+echo "VRUN-LEFT alive=$alive mounts=$(grep -c " $VRUN_RUN/$id" /proc/self/mountinfo) dir=$([ -e "$VRUN_RUN/$id" ] && echo yes || echo no)"
+rm -rf "$base"
+`;
+}
+
+function parseCases(stdout: string): Map<string, Case> {
+  const cases = new Map<string, Case>();
+  for (const m of stdout.matchAll(/^VRUN-CASE (\S+) status=(\d+) ms=(\d+) out=(\S*) err=(\S*)$/gm)) {
+    const b64 = (s: string | undefined) => Buffer.from(s ?? '', 'base64').toString('utf8');
+    cases.set(m[1]!, { status: Number(m[2]), ms: Number(m[3]), out: b64(m[4]), err: b64(m[5]) });
+  }
+  return cases;
+}
+
+describe('vrun run --vmm native (KVM lab)', () => {
+  let image: ImageManifest;
+  let cases = new Map<string, Case>();
+  let raw = '';
+  let l1BootId = '';
+  let left = '';
+
+  beforeAll(async () => {
+    image = await ensureGuestImage();
+    if (kvmPlace() === 'lab') await ensureLabImage();
+    const res = await runWithLinuxKvm(labScript(), { timeoutMs: 1_500_000 });
+    raw = `status ${res.status} (${res.place}, command ${res.commandMs} ms)\nstdout: ${res.stdout}\nstderr: ${res.stderr}\nconsole:\n${res.consoleLog}`;
+    cases = parseCases(res.stdout);
+    l1BootId = /^VRUN-L1 boot_id=(\S+)$/m.exec(res.stdout)?.[1] ?? '';
+    left = /^VRUN-LEFT (.*)$/m.exec(res.stdout)?.[1] ?? '';
+    expect(res.status, raw).toBe(0);
+  }, 1_600_000);
+
+  const get = (name: string): Case => {
+    const c = cases.get(name);
+    expect(c, `case ${name} did not run\n${raw}`).toBeDefined();
+    return c!;
+  };
+  const inspected = (name: string): InspectOut => {
+    const c = get(name);
+    expect(c.status, `${c.err}\n${raw}`).toBe(0);
+    return (JSON.parse(c.out) as InspectOut[])[0]!;
+  };
+
+  it('prints exactly the output of echo, on the native backend with the guest kernel', () => {
+    const c = get('hello');
+    expect(c.err, raw).toBe('');
+    expect(c.out).toBe('hello\n');
+    expect(c.status).toBe(0);
+    const info = inspected('hello-inspect');
+    expect(info.Sandbox.Backend).toBe('native');
+    expect(info.State.Status).toBe('exited');
+    // The VMM runs inside the sandbox process.
+    expect(info.Sandbox.Pids.vmm).toBe(info.Sandbox.Pids.sandbox);
+    expect(info.Sandbox.Guest.kernel).toBe(image.kernelRelease);
+    expect(info.Sandbox.Guest.cpus).toBe(2);
+    console.log(`native backend in the lab: ${c.ms} ms for the whole run; phases ${JSON.stringify(info.Sandbox.PhasesMs)}`);
+    expect(get('hello-rm').status).toBe(0);
+  });
+
+  it('exits with the container\'s exit code, on a kernel of its own', () => {
+    const c = get('exit3');
+    expect(c.status, `${c.err}\n${raw}`).toBe(3);
+    const bootId = c.out.trim();
+    expect(bootId).toMatch(/^[0-9a-f-]{36}$/);
+    expect(l1BootId).toMatch(/^[0-9a-f-]{36}$/);
+    expect(bootId).not.toBe(l1BootId);
+    expect(bootId).not.toBe(readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim());
+  });
+
+  it('runs uname -r on the guest kernel', () => {
+    const c = get('uname');
+    expect(c.status, `${c.err}\n${raw}`).toBe(0);
+    expect(c.out).toBe(`${image.kernelRelease}\n`);
+  });
+
+  it('kill -9 of the VMM (the sandbox process): ps shows the sandbox failed, rm -f leaves nothing behind', () => {
+    const d = get('detached');
+    expect(d.status, `${d.err}\n${raw}`).toBe(0);
+    const before = inspected('kill-inspect');
+    expect(before.State.Status).toBe('running');
+    expect(before.Sandbox.Pids.vmm).toBe(before.Sandbox.Pids.sandbox);
+    expect(before.Sandbox.Pids.virtiofsd?.length).toBe(1);
+    const ps = get('kill-ps');
+    expect(ps.status).toBe(0);
+    const row = ps.out.split('\n').find((l) => l.includes('native-kill'));
+    expect(row, ps.out).toMatch(/Failed: the sandbox process died/);
+    const after = inspected('kill-dead');
+    expect(after.State.Status).toBe('dead');
+    expect(after.State.Error).toBe('the sandbox process died');
+    expect(get('kill-rm').status).toBe(0);
+    expect(left).toBe('alive= mounts=0 dir=no');
+  });
+});
+
+describe('vrun run --vmm native on this host', () => {
+  it('runs where hardware virtualization is usable, else says why in one line and exits 125', () => {
+    const runDir = mkdtempSync('/run/vrun-test-');
+    try {
+      const r = spawnSync(process.execPath, [path.join(root, 'bin/vrun.js'), 'run', '--rm', '--vmm', 'native', 'busybox', 'echo', 'hello'], {
+        env: { ...process.env, VRUN_RUN: runDir, VRUN_DEBUG: '' },
+        encoding: 'utf8',
+        timeout: 600_000,
+      });
+      if (kvmPlace() === 'direct') {
+        expect(r.stdout).toBe('hello\n');
+        expect(r.status).toBe(0);
+      } else {
+        expect(r.status).toBe(125);
+        expect(r.stderr).toMatch(/^vrun: --vmm native needs hardware virtualization: this host has (no \/dev\/kvm|\/dev\/kvm but no hardware virtualization .*)\n$/);
+        expect(r.stdout).toBe('');
+      }
+    } finally {
+      rmSync(runDir, { recursive: true, force: true });
+    }
+  });
+});
