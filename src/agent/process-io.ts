@@ -28,7 +28,10 @@ const OUTPUT_PIPE_BYTES = 1024 * 1024;
 
 /** What an output reader needs from its sink (a gRPC server stream). */
 export interface OutputSink {
-  /** `done` runs once the chunk's bytes were taken (serialized), or the sink gave up on it. */
+  /**
+   * `done` runs once the chunk's bytes went out to the connection (its read buffer may then be reused:
+   * grpc-js sends it without a copy, see framed-output-send.ts), or once the sink gave up on it before.
+   */
   write(chunk: WireChunk, done: () => void): boolean;
   end(): void;
   on(event: 'drain', cb: () => void): unknown;
@@ -53,6 +56,10 @@ interface Output {
   detach: (() => void) | null;
   /** The sink's buffer is full: reading waits for its 'drain'. */
   blocked: boolean;
+  /** Read buffers the current sink holds (see SLABS_IN_FLIGHT). */
+  inFlight: number;
+  /** Changes with every sink, so a buffer given to an earlier one is not counted against the next. */
+  sinkEpoch: number;
   rest: NodeJS.Timeout | null;
   reading: boolean;
 }
@@ -60,10 +67,21 @@ interface Output {
 interface Held {
   chunk: WireChunk;
   release: () => void;
+  /** The chunk lies in a read buffer (counted in flight until released), not in a copy. */
+  slab: boolean;
 }
 
-/** Read buffers kept per output for reuse: fewer large allocations, which V8 answers with GCs. */
-const SPARE_SLABS = 2;
+/**
+ * Read buffers handed to the sink and not yet back (sent on to the socket): reading waits at this many.
+ * grpc-js writes one message at a time, so a few keep it busy; more would only queue in its stream while
+ * each needs a fresh buffer.
+ */
+const SLABS_IN_FLIGHT = 4;
+/**
+ * Read buffers kept per output for reuse. A fresh 256 KiB buffer costs page faults and, through V8's
+ * external memory accounting, garbage collections: reusing them keeps a stream's reads allocation-free.
+ */
+const SPARE_SLABS = SLABS_IN_FLIGHT;
 
 type SocketWithOnRead = new (opts: net.SocketConstructorOpts & { onread: net.OnReadOpts }) => net.Socket;
 
@@ -107,15 +125,15 @@ export class ProcessIo {
   }
 
   private static endedOutput(): Output {
-    return { socket: null, held: [], eof: true, sink: null, detach: null, blocked: false, rest: null, reading: false };
+    return { socket: null, held: [], eof: true, sink: null, detach: null, blocked: false, inFlight: 0, sinkEpoch: 0, rest: null, reading: false };
   }
 
   /**
-   * Reads go straight into buffers with room for the message header in front (no per-read allocation by
-   * Node, no copy before grpc-js frames the message). A socket in this mode reads only while resumed.
+   * Reads go straight into buffers with room for the message headers in front (no per-read allocation by
+   * Node, no copy on the way to the connection). A socket in this mode reads only while resumed.
    */
   private track(name: OutputName, open: (onread: net.OnReadOpts) => net.Socket): void {
-    const o: Output = { socket: null, held: [], eof: false, sink: null, detach: null, blocked: false, rest: null, reading: true };
+    const o: Output = { socket: null, held: [], eof: false, sink: null, detach: null, blocked: false, inFlight: 0, sinkEpoch: 0, rest: null, reading: true };
     const slabBytes = OUTPUT_CHUNK_HEADROOM + READ_BYTES;
     const spare: Buffer[] = [];
     let slab: Buffer = Buffer.allocUnsafe(slabBytes);
@@ -130,14 +148,14 @@ export class ProcessIo {
         return slab.subarray(OUTPUT_CHUNK_HEADROOM);
       },
       callback: (n) => {
-        if (n < COPY_BELOW) this.deliver(o, { chunk: wireChunkCopy(slab.subarray(OUTPUT_CHUNK_HEADROOM, OUTPUT_CHUNK_HEADROOM + n)), release: noop });
+        if (n < COPY_BELOW) this.deliver(o, { chunk: wireChunkCopy(slab.subarray(OUTPUT_CHUNK_HEADROOM, OUTPUT_CHUNK_HEADROOM + n)), release: noop, slab: false });
         else {
           const taken = slab;
           handedOver = true;
           const release = () => {
             if (o.socket && spare.length < SPARE_SLABS) spare.push(taken);
           };
-          this.deliver(o, { chunk: wireChunkInPlace(taken, OUTPUT_CHUNK_HEADROOM, n), release });
+          this.deliver(o, { chunk: wireChunkInPlace(taken, OUTPUT_CHUNK_HEADROOM, n), release, slab: true });
         }
         if (n < READ_BYTES && !o.eof) o.rest = setTimeout(() => this.endRest(o), REST_MS);
         o.reading = this.wantsData(o);
@@ -168,7 +186,7 @@ export class ProcessIo {
   }
 
   private wantsData(o: Output): boolean {
-    return o.sink !== null && !o.blocked && o.rest === null && !o.eof && o.held.length === 0;
+    return o.sink !== null && !o.blocked && o.inFlight < SLABS_IN_FLIGHT && o.rest === null && !o.eof && o.held.length === 0;
   }
 
   private updateReading(o: Output): void {
@@ -189,7 +207,21 @@ export class ProcessIo {
       o.held.push(h);
       return;
     }
-    if (!o.sink.write(h.chunk, h.release)) o.blocked = true;
+    let done = h.release;
+    if (h.slab) {
+      const epoch = o.sinkEpoch;
+      let released = false;
+      o.inFlight++;
+      done = () => {
+        if (released) return;
+        released = true;
+        h.release();
+        if (epoch !== o.sinkEpoch) return;
+        o.inFlight--;
+        this.updateReading(o);
+      };
+    }
+    if (!o.sink.write(h.chunk, done)) o.blocked = true;
   }
 
   /** Sends what was held while the sink takes it; ends the sink at EOF. */
@@ -237,6 +269,9 @@ export class ProcessIo {
       o.sink = null;
       o.detach = null;
       o.blocked = false;
+      // A sink that went away may never give its buffers back; they are not waited for.
+      o.inFlight = 0;
+      o.sinkEpoch++;
     };
     sink.on('drain', onDrain);
     sink.once('cancelled', onGone);

@@ -19,6 +19,7 @@ import type { WriteStdinRequest__Output } from './generated/vrun/agent/v1/WriteS
 import { createBusyboxRootfs, mountShare, setDns, setHostname } from './guest-setup.js';
 import { runTracked } from './own-children.js';
 import type { ProcessIo } from './process-io.js';
+import { sendWireChunksUncopied } from './framed-output-send.js';
 import { isWireChunk, type WireChunk } from './output-chunk-wire.js';
 import { loadAgentProto, MAX_MESSAGE_BYTES } from './proto.js';
 import { invalid, RpcError } from './rpc-error.js';
@@ -102,12 +103,18 @@ export function createAgentServer(s: AgentServices): grpc.Server {
     };
   }
 
+  let warnedCopying = false;
   function output(which: 'stdout' | 'stderr'): grpc.handleServerStreamingCall<{ containerId: string; execId: string }, WireChunk> {
     return (call) => {
       try {
         const bad = refusal(call.request);
         if (bad) throw bad;
-        s.containers.io(call.request.containerId, call.request.execId).attachOutput(which, call);
+        const io = s.containers.io(call.request.containerId, call.request.execId);
+        if (!sendWireChunksUncopied(call) && !warnedCopying) {
+          warnedCopying = true;
+          s.log.warn('grpc-js does not frame output chunks as expected: output is sent through its copying path');
+        }
+        io.attachOutput(which, call);
       } catch (err) {
         call.emit('error', toStatus(err));
       }

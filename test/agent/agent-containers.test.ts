@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
+import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AgentError } from '../../src/agent/client.js';
@@ -109,6 +110,31 @@ describe('agent on the host: containers through crun', () => {
     expect(e.bytes).toBe(104857600);
     expect(o.sha).toBe(expected('abcdefghijklmnopqrstuvwxyz0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz012345678'));
     expect(e.sha).toBe(expected('0000000000'));
+    await client.removeContainer(c);
+  });
+
+  it('stops a writer whose reader stops reading, and resumes it when the reader does', async () => {
+    const c = id();
+    const { client } = agent;
+    const total = 128 * 1024 * 1024;
+    const pid = await client.createContainer({ containerId: c, spec: busyboxSpec(['head', '-c', String(total), '/dev/zero']), rootfs });
+    const it = client.readOutput({ containerId: c }, 'stdout')[Symbol.asyncIterator]();
+    await client.startContainer(c);
+    let received = ((await it.next()).value as Buffer).length;
+    // The reader now takes nothing: the writer must come to a stop well short of its 128 MiB, held by the
+    // pipe, the agent's few read buffers and the HTTP/2 window, instead of the agent buffering it all.
+    const written = async () => Number(/^wchar: (\d+)$/m.exec(await readFile(`/proc/${pid}/io`, 'utf8'))?.[1]);
+    let last = -1;
+    let now = await written();
+    while (now !== last) {
+      await new Promise((r) => setTimeout(r, 500));
+      last = now;
+      now = await written();
+    }
+    expect(now).toBeLessThan(total / 2);
+    for (let r = await it.next(); !r.done; r = await it.next()) received += (r.value as Buffer).length;
+    expect(received).toBe(total);
+    expect((await client.waitProcess({ containerId: c })).exitStatus).toBe(0);
     await client.removeContainer(c);
   });
 
