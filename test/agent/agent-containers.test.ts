@@ -138,6 +138,34 @@ describe('agent on the host: containers through crun', () => {
     await client.removeContainer(c);
   });
 
+  it('hands the rest of an output, in order, to a reader that comes after one left mid-stream', async () => {
+    const c = id();
+    const { client } = agent;
+    const last = 3_000_000;
+    await client.createContainer({ containerId: c, spec: busyboxSpec(['seq', '1', String(last)]), rootfs });
+    await client.startContainer(c);
+    // Readers that each take one chunk and leave while the agent's read buffers are on their way to them:
+    // the next reader must not wait for those buffers.
+    for (let i = 0; i < 5; i++) {
+      const leaver = client.readOutput({ containerId: c }, 'stdout');
+      const chunk = ((await leaver[Symbol.asyncIterator]().next()).value as Buffer).toString();
+      if (i === 0) expect(chunk.startsWith('1\n2\n3\n')).toBe(true);
+      leaver.destroy();
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    const rest = (await readAll(client.readOutput({ containerId: c }, 'stdout'))).toString();
+    expect((await client.waitProcess({ containerId: c })).exitStatus).toBe(0);
+    // What the readers that left had in flight is gone; the rest is a gap-free, in-order tail of the sequence.
+    const lines = rest.slice(rest.indexOf('\n') + 1).split('\n');
+    expect(lines.pop()).toBe('');
+    expect(lines.length).toBeGreaterThan(0);
+    const from = Number(lines[0]);
+    expect(from).toBeGreaterThan(1);
+    expect(lines.every((l, i) => Number(l) === from + i)).toBe(true);
+    expect(Number(lines[lines.length - 1])).toBe(last);
+    await client.removeContainer(c);
+  });
+
   it('pipes stdin to the process and delivers EOF when it ends', async () => {
     const c = id();
     const { client } = agent;
