@@ -3,7 +3,7 @@ import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
 import { VrunError } from '../common/errors.js';
 import { sha256, type Digest } from './digest.js';
-import { HashingStream } from './layer-stream.js';
+import { HashingStream } from './hashing-stream.js';
 import { blobPath, type StoreLayout } from './store-layout.js';
 import { syncDir, tempName } from './atomic-fs.js';
 

@@ -2,46 +2,11 @@ import { Transform, Writable, type TransformCallback } from 'node:stream';
 import type tar from 'tar-stream';
 import zlib from 'node:zlib';
 import { VrunError } from '../common/errors.js';
-import { hasherDigest, newHasher, type Digest } from './digest.js';
 
 /**
- * The byte-level stages of a layer stream: hashing what passes through (the blob digest before decompression,
- * the diff id after), decompression chosen by the stream's magic bytes rather than by a media type an archive
- * could get wrong, and a hard byte limit that stops a decompression bomb while it inflates.
+ * The decompression stage of a layer stream, chosen by the stream's magic bytes rather than by a media type an
+ * archive could get wrong (hashing and the byte limit that stops a decompression bomb: hashing-stream.ts).
  */
-export class HashingStream extends Transform {
-  private readonly hash = newHasher();
-  private hashing = true;
-  bytes = 0;
-  private readonly maxBytes: number;
-  private readonly what: string;
-
-  constructor(opts: { maxBytes?: number; what?: string } = {}) {
-    super();
-    this.maxBytes = opts.maxBytes ?? Number.MAX_SAFE_INTEGER;
-    this.what = opts.what ?? 'stream';
-  }
-
-  override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
-    this.bytes += chunk.length;
-    if (this.bytes > this.maxBytes) {
-      cb(new VrunError(`${this.what} is larger than the limit of ${this.maxBytes} bytes (a decompression bomb, or raise VRUN_IMAGE_MAX_LAYER_BYTES)`));
-      return;
-    }
-    if (this.hashing) this.hash.update(chunk);
-    cb(null, chunk);
-  }
-
-  /** Keeps counting and limiting but stops hashing (when another stage already hashes the same bytes). */
-  stopHashing(): void {
-    this.hashing = false;
-  }
-
-  digest(): Digest {
-    return hasherDigest(this.hash);
-  }
-}
-
 export type Compression = 'gzip' | 'zstd' | 'none';
 
 export function detectCompression(head: Uint8Array): Compression {

@@ -55,11 +55,13 @@ export async function pullImage(store: ImageStore, input: string, opts: PullOpti
 
   return store.withWriteAccess(async () => {
     const l = store.layout;
-    if (!hasBlob(l, manifest.config.digest)) {
+    // The config comes alongside the layers: one round trip less before the first layer byte.
+    const configStored = (async () => {
+      if (hasBlob(l, manifest.config.digest)) return;
       const res = await client.openBlob(repo, manifest.config.digest);
       const bytes = await readLimited(res.body, Limits.configBytes, `${name} config`);
       putBlobBytes(l, bytes, manifest.config.digest, `${name} config`);
-    }
+    })();
     const total = manifest.layers.reduce((a, x) => a + x.size, 0);
     const progress = opts.progress;
     let done = 0;
@@ -72,7 +74,7 @@ export async function pullImage(store: ImageStore, input: string, opts: PullOpti
     const workers = Array.from({ length: Math.max(1, Math.min(opts.parallel ?? 3, queue.length)) }, async () => {
       for (let next = queue.shift(); next; next = queue.shift()) await downloadBlob(store, client, repo, next, tick, name);
     });
-    await Promise.all(workers);
+    await Promise.all([configStored, ...workers]);
     // Layers are unpacked, and their diff ids checked, on first use (prepareRootfs), as `ctr content fetch`
     // leaves them: a pull is the download and its verification.
     const rec = await store.commit(manifestBytes, {

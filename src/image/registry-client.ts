@@ -1,5 +1,4 @@
 import http, { type IncomingMessage } from 'node:http';
-import https from 'node:https';
 import { VrunError } from '../common/errors.js';
 import type { Digest } from './digest.js';
 import { MediaType } from './oci-types.js';
@@ -224,8 +223,9 @@ export async function readLimited(res: IncomingMessage, max: number, what: strin
   return Buffer.concat(chunks);
 }
 
-function httpGet(url: URL, headers: Record<string, string>): Promise<IncomingMessage> {
-  const mod = url.protocol === 'https:' ? https : http;
+async function httpGet(url: URL, headers: Record<string, string>): Promise<IncomingMessage> {
+  // node:https (and TLS with it) loads only for registries that use it: ~35 ms of a local pull's start-up.
+  const mod = url.protocol === 'https:' ? await import('node:https') : http;
   return new Promise((resolve, reject) => {
     const req = mod.get(url, { headers, timeout: IDLE_TIMEOUT_MS }, resolve);
     req.on('timeout', () => req.destroy(Object.assign(new Error(`no data for ${IDLE_TIMEOUT_MS / 1000}s`), { code: 'ETIMEDOUT' })));

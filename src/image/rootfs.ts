@@ -1,14 +1,17 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { execFile } from 'node:child_process';
-import { promisify } from 'node:util';
 import { VrunError, errorMessage } from '../common/errors.js';
 import type { Digest } from './digest.js';
 import { layerFsDir, type StoreLayout } from './store-layout.js';
 import { removeTree, writeFileAtomic } from './atomic-fs.js';
-import { applyLayerDir } from './apply-layer.js';
 
-const execFileP = promisify(execFile);
+/** mount/umount through child_process, loaded when first needed: image listing and pulls never mount. */
+async function execFileP(file: string, args: string[], opts: { cwd?: string } = {}): Promise<void> {
+  const { execFile } = await import('node:child_process');
+  await new Promise<void>((resolve, reject) => {
+    execFile(file, args, opts, (err, _stdout, stderr) => (err ? reject(Object.assign(err, { stderr })) : resolve()));
+  });
+}
 
 /**
  * One writable rootfs per container: an overlayfs mount of the image's layers (read-only, shared) with a
@@ -89,6 +92,7 @@ export async function createRootfs(
   }
   full.mode = 'copy';
   writeFileAtomic(path.join(dir, 'record.json'), JSON.stringify(full));
+  const { applyLayerDir } = await import('./apply-layer.js'); // the fallback only: pulls and listings skip it
   for (const lower of lowers) applyLayerDir(lower, rec.target);
   return full;
 }

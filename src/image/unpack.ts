@@ -7,7 +7,8 @@ import { VrunError, errorMessage } from '../common/errors.js';
 import { rootLogger } from '../common/log.js';
 import type { Digest } from './digest.js';
 import { fsOps } from './fs-ops.js';
-import { AutoDecompress, HashingStream, extractSink, type Compression } from './layer-stream.js';
+import { AutoDecompress, extractSink, type Compression } from './layer-stream.js';
+import { HashingStream } from './hashing-stream.js';
 import { lstatOrNull } from './atomic-fs.js';
 import { OPAQUE_XATTR } from './store-layout.js';
 import { FileWriteQueue } from './file-write-queue.js';
@@ -61,6 +62,7 @@ const MAX_PATH = 4096;
 /** Files up to this size are held in memory and created on the thread pool (FileWriteQueue); bigger ones stream. */
 const QUEUED_FILE_MAX = 4 << 20;
 const MAX_COMPONENT = 255;
+const SET_GROUP_ID = 0o2000;
 
 export async function unpackLayer(input: Readable, target: string, opts: { what: string; limits?: UnpackLimits; onBytes?: (n: number) => void }): Promise<UnpackResult> {
   const limits = opts.limits ?? defaultUnpackLimits();
@@ -142,6 +144,12 @@ class LayerWriter {
   private readonly ops = fsOps();
   private readonly isRoot = process.getuid?.() === 0;
   private readonly files = new FileWriteQueue();
+  /**
+   * Whether a new file could get a group other than ours (a set-group-id directory passes its group on). Until
+   * one appears, a file that belongs to 0:0 already has its owner when root creates it: no fchown (most files of
+   * most layers).
+   */
+  private groupInherited: boolean;
 
   constructor(
     private readonly root: string,
@@ -149,6 +157,7 @@ class LayerWriter {
     private readonly limits: UnpackLimits,
   ) {
     this.knownDirs.add('');
+    this.groupInherited = (fs.statSync(root).mode & SET_GROUP_ID) !== 0;
   }
 
   /** `body` is the entry's data, collected, for all but large regular files (streamed); see writeEntries. */
@@ -326,7 +335,9 @@ class LayerWriter {
     const uid = paxInt(pax?.uid) ?? h.uid ?? 0;
     const gid = paxInt(pax?.gid) ?? h.gid ?? 0;
     if (this.isRoot) fs.lchownSync(p, uid, gid);
-    if (!isSymlink) fs.chmodSync(p, (h.mode ?? (isDir ? 0o755 : 0o644)) & 0o7777);
+    const mode = (h.mode ?? (isDir ? 0o755 : 0o644)) & 0o7777;
+    if (isDir && (mode & SET_GROUP_ID) !== 0) this.groupInherited = true;
+    if (!isSymlink) fs.chmodSync(p, mode);
     if (pax) this.applyXattrs(p, pax);
     const mtime = paxTime(pax?.mtime) ?? h.mtime ?? new Date(0);
     if (isDir) this.dirTimes.push([p, mtime]);
@@ -336,7 +347,9 @@ class LayerWriter {
   /** Metadata of a regular file through its open fd: no path lookups, and the mtime is set after the last write. */
   private applyFileMeta(fd: number, p: string, h: TarHeader): void {
     const pax = h.pax ?? undefined;
-    if (this.isRoot) fs.fchownSync(fd, paxInt(pax?.uid) ?? h.uid ?? 0, paxInt(pax?.gid) ?? h.gid ?? 0);
+    const uid = paxInt(pax?.uid) ?? h.uid ?? 0;
+    const gid = paxInt(pax?.gid) ?? h.gid ?? 0;
+    if (this.isRoot && (uid !== 0 || gid !== 0 || this.groupInherited)) fs.fchownSync(fd, uid, gid);
     fs.fchmodSync(fd, (h.mode ?? 0o644) & 0o7777);
     if (pax) this.applyXattrs(p, pax);
     const mtime = paxTime(pax?.mtime) ?? h.mtime ?? new Date(0);
