@@ -13,6 +13,8 @@ import type { BackendDecision, RunningVm, VmExit, VmLaunch } from './vmm-backend
 /** What the guest init prints before it reboots, as the QEMU backend reads it too. */
 const GUEST_EXIT = /VRUN-EXIT status=(\d{1,3})\b/;
 
+const KILL_JOIN_MS = 10_000;
+
 /** The panic line comes from the guest: it reaches state.json and `ps`, so it is kept short and printable. */
 const MAX_PANIC_LINE = 200;
 
@@ -77,7 +79,12 @@ export async function launchNative(decision: BackendDecision, spec: VmLaunch, lo
     exited,
     kill: async () => {
       machine.stop();
-      await released;
+      // vCPU threads leave KVM_RUN when kicked; one that does not must not hang the sandbox's teardown
+      // (its process exit takes the threads with it).
+      let timer: NodeJS.Timeout | undefined;
+      const joined = await Promise.race([released.then(() => true), new Promise<boolean>((r) => (timer = setTimeout(() => r(false), KILL_JOIN_MS)))]);
+      clearTimeout(timer);
+      if (!joined) log.error({ waitedMs: KILL_JOIN_MS }, 'the native VM\'s vCPU threads did not stop');
     },
   };
 }

@@ -37,13 +37,13 @@ base=$(mktemp -d /run/vrun-native-XXXXXX)
 export VRUN_ROOT="$base/root" VRUN_RUN="$base/run" VRUN_DEBUG=
 mkdir -p "$VRUN_ROOT" "$VRUN_RUN"
 ln -s '${guestImageCacheDir()}' "$VRUN_ROOT/guest-image"
-W="$base/io"; mkdir -p "$W"
+W="$base/io"; mkdir -p "$W"; : >"$W/in"
 cd '${root}'
 echo "VRUN-L1 boot_id=$(cat /proc/sys/kernel/random/boot_id)"
 run_case() {
   name=$1; shift
   t0=$(date +%s%N)
-  node bin/vrun.js "$@" >"$W/out" 2>"$W/err" </dev/null
+  node bin/vrun.js "$@" >"$W/out" 2>"$W/err" <"$W/in"
   st=$?
   t1=$(date +%s%N)
   echo "VRUN-CASE $name status=$st ms=$(( (t1 - t0) / 1000000 )) out=$(base64 -w0 <"$W/out") err=$(base64 -w0 <"$W/err")"
@@ -53,6 +53,11 @@ run_case hello-inspect inspect native-hello
 run_case hello-rm rm -f native-hello
 run_case exit3 run --rm --vmm native busybox sh -c 'cat /proc/sys/kernel/random/boot_id; exit 3'
 run_case uname run --rm --vmm native busybox uname -r
+# stdin through the agent port, and a volume: a second virtio-fs device with its own virtiofsd.
+mkdir "$base/vol" && echo seed >"$base/vol/seed" && echo x >"$W/in"
+run_case stdin-volume run --rm -i --vmm native -v "$base/vol:/data" busybox sh -c 'cat; cat /data/seed; echo written >/data/out'
+: >"$W/in"
+echo "VRUN-VOLUME out=$(cat "$base/vol/out" 2>/dev/null)"
 # kill -9 of the VMM: here that is the sandbox process itself.
 run_case detached run -d --vmm native --name native-kill busybox sleep 1000
 run_case kill-inspect inspect native-kill
@@ -84,6 +89,7 @@ describe('vrun run --vmm native (KVM lab)', () => {
   let raw = '';
   let l1BootId = '';
   let left = '';
+  let volumeOut = '';
 
   beforeAll(async () => {
     image = await ensureGuestImage();
@@ -93,6 +99,7 @@ describe('vrun run --vmm native (KVM lab)', () => {
     cases = parseCases(res.stdout);
     l1BootId = /^VRUN-L1 boot_id=(\S+)$/m.exec(res.stdout)?.[1] ?? '';
     left = /^VRUN-LEFT (.*)$/m.exec(res.stdout)?.[1] ?? '';
+    volumeOut = /^VRUN-VOLUME out=(.*)$/m.exec(res.stdout)?.[1] ?? '';
     expect(res.status, raw).toBe(0);
   }, 1_600_000);
 
@@ -137,6 +144,13 @@ describe('vrun run --vmm native (KVM lab)', () => {
     const c = get('uname');
     expect(c.status, `${c.err}\n${raw}`).toBe(0);
     expect(c.out).toBe(`${image.kernelRelease}\n`);
+  });
+
+  it('pipes stdin with -i and shares a volume read-write (a second virtio-fs device)', () => {
+    const c = get('stdin-volume');
+    expect(c.status, `${c.err}\n${raw}`).toBe(0);
+    expect(c.out).toBe('x\nseed\n');
+    expect(volumeOut).toBe('written');
   });
 
   it('kill -9 of the VMM (the sandbox process): ps shows the sandbox failed, rm -f leaves nothing behind', () => {
