@@ -1,5 +1,5 @@
-import { existsSync } from 'node:fs';
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { constants, existsSync } from 'node:fs';
+import { access, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { VrunError } from '../common/errors.js';
 import { guestImageCacheDir, projectRoot } from '../common/paths.js';
@@ -116,6 +116,12 @@ export async function loadGuestImage(kind: 'guest-image' | 'lab-image' = 'guest-
     if (process.getuid?.() !== 0) {
       throw new VrunError(`the guest image carries a different agent build than this vrun (${agentBundlePath()})`, {
         hint: 'run "npm run guest-image" as root to rebuild it',
+      });
+    }
+    const cacheDir = path.dirname(p);
+    if (!(await access(cacheDir, constants.W_OK).then(() => true, () => false))) {
+      throw new VrunError(`the guest image carries a different agent build than this vrun (${agentBundlePath()}), and its cache ${cacheDir} is not writable here`, {
+        hint: 'rebuild it where the cache is writable ("npm run guest-image")',
       });
     }
     return ensure(kind, { progress: createProgress({ bytes: false }) });

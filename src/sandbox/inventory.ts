@@ -28,7 +28,9 @@ export async function reconcile(state: SandboxState, runDir = vrunRunDir()): Pro
   } else if (isAlive(daemon) && processBelongsTo(daemon, paths.dir)) return state;
   await killSandboxProcesses(allPids(state.pids), paths.dir);
   await unmountUnder(paths.dir);
-  const failed: SandboxState = { ...state, status: 'failed', error: state.error ?? 'the sandbox process died', finishedAt: new Date().toISOString() };
+  // The native VMM runs inside the sandbox process, so its death is the VM's too.
+  const died = state.backend === 'native' ? 'the sandbox process (which ran the native VMM) died' : 'the sandbox process died';
+  const failed: SandboxState = { ...state, status: 'failed', error: state.error ?? died, finishedAt: new Date().toISOString() };
   await writeState(failed, runDir);
   return failed;
 }

@@ -163,10 +163,10 @@ describe('vrun run --vmm native (KVM lab)', () => {
     const ps = get('kill-ps');
     expect(ps.status).toBe(0);
     const row = ps.out.split('\n').find((l) => l.includes('native-kill'));
-    expect(row, ps.out).toMatch(/Failed: the sandbox process died/);
+    expect(row, ps.out).toMatch(/Failed: the sandbox process \(which ran the native VMM\) died/);
     const after = inspected('kill-dead');
     expect(after.State.Status).toBe('dead');
-    expect(after.State.Error).toBe('the sandbox process died');
+    expect(after.State.Error).toBe('the sandbox process (which ran the native VMM) died');
     expect(get('kill-rm').status).toBe(0);
     expect(left).toBe('alive= mounts=0 dir=no');
   });
