@@ -1,7 +1,5 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { Writable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
 import { VrunError } from '../common/errors.js';
 import type { Progress } from '../common/progress.js';
 import { digestHex, newHasher, sha256 } from './digest.js';
@@ -122,42 +120,33 @@ async function downloadBlob(
       // nothing to resume
     }
     if (have < desc.size) {
-      const res = await client.openBlob(repo, desc.digest, have);
-      // A registry that ignores the range sends the whole blob: start over.
-      const fresh = have === 0 || res.status === 200;
-      if (fresh) have = 0;
-      const h = fresh ? newHasher() : hasher;
-      tick(have);
-      const fd = fs.openSync(partial, fresh ? 'w' : 'a', 0o600);
+      let fd: number | undefined;
       let got = have;
+      let h = hasher;
       try {
-        await pipeline(
-          res.body,
-          new Writable({
-            highWaterMark: 1 << 20,
-            writev(chunks: { chunk: Buffer }[], cb) {
-              const bufs = chunks.map((c) => c.chunk);
-              const n = bufs.reduce((a, b) => a + b.length, 0);
-              got += n;
-              if (got > desc.size) {
-                cb(new VrunError(`${name}: blob ${desc.digest} is larger than its declared ${desc.size} bytes (refused)`));
-                return;
-              }
-              try {
-                for (const b of bufs) h.update(b);
-                writeAll(fd, bufs);
-              } catch (err) {
-                cb(err as Error);
-                return;
-              }
-              tick(n);
-              cb();
-            },
-          }),
-        );
-        fs.fsyncSync(fd);
+        // The sink runs synchronously on each chunk as it is read (the reader reuses its buffer).
+        await client.readBlob(repo, desc.digest, have, (chunk) => {
+          if (fd === undefined) throw new VrunError(`${name}: blob ${desc.digest}: data before the response was checked`);
+          got += chunk.length;
+          if (got > desc.size) throw new VrunError(`${name}: blob ${desc.digest} is larger than its declared ${desc.size} bytes (refused)`);
+          h.update(chunk);
+          let off = 0;
+          while (off < chunk.length) off += fs.writeSync(fd, chunk, off);
+          tick(chunk.length);
+        }, (status) => {
+          // A registry that ignores the range sends the whole blob: start over.
+          const fresh = have === 0 || status === 200;
+          if (fresh) {
+            have = 0;
+            got = 0;
+            h = newHasher();
+          }
+          tick(have);
+          fd = fs.openSync(partial, fresh ? 'w' : 'a', 0o600);
+        });
+        if (fd !== undefined) fs.fsyncSync(fd);
       } finally {
-        fs.closeSync(fd);
+        if (fd !== undefined) fs.closeSync(fd);
       }
       verify(partial, `sha256:${h.digest('hex')}`, got);
     } else {
@@ -181,9 +170,3 @@ async function downloadBlob(
   }
 }
 
-function writeAll(fd: number, bufs: Buffer[]): void {
-  for (const b of bufs) {
-    let off = 0;
-    while (off < b.length) off += fs.writeSync(fd, b, off);
-  }
-}

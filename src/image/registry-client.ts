@@ -4,6 +4,7 @@ import type { Digest } from './digest.js';
 import { MediaType } from './oci-types.js';
 import { DEFAULT_DOMAIN } from './reference.js';
 import { findCredentials, parseChallenge, type Credentials } from './registry-auth.js';
+import { rawGet, type RawResponse } from './raw-http-get.js';
 
 /**
  * A client for the OCI distribution API (the `/v2/` HTTP API every registry speaks): manifests and blobs,
@@ -50,27 +51,35 @@ export class RegistryClient {
    * but 401/403.
    */
   async get(repo: string, pathPart: string, headers: Record<string, string> = {}): Promise<IncomingMessage> {
+    return (await this.request(repo, pathPart, headers, async (url, h) => nodeReply(await this.send(url, h)))).res;
+  }
+
+  /**
+   * The request loop of get(), over any transport: `send` performs one GET and wraps its answer.
+   */
+  private async request<R extends Reply>(repo: string, pathPart: string, headers: Record<string, string>, send: (url: URL, headers: Record<string, string>) => Promise<R>): Promise<R> {
     const scope = `repository:${repo}:pull`;
     let url = new URL(`${this.base}/v2/${repo}/${pathPart}`);
     const origin = url.origin;
     let answered = false;
     for (let hop = 0; hop < 6; hop++) {
-      const res = await this.send(url, { ...headers, ...(url.origin === origin ? this.authHeader(scope) : {}) });
-      const status = res.statusCode ?? 0;
+      const res = await send(url, { ...headers, ...(url.origin === origin ? this.authHeader(scope) : {}) });
+      const status = res.status;
       if (status === 401 && !answered && url.origin === origin) {
         answered = true;
-        const challenge = String(res.headers['www-authenticate'] ?? '');
-        discard(res);
+        const challenge = res.header('www-authenticate') ?? '';
+        res.discard();
         await this.answer(challenge, scope, url.toString());
         continue;
       }
-      if (REDIRECTS.includes(status) && res.headers.location) {
-        discard(res);
-        url = this.redirect(url, res.headers.location);
+      const location = res.header('location');
+      if (REDIRECTS.includes(status) && location) {
+        res.discard();
+        url = this.redirect(url, location);
         continue;
       }
       if (status === 401 || status === 403) {
-        discard(res);
+        res.discard();
         throw new VrunError(`${this.domain}/${repo}: access denied (HTTP ${status})`, {
           hint: this.creds ? 'check the credentials in your docker config.json' : 'log in: add credentials to ~/.docker/config.json',
         });
@@ -108,6 +117,47 @@ export class RegistryClient {
     if (status === 200 || status === 206) return { status, body: res };
     discard(res);
     throw new VrunError(`${this.domain}/${repo}: fetching blob ${digest} failed with HTTP ${status}`);
+  }
+
+  /**
+   * A blob body into `sink` (synchronous: each chunk is gone when it returns), from byte `offset` on when the
+   * server honours the range (206), else whole (200): `onStatus` says which before the first byte. Plain-HTTP registries are read with rawGet (one reused
+   * read buffer); TLS ones through node:https.
+   */
+  async readBlob(repo: string, digest: Digest, offset: number, sink: (chunk: Buffer) => void, onStatus: (status: 200 | 206) => void): Promise<void> {
+    if (!this.base.startsWith('http:')) {
+      const { status, body } = await this.openBlob(repo, digest, offset);
+      onStatus(status === 206 ? 206 : 200);
+      for await (const c of body as AsyncIterable<Buffer>) sink(c);
+      return;
+    }
+    const headers: Record<string, string> = { 'user-agent': 'vrun', ...(offset > 0 ? { range: `bytes=${offset}-` } : {}) };
+    const res = await this.request(repo, `blobs/${digest}`, headers, async (url, h) => {
+      // a redirect may lead to an https origin: that hop goes through node:https
+      if (url.protocol !== 'http:') return streamReply(nodeReply(await this.send(url, h)));
+      try {
+        return rawReply(await rawGet(url, h, IDLE_TIMEOUT_MS));
+      } catch (err) {
+        if (err instanceof VrunError) throw err;
+        const code = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
+        throw new VrunError(`cannot reach registry ${this.domain} (${url.origin}): ${code}`);
+      }
+    });
+    if (res.status === 416 && offset > 0) {
+      res.discard();
+      return this.readBlob(repo, digest, 0, sink, onStatus);
+    }
+    if (res.status !== 200 && res.status !== 206) {
+      res.discard();
+      throw new VrunError(`${this.domain}/${repo}: fetching blob ${digest} failed with HTTP ${res.status}`);
+    }
+    try {
+      onStatus(res.status);
+    } catch (err) {
+      res.discard();
+      throw err;
+    }
+    await res.body(sink);
   }
 
   private redirect(from: URL, location: string): URL {
@@ -177,6 +227,32 @@ export class RegistryClient {
 }
 
 const REDIRECTS = [301, 302, 303, 307, 308];
+
+/** One answer to a GET, whatever carried it: what the request loop needs to follow auth and redirects. */
+interface Reply {
+  status: number;
+  header(name: string): string | undefined;
+  discard(): void;
+}
+
+function nodeReply(res: IncomingMessage): Reply & { res: IncomingMessage } {
+  return { res, status: res.statusCode ?? 0, header: (name) => headerValue(res, name), discard: () => discard(res) };
+}
+
+type BodyReply = Reply & { body(sink: (chunk: Buffer) => void): Promise<void> };
+
+function streamReply(r: Reply & { res: IncomingMessage }): BodyReply {
+  return {
+    ...r,
+    body: async (sink) => {
+      for await (const c of r.res as AsyncIterable<Buffer>) sink(c);
+    },
+  };
+}
+
+function rawReply(res: RawResponse): BodyReply {
+  return { status: res.status, header: (name) => res.header(name), discard: () => res.discard(), body: (sink) => res.body(sink) };
+}
 /** A registry that stops sending for this long is given up on (the pull can be run again and resumes). */
 const IDLE_TIMEOUT_MS = 120_000;
 
