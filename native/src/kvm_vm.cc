@@ -9,6 +9,7 @@
 #include <sys/ioctl.h>
 #include <unistd.h>
 
+#include <array>
 #include <cmath>
 #include <cstring>
 
@@ -22,19 +23,6 @@ constexpr uint64_t kIdentityMapAddr = 0xfffbc000;
 constexpr uint32_t kMaxVcpus = 64;
 constexpr uint32_t kMaxCpuidEntries = 256;
 constexpr uint32_t kMaxMsrs = 256;
-
-Napi::Value Fail(Napi::Env env, const std::string& message) {
-  Napi::Error::New(env, message).ThrowAsJavaScriptException();
-  return env.Undefined();
-}
-
-bool SafeInteger(const Napi::Value& v, double max, double* out) {
-  if (!v.IsNumber()) return false;
-  double d = v.As<Napi::Number>().DoubleValue();
-  if (!std::isfinite(d) || d < 0 || d > max || std::floor(d) != d) return false;
-  *out = d;
-  return true;
-}
 
 struct StateKind {
   const char* name;
@@ -57,6 +45,49 @@ const StateKind* FindState(const std::string& name) {
   return nullptr;
 }
 
+Napi::Value Fail(Napi::Env env, const std::string& message) {
+  Napi::Error::New(env, message).ThrowAsJavaScriptException();
+  return env.Undefined();
+}
+
+bool SafeInteger(const Napi::Value& v, double max, double* out) {
+  if (!v.IsNumber()) return false;
+  double d = v.As<Napi::Number>().DoubleValue();
+  if (!std::isfinite(d) || d < 0 || d > max || std::floor(d) != d) return false;
+  *out = d;
+  return true;
+}
+
+constexpr uint32_t kMaxFastPio = 64;
+// Upper bound for the answer spin: beyond this, sleeping is cheaper than burning the CPU.
+constexpr double kMaxSpinNs = 1e6;
+
+// [[base, size, readValue], ...] -> the table, or false with `error` set.
+bool ParseFastPio(const Napi::Value& v, FastPioTable* out, std::string* error) {
+  if (v.IsUndefined()) return true;
+  if (!v.IsArray() || v.As<Napi::Array>().Length() > kMaxFastPio) {
+    *error = "fast port table must be an array of at most " + std::to_string(kMaxFastPio) + " [base, size, readValue] entries";
+    return false;
+  }
+  Napi::Array a = v.As<Napi::Array>();
+  for (uint32_t i = 0; i < a.Length(); i++) {
+    Napi::Value e = a.Get(i);
+    double base = 0, size = 0, value = 0;
+    bool ok = e.IsArray() && e.As<Napi::Array>().Length() == 3;
+    if (ok) {
+      Napi::Array t = e.As<Napi::Array>();
+      ok = SafeInteger(t.Get(0u), 0xffff, &base) && SafeInteger(t.Get(1u), 0x10000, &size) && size > 0 && base + size <= 0x10000 &&
+           SafeInteger(t.Get(2u), 4294967295.0, &value);
+    }
+    if (!ok) {
+      *error = "fast port entry " + std::to_string(i) + " is not [base, size, readValue] inside the 64 KiB port space";
+      return false;
+    }
+    out->push_back(FastPio{static_cast<uint16_t>(base), static_cast<uint32_t>(size), static_cast<uint32_t>(value)});
+  }
+  return true;
+}
+
 }  // namespace
 
 void DeliverToJs(Napi::Env env, Napi::Function fn, KvmVm* /*unused*/, VcpuMessage* msg) {
@@ -69,7 +100,7 @@ void DeliverToJs(Napi::Env env, Napi::Function fn, KvmVm* /*unused*/, VcpuMessag
     fn.Call({Napi::Number::New(env, v.index()), Napi::Number::New(env, kExitStopped), Napi::String::New(env, msg->reason)});
     return;
   }
-  const ExitRequest& r = v.request();
+  const ExitRequest& r = msg->request;
   Napi::Value data = r.size == 8 ? static_cast<Napi::Value>(Napi::BigInt::New(env, r.data))
                                  : static_cast<Napi::Value>(Napi::Number::New(env, static_cast<double>(r.data)));
   Napi::Value result = fn.Call({Napi::Number::New(env, v.index()), Napi::Number::New(env, r.kind),
@@ -84,6 +115,10 @@ void DeliverToJs(Napi::Env env, Napi::Function fn, KvmVm* /*unused*/, VcpuMessag
       double d = result.As<Napi::Number>().DoubleValue();
       if (std::isfinite(d) && d >= 0 && d < 18446744073709551616.0) answer = static_cast<uint64_t>(d);
     }
+  }
+  if (msg->posted) {
+    v.PostedDone();
+    return;
   }
   // Even when the handler threw, the vCPU must not hang: it reads zeros.
   v.Answer(answer);
@@ -109,6 +144,8 @@ void KvmVm::Init(Napi::Env env, Napi::Object exports) {
                                        InstanceMethod("kickEventfd", &KvmVm::KickEventfd),
                                        InstanceMethod("irqLine", &KvmVm::IrqLine),
                                        InstanceMethod("destroy", &KvmVm::Destroy),
+                                       InstanceMethod("exitStats", &KvmVm::ExitStatsJs),
+                                       InstanceMethod("populate", &KvmVm::Populate),
                                    });
   exports.Set("KvmVm", cls);
 }
@@ -220,6 +257,10 @@ void KvmVm::Teardown() {
   for (auto& v : vcpus_) v->RequestStop();
   for (auto& v : vcpus_) v->Join();
   for (auto& v : vcpus_) v->Close();
+  for (auto& v : vcpus_) {
+    const ExitStats& st = v->stats();
+    final_stats_.push_back({st.pio.load(), st.mmio.load(), st.fast.load(), st.spun.load(), st.wait_ns.load(), st.posted.load()});
+  }
   shared_->destroyed = true;
   if (tsfn_live_) {
     tsfn_.Release();
@@ -342,14 +383,25 @@ Napi::Value KvmVm::SupportedCpuid(const Napi::CallbackInfo& info) {
   return Napi::Buffer<uint8_t>::Copy(env, raw.data() + sizeof(CpuidHeader), c->nent * sizeof(kvm_cpuid_entry2));
 }
 
-// start(onEvent): onEvent(vcpu, kind, addr, size, isWrite, data) answers reads with their value;
-// kind 2 means the vCPU stopped, with the reason as the third argument.
+// start(onEvent, fastPio?, spinNs?, postWrites?): onEvent(vcpu, kind, addr, size, isWrite, data) answers reads
+// with their value; kind 2 means the vCPU stopped, with the reason as the third argument. `fastPio`
+// lists port ranges the vCPU threads answer themselves; `spinNs` how long a vCPU polls for an answer
+// before sleeping; `postWrites` lets vCPUs go on after a write without waiting for onEvent to run it.
 Napi::Value KvmVm::Start(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (!Alive(env)) return env.Undefined();
   if (tsfn_live_) return Fail(env, "the VM was already started");
   if (vcpus_.empty()) return Fail(env, "the VM has no vCPUs");
-  if (info.Length() < 1 || !info[0].IsFunction()) return Fail(env, "start(onEvent: function)");
+  if (info.Length() < 1 || !info[0].IsFunction()) return Fail(env, "start(onEvent: function, fastPio?, spinNs?)");
+  auto fast = std::make_shared<FastPioTable>();
+  std::string error;
+  if (info.Length() > 1 && !ParseFastPio(info[1], fast.get(), &error)) return Fail(env, error);
+  double spin = 0;
+  if (info.Length() > 2 && !info[2].IsUndefined() && !SafeInteger(info[2], kMaxSpinNs, &spin)) {
+    return Fail(env, "spinNs must be an integer between 0 and " + std::to_string(static_cast<int>(kMaxSpinNs)));
+  }
+  std::shared_ptr<const FastPioTable> fast_pio = fast;
+  const bool post_writes = info.Length() > 3 && info[3].ToBoolean().Value();
   tsfn_ = ExitTsfn::New(env, info[0].As<Napi::Function>(), "vrun.vcpu", 0, 1, nullptr);
   tsfn_live_ = true;
   running_ = static_cast<int>(vcpus_.size());
@@ -357,8 +409,8 @@ Napi::Value KvmVm::Start(const Napi::CallbackInfo& info) {
   std::shared_ptr<VmShared> shared = shared_;
   for (auto& v : vcpus_) {
     v->Start(
-        [tsfn, shared](const std::shared_ptr<Vcpu>& vcpu) mutable {
-          auto* m = new VcpuMessage{shared, vcpu, false, ""};
+        [tsfn, shared](const std::shared_ptr<Vcpu>& vcpu, const ExitRequest& req, bool posted) mutable {
+          auto* m = new VcpuMessage{shared, vcpu, false, "", req, posted};
           if (tsfn.BlockingCall(m) != napi_ok) {
             delete m;
             return false;
@@ -366,9 +418,10 @@ Napi::Value KvmVm::Start(const Napi::CallbackInfo& info) {
           return true;
         },
         [tsfn, shared](const std::shared_ptr<Vcpu>& vcpu, const std::string& reason) mutable {
-          auto* m = new VcpuMessage{shared, vcpu, true, reason};
+          auto* m = new VcpuMessage{shared, vcpu, true, reason, ExitRequest{}, false};
           if (tsfn.BlockingCall(m) != napi_ok) delete m;
-        });
+        },
+        Vcpu::Options{fast_pio, static_cast<uint64_t>(spin), post_writes});
   }
   return env.Undefined();
 }
@@ -506,6 +559,39 @@ Napi::Value KvmVm::IrqLine(const Napi::CallbackInfo& info) {
   l.level = info[1].As<Napi::Boolean>().Value() ? 1 : 0;
   if (ioctl(vm_fd_, KVM_IRQ_LINE, &l) < 0) return Fail(env, std::string("KVM_IRQ_LINE failed: ") + strerror(errno));
   return env.Undefined();
+}
+
+// exitStats() -> per vCPU [portExitsToJs, mmioExitsToJs, portExitsAnsweredNatively, answersWhileSpinning, nsWaitingForJs, postedWrites]
+Napi::Value KvmVm::ExitStatsJs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::vector<std::array<uint64_t, 6>> rows = final_stats_;
+  if (!destroyed_) {
+    for (auto& v : vcpus_) {
+      const ExitStats& s = v->stats();
+      rows.push_back({s.pio.load(), s.mmio.load(), s.fast.load(), s.spun.load(), s.wait_ns.load(), s.posted.load()});
+    }
+  }
+  Napi::Array out = Napi::Array::New(env, rows.size());
+  for (size_t i = 0; i < rows.size(); i++) {
+    Napi::Array row = Napi::Array::New(env, 6);
+    for (uint32_t k = 0; k < 6; k++) row.Set(k, Napi::Number::New(env, static_cast<double>(rows[i][k])));
+    out.Set(static_cast<uint32_t>(i), row);
+  }
+  return out;
+}
+
+// populate(offset, length) -> whether the range of the RAM file is now allocated and mapped.
+Napi::Value KvmVm::Populate(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!Alive(env)) return env.Undefined();
+  double offset = 0, length = 0;
+  if (info.Length() < 2 || !SafeInteger(info[0], static_cast<double>(ram_->size()), &offset) ||
+      !SafeInteger(info[1], static_cast<double>(ram_->size()) - offset, &length)) {
+    return Fail(env, "populate(offset, length) must lie inside the " + std::to_string(ram_->size()) + " bytes of guest RAM");
+  }
+  // Prefaulting only saves time: on any failure (an older kernel, memory pressure) the pages still
+  // come one fault at a time, and a real shortage shows up there.
+  return Napi::Boolean::New(env, ram_->Populate(static_cast<size_t>(offset), static_cast<size_t>(length)) == 0);
 }
 
 Napi::Value KvmVm::Destroy(const Napi::CallbackInfo& info) {

@@ -1,6 +1,7 @@
 #pragma once
 #include <napi.h>
 
+#include <array>
 #include <map>
 #include <memory>
 #include <string>
@@ -24,6 +25,9 @@ struct VcpuMessage {
   std::shared_ptr<Vcpu> vcpu;
   bool stopped = false;
   std::string reason;
+  ExitRequest request;
+  // A write the vCPU did not wait for: nobody to answer.
+  bool posted = false;
 };
 
 void DeliverToJs(Napi::Env env, Napi::Function fn, KvmVm* vm, VcpuMessage* msg);
@@ -59,6 +63,8 @@ class KvmVm : public Napi::ObjectWrap<KvmVm> {
   Napi::Value TriggerIrqfd(const Napi::CallbackInfo& info);
   Napi::Value IrqLine(const Napi::CallbackInfo& info);
   Napi::Value Destroy(const Napi::CallbackInfo& info);
+  Napi::Value ExitStatsJs(const Napi::CallbackInfo& info);
+  Napi::Value Populate(const Napi::CallbackInfo& info);
 
   bool Setup(Napi::Env env, const Napi::CallbackInfo& info);
   Vcpu* VcpuArg(const Napi::CallbackInfo& info, size_t arg, bool must_be_idle);
@@ -80,6 +86,8 @@ class KvmVm : public Napi::ObjectWrap<KvmVm> {
   std::map<int, int> irqfds_;  // id -> eventfd
   std::vector<int> kick_fds_;  // ioeventfds handed to vhost-user backends
   int next_irqfd_ = 1;
+  // Each vCPU's exit counters as they were when teardown closed it.
+  std::vector<std::array<uint64_t, 6>> final_stats_;
 };
 
 }  // namespace vrun

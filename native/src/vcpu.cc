@@ -7,12 +7,17 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <chrono>
+
 namespace vrun {
 namespace {
 
 // The signal that knocks a vCPU thread out of KVM_RUN. A real-time signal nobody else in Node uses;
 // its handler does nothing, the point is the EINTR.
 int KickSignal() { return SIGRTMIN + 3; }
+
+// Posted writes a vCPU may have queued for JS before it waits (see Dispatch).
+constexpr uint32_t kMaxPostedWrites = 256;
 
 void NoopHandler(int) {}
 
@@ -62,10 +67,11 @@ void Vcpu::Close() {
   fd_ = -1;
 }
 
-void Vcpu::Start(PostExit post_exit, PostStopped post_stopped) {
+void Vcpu::Start(PostExit post_exit, PostStopped post_stopped, Options options) {
   if (run_ == nullptr || thread_.joinable()) return;
   post_exit_ = std::move(post_exit);
   post_stopped_ = std::move(post_stopped);
+  options_ = std::move(options);
   thread_ = std::thread([this] { Loop(); });
 }
 
@@ -73,7 +79,7 @@ void Vcpu::Answer(uint64_t value) {
   std::lock_guard<std::mutex> lock(mu_);
   if (!waiting_) return;
   answer_ = value;
-  answered_ = true;
+  answered_.store(true, std::memory_order_release);
   cv_.notify_all();
 }
 
@@ -106,24 +112,66 @@ void Vcpu::Join() {
 }
 
 bool Vcpu::Dispatch(ExitRequest req, uint64_t* value) {
+  if (stop_.load()) return false;
+  // A write needs no answer, and JS runs the exits of this vCPU in the order they were queued, so a
+  // later read still sees the write's effect. The bound keeps a guest that only writes from queueing
+  // without limit: past it the vCPU waits, and with it for everything queued before.
+  if (req.write && options_.post_writes && posted_inflight_.load(std::memory_order_relaxed) < kMaxPostedWrites) {
+    posted_inflight_.fetch_add(1, std::memory_order_relaxed);
+    if (!post_exit_(shared_from_this(), req, true)) {
+      posted_inflight_.fetch_sub(1, std::memory_order_relaxed);
+      return false;
+    }
+    stats_.posted.fetch_add(1, std::memory_order_relaxed);
+    return true;
+  }
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (stop_.load()) return false;
-    request_ = req;
-    answered_ = false;
+    answered_.store(false);
     waiting_ = true;
   }
-  if (!post_exit_(shared_from_this())) {
+  const auto t0 = std::chrono::steady_clock::now();
+  if (!post_exit_(shared_from_this(), req, false)) {
     std::lock_guard<std::mutex> lock(mu_);
     waiting_ = false;
     return false;
   }
+  // Polling a little before sleeping saves the wake-up on the way back when JS answers quickly:
+  // under nested virtualization each sleep/wake pair costs more than a short device model call.
+  bool spun = false;
+  if (options_.spin_ns > 0) {
+    const auto deadline = t0 + std::chrono::nanoseconds(options_.spin_ns);
+    for (uint32_t i = 1;; i++) {
+      if (answered_.load(std::memory_order_acquire)) {
+        spun = true;
+        break;
+      }
+      if (stop_.load(std::memory_order_relaxed)) break;
+      if ((i & 31) == 0 && std::chrono::steady_clock::now() >= deadline) break;
+      __builtin_ia32_pause();
+    }
+  }
   std::unique_lock<std::mutex> lock(mu_);
-  cv_.wait(lock, [this] { return answered_ || stop_.load(); });
+  if (!spun) cv_.wait(lock, [this] { return answered_.load() || stop_.load(); });
   waiting_ = false;
-  if (!answered_) return false;
+  const uint64_t waited = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0).count());
+  stats_.wait_ns.fetch_add(waited, std::memory_order_relaxed);
+  if (!answered_.load()) return false;
+  if (spun) stats_.spun.fetch_add(1, std::memory_order_relaxed);
   *value = answer_;
   return true;
+}
+
+bool Vcpu::FastPath(uint16_t port, uint32_t size, bool write, uint8_t* data) {
+  if (!options_.fast_pio) return false;
+  for (const FastPio& f : *options_.fast_pio) {
+    if (port < f.base || static_cast<uint32_t>(port) + size > static_cast<uint32_t>(f.base) + f.size) continue;
+    if (!write) memcpy(data, &f.read_value, size);  // little-endian: the low `size` bytes
+    stats_.fast.fetch_add(1, std::memory_order_relaxed);
+    return true;
+  }
+  return false;
 }
 
 std::string Vcpu::HandlePio() {
@@ -134,6 +182,8 @@ std::string Vcpu::HandlePio() {
   if (io.data_offset + static_cast<uint64_t>(io.size) * io.count > static_cast<uint64_t>(run_size_)) return "port I/O data outside the run page";
   for (uint32_t i = 0; i < io.count; i++) {
     uint8_t* p = base + static_cast<size_t>(i) * io.size;
+    if (FastPath(io.port, io.size, io.direction == KVM_EXIT_IO_OUT, p)) continue;
+    stats_.pio.fetch_add(1, std::memory_order_relaxed);
     ExitRequest req;
     req.kind = kExitPio;
     req.addr = io.port;
@@ -150,6 +200,7 @@ std::string Vcpu::HandlePio() {
 std::string Vcpu::HandleMmio() {
   auto& m = run_->mmio;
   if (m.len == 0 || m.len > 8) return "MMIO exit with length " + std::to_string(m.len);
+  stats_.mmio.fetch_add(1, std::memory_order_relaxed);
   ExitRequest req;
   req.kind = kExitMmio;
   req.addr = m.phys_addr;

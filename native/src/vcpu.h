@@ -10,6 +10,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <vector>
 
 namespace vrun {
 
@@ -25,9 +26,34 @@ struct ExitRequest {
   uint64_t data = 0;
 };
 
+// A port range answered on the vCPU thread without JS: writes are dropped, reads return `read_value`
+// (truncated to the access size). Only for ports with no device model behind them (see
+// src/vmm/devices/legacy-ports.ts), where the round trip through JS would buy nothing.
+struct FastPio {
+  uint16_t base = 0;
+  uint32_t size = 0;
+  uint32_t read_value = 0;
+};
+using FastPioTable = std::vector<FastPio>;
+
+// Counters a vCPU keeps about its exits; read from any thread.
+struct ExitStats {
+  std::atomic<uint64_t> pio{0};
+  std::atomic<uint64_t> mmio{0};
+  std::atomic<uint64_t> fast{0};
+  // Exits answered while the vCPU was still spinning, i.e. without it going to sleep.
+  std::atomic<uint64_t> spun{0};
+  // Writes handed to JS without waiting (see PostExit).
+  std::atomic<uint64_t> posted{0};
+  // Nanoseconds the vCPU spent waiting for JS answers.
+  std::atomic<uint64_t> wait_ns{0};
+};
+
 class Vcpu;
-// Hands an exit to the JS thread; returns false if it could not be queued (the VM is closing).
-using PostExit = std::function<bool(const std::shared_ptr<Vcpu>&)>;
+// Hands an exit to the JS thread; returns false if it could not be queued (the VM is closing). A
+// posted exit is a write the vCPU does not wait for: JS runs it later, in order with the vCPU's
+// other exits, and calls PostedDone() instead of Answer().
+using PostExit = std::function<bool(const std::shared_ptr<Vcpu>&, const ExitRequest&, bool posted)>;
 using PostStopped = std::function<void(const std::shared_ptr<Vcpu>&, const std::string& reason)>;
 
 // A vCPU and the thread that runs it. The thread loops on KVM_RUN; I/O and MMIO exits are posted to
@@ -41,9 +67,19 @@ class Vcpu : public std::enable_shared_from_this<Vcpu> {
 
   int index() const { return index_; }
   int fd() const { return fd_; }
-  const ExitRequest& request() const { return request_; }
 
-  void Start(PostExit post_exit, PostStopped post_stopped);
+  struct Options {
+    // Port ranges answered on the vCPU thread; fixed for the life of the thread.
+    std::shared_ptr<const FastPioTable> fast_pio;
+    // How long a vCPU polls for JS's answer before sleeping on the condition variable (0: at once).
+    uint64_t spin_ns = 0;
+    // Whether writes are posted (the vCPU goes on without waiting for JS) while few are in flight.
+    bool post_writes = false;
+  };
+  void Start(PostExit post_exit, PostStopped post_stopped, Options options);
+  // JS ran a posted write.
+  void PostedDone() { posted_inflight_.fetch_sub(1, std::memory_order_relaxed); }
+  const ExitStats& stats() const { return stats_; }
   // Called on the JS thread with the value for a read (ignored for writes).
   void Answer(uint64_t value);
   // Makes the thread leave KVM_RUN and end.
@@ -60,6 +96,7 @@ class Vcpu : public std::enable_shared_from_this<Vcpu> {
   Vcpu(int index, int fd, kvm_run* run, int run_size) : index_(index), fd_(fd), run_(run), run_size_(run_size) {}
   void Loop();
   bool Dispatch(ExitRequest req, uint64_t* value);
+  bool FastPath(uint16_t port, uint32_t size, bool write, uint8_t* data);
   void Kick();
   std::string HandlePio();
   std::string HandleMmio();
@@ -73,6 +110,9 @@ class Vcpu : public std::enable_shared_from_this<Vcpu> {
   pthread_t pthread_{};
   PostExit post_exit_;
   PostStopped post_stopped_;
+  Options options_;
+  ExitStats stats_;
+  std::atomic<uint32_t> posted_inflight_{0};
 
   std::mutex mu_;
   std::condition_variable cv_;
@@ -80,9 +120,8 @@ class Vcpu : public std::enable_shared_from_this<Vcpu> {
   std::atomic<bool> pause_{false};
   std::atomic<bool> parked_{false};
   bool waiting_ = false;
-  bool answered_ = false;
+  std::atomic<bool> answered_{false};
   uint64_t answer_ = 0;
-  ExitRequest request_;
 };
 
 }  // namespace vrun

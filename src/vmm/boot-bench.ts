@@ -1,11 +1,12 @@
 import net from 'node:net';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, open, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { errorMessage } from '../common/errors.js';
 import { loadGuestImage } from '../guest-image/image.js';
 import type { ConsoleLog } from './console-log.js';
+import type { ExitStats } from './kvm/vm.js';
 import { createVm } from './machine.js';
 import { FIND_AGENT_PORT } from './machine-check.js';
 import { BASE_CMDLINE, READY_PATTERN } from './qemu/guest-runner.js';
@@ -29,6 +30,13 @@ interface Run {
   readyMs: number;
   guestUptimeS: number;
   streamMiBPerSec: number;
+}
+
+interface NativeRun extends Run {
+  /** createVm: kernel and initrd loaded into guest RAM, devices set up. */
+  createMs: number;
+  /** Exits up to the readiness line. */
+  exits: ExitStats;
 }
 
 /** Connects to the port's socket, sends the go byte, and times `bytes` arriving (first byte to last). */
@@ -59,14 +67,26 @@ async function receive(socketPath: string, bytes: number, timeoutMs: number): Pr
   }
 }
 
-async function measure(console: ConsoleLog, started: number, socket: string): Promise<Run> {
+async function measure(which: string, console: ConsoleLog, started: number, socket: string): Promise<Run> {
   const ready = await console.waitFor(READY_PATTERN, 300_000, 'VRUN-READY');
   const readyMs = Date.now() - started;
-  const streamMiBPerSec = await receive(socket, STREAM_MIB * 1024 * 1024, 300_000);
-  return { readyMs, guestUptimeS: Number(ready[1]), streamMiBPerSec };
+  process.stderr.write(`boot-bench: ${which} ready after ${readyMs} ms (guest uptime ${ready[1]} s)\n`);
+  try {
+    const streamMiBPerSec = await receive(socket, STREAM_MIB * 1024 * 1024, 300_000);
+    return { readyMs, guestUptimeS: Number(ready[1]), streamMiBPerSec };
+  } catch (err) {
+    throw new Error(`${which}: ${errorMessage(err)}; console: ${JSON.stringify(console.recent(15))}`);
+  }
 }
 
-async function nativeRun(dir: string, vcpus: number): Promise<Run> {
+/** VRUN_BENCH_SPIN_NS / VRUN_BENCH_POST_WRITES=0 try other exit hand-off settings than the defaults. */
+function exitTuning(): { answerSpinNs?: number; postWrites?: boolean } {
+  const spin = process.env.VRUN_BENCH_SPIN_NS;
+  const post = process.env.VRUN_BENCH_POST_WRITES;
+  return { ...(spin ? { answerSpinNs: Number(spin) } : {}), ...(post ? { postWrites: post !== '0' } : {}) };
+}
+
+async function nativeRun(dir: string, vcpus: number): Promise<NativeRun> {
   const image = await loadGuestImage('guest-image');
   const socket = path.join(dir, 'native.sock');
   const started = Date.now();
@@ -78,10 +98,22 @@ async function nativeRun(dir: string, vcpus: number): Promise<Run> {
     memoryMiB: 512,
     ports: [{ name: 'vrun.agent', socket }],
     consoleLog: path.join(dir, 'native-console.log'),
+    exits: exitTuning(),
   });
+  // Experiment: VRUN_BENCH_POPULATE_ALL=1 prefaults all of guest RAM, not just the kernel and initrd.
+  if (process.env.VRUN_BENCH_POPULATE_ALL === '1') m.vm.populate(0, m.vm.ram.length);
+  const createMs = Date.now() - started;
   try {
     void m.start();
-    return await measure(m.console, started, socket);
+    let exits: ExitStats | undefined;
+    void m.console.waitFor(READY_PATTERN, 300_000, 'VRUN-READY').then(
+      () => (exits = m.vm.exitStats()),
+      () => undefined,
+    );
+    const run = await measure('native', m.console, started, socket);
+    const stats = exits ?? m.vm.exitStats();
+    process.stderr.write(`boot-bench: native exits to readiness ${JSON.stringify({ ...stats, byAddress: stats.byAddress.slice(0, 40) })}\n`);
+    return { ...run, createMs, exits: stats };
   } finally {
     await m.destroy();
   }
@@ -104,18 +136,44 @@ async function qemuRun(dir: string, vcpus: number): Promise<Run> {
     { consoleLog: path.join(dir, 'qemu-console.log') },
   );
   try {
-    return await measure(vm.console, started, socket);
+    return await measure('qemu', vm.console, started, socket);
   } finally {
     await vm.kill();
   }
 }
 
-export async function bootBench(vcpus: number): Promise<Record<string, number>> {
+/**
+ * Reads the kernel and initrd once so both VMMs load them from the page cache. Without it the first
+ * VMM measured pays the cold read (over 9p in the KVM lab: seconds for the 100+ MiB initrd) and the
+ * second one gets the cache for free.
+ */
+async function warmPageCache(files: string[]): Promise<void> {
+  const buf = Buffer.alloc(8 << 20);
+  for (const f of files) {
+    const h = await open(f, 'r');
+    try {
+      while ((await h.read(buf, 0, buf.length)).bytesRead > 0);
+    } finally {
+      await h.close();
+    }
+  }
+}
+
+function emptyStats(): ExitStats {
+  return { pioToJs: 0, mmioToJs: 0, pioNative: 0, answeredWhileSpinning: 0, postedWrites: 0, waitMs: 0, byAddress: [] };
+}
+
+export async function bootBench(vcpus: number, only?: 'native' | 'qemu'): Promise<Record<string, number | ExitStats>> {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'vrun-boot-bench-'));
   try {
-    const native = await nativeRun(dir, vcpus);
-    const qemu = await qemuRun(dir, vcpus);
+    const image = await loadGuestImage('guest-image');
+    await warmPageCache([image.kernel, image.initrd]);
+    const skipped: NativeRun = { readyMs: NaN, guestUptimeS: NaN, streamMiBPerSec: NaN, createMs: NaN, exits: emptyStats() };
+    const native = only === 'qemu' ? skipped : await nativeRun(dir, vcpus);
+    const qemu = only === 'native' ? skipped : await qemuRun(dir, vcpus);
     return {
+      nativeCreateMs: native.createMs,
+      nativeExits: { ...native.exits, byAddress: native.exits.byAddress.slice(0, 24) },
       vcpus,
       streamMiB: STREAM_MIB,
       nativeReadyMs: native.readyMs,
@@ -131,7 +189,8 @@ export async function bootBench(vcpus: number): Promise<Record<string, number>> 
 }
 
 if (import.meta.url === pathToFileURL(process.argv[1] ?? '').href) {
-  bootBench(Number(process.argv[2] ?? 2)).then(
+  const only = process.argv[3];
+  bootBench(Number(process.argv[2] ?? 2), only === 'native' || only === 'qemu' ? only : undefined).then(
     (r) => {
       process.stdout.write(`VRUN-BOOTBENCH ${JSON.stringify(r)}\n`);
       process.exit(0);

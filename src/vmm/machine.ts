@@ -13,7 +13,7 @@ import { ExitPort, EXIT_PORT_BASE, EXIT_PORT_SIZE } from './devices/exit-port.js
 import { I8042, I8042_PORT_BASE, I8042_PORT_SIZE } from './devices/i8042.js';
 import { attachSilentPorts } from './devices/legacy-ports.js';
 import { Serial, SERIAL_PORT_BASE, SERIAL_PORT_SIZE } from './devices/serial.js';
-import { Vm, type VcpuStop } from './kvm/vm.js';
+import { Vm, type VcpuStop, type VmOptions } from './kvm/vm.js';
 import { CPUID_ENTRY_SIZE as CPUID_ENTRY, encodeMsrs, FPU_FCW_OFFSET, FPU_MXCSR_OFFSET, writeControl, writeSegment, writeTable } from './kvm/vcpu-state.js';
 import { lowRamEnd, ramRegions, SERIAL_IRQ, virtioMmioSlot } from './layout.js';
 import { VirtioConsole, type ConsolePortSpec } from './virtio/devices/console.js';
@@ -48,6 +48,8 @@ export interface CreateVmOptions {
   /** File receiving the serial console. */
   consoleLog?: string;
   logger?: Logger;
+  /** How vCPU exits reach the device models (benchmarks compare settings; the defaults are the measured best). */
+  exits?: Pick<VmOptions, 'answerSpinNs' | 'postWrites'>;
 }
 
 export type MachineEnd =
@@ -113,7 +115,7 @@ export class Machine extends EventEmitter<{ end: [MachineEnd]; 'device-error': [
         backend.handshake();
       }
       const regions = ramRegions(memBytes);
-      const created = new Vm({ memBytes, vcpus: opts.vcpus, regions, logger });
+      const created = new Vm({ memBytes, vcpus: opts.vcpus, regions, logger, ...opts.exits });
       vm = created;
       const devices: VirtioDevice[] = [];
       (opts.shares ?? []).forEach((share, i) => {
@@ -135,6 +137,8 @@ export class Machine extends EventEmitter<{ end: [MachineEnd]; 'device-error': [
         cmdline: cmdline.toBytes(),
         vcpus: opts.vcpus,
         memBytes,
+        // Low RAM is the start of the RAM file (ramRegions), so offsets into it are file offsets.
+        populate: (offset, length) => void created.populate(offset, length),
       });
       const m = new Machine(created, result.cpu, opts, logger, consoleDevice);
       m.attachDevices(devices, slots);
@@ -165,7 +169,7 @@ export class Machine extends EventEmitter<{ end: [MachineEnd]; 'device-error': [
     vm.pio.insert(SERIAL_PORT_BASE, SERIAL_PORT_SIZE, serial);
     vm.pio.insert(I8042_PORT_BASE, I8042_PORT_SIZE, new I8042({ onReset: () => this.end({ kind: 'reboot' }) }));
     vm.pio.insert(EXIT_PORT_BASE, EXIT_PORT_SIZE, new ExitPort((status) => this.end({ kind: 'exit', status })));
-    attachSilentPorts(vm.pio);
+    attachSilentPorts(vm);
     devices.forEach((dev, i) => {
       const slot = slots[i]!;
       if (dev instanceof VirtioFs) {

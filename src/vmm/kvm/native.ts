@@ -29,7 +29,16 @@ export interface NativeKvmVm {
   getVcpuState(index: number, kind: VcpuStateKind): Buffer;
   setVcpuState(index: number, kind: VcpuStateKind | 'msrs' | 'cpuid', data: Buffer): void;
   supportedCpuid(): Buffer;
-  start(onEvent: ExitCallback): void;
+  /**
+   * `fastPio`: [base, size, readValue] port ranges the vCPU threads answer without JS; `spinNs`: how
+   * long a vCPU polls for JS's answer before sleeping; `postWrites`: vCPUs go on after a write without
+   * waiting for onEvent to run it (its return value is then ignored).
+   */
+  start(onEvent: ExitCallback, fastPio?: [number, number, number][], spinNs?: number, postWrites?: boolean): void;
+  /** Per vCPU: [port exits to JS, MMIO exits to JS, port exits answered natively, answers caught while spinning, ns waiting for JS, posted writes]. */
+  exitStats(): [number, number, number, number, number, number][];
+  /** Allocates and maps a range of the RAM file now (MADV_POPULATE_WRITE); false if the kernel would not. */
+  populate(offset: number, length: number): boolean;
   pause(): void;
   resume(): void;
   stop(): void;

@@ -20,7 +20,40 @@ export interface VmOptions {
   vcpus: number;
   devicePath?: string;
   logger?: Logger;
+  /**
+   * How long a vCPU thread polls for a device model's answer before it sleeps (ns, 0..1e6). Each exit
+   * that reaches JS costs two cross-thread wake-ups otherwise; defaults to DEFAULT_ANSWER_SPIN_NS.
+   */
+  answerSpinNs?: number;
+  /**
+   * Writes do not hold the vCPU: it resumes the guest at once and the device model runs the write
+   * later, before any later exit of the same vCPU (exits reach JS in order), so a read after a write
+   * still sees it. Side effects that reach the guest asynchronously anyway (interrupts, used rings)
+   * just come a little later. Defaults to true.
+   */
+  postWrites?: boolean;
 }
+
+/** Exit counts as the native side keeps them (summed over vCPUs) plus the busiest exit addresses. */
+export interface ExitStats {
+  /** Port exits that went to a device model in JS. */
+  pioToJs: number;
+  mmioToJs: number;
+  /** Port exits the vCPU threads answered themselves (ports with no device model). */
+  pioNative: number;
+  /** JS answers that arrived while the vCPU was still polling (no sleep, no wake-up). */
+  answeredWhileSpinning: number;
+  /** Writes (among the exits to JS) the vCPU did not wait for. */
+  postedWrites: number;
+  /** Total time vCPUs waited for JS answers. */
+  waitMs: number;
+  /** Exits to JS by "pio|mmio read|write 0xADDR", busiest first. */
+  byAddress: [string, number][];
+}
+
+export const DEFAULT_ANSWER_SPIN_NS = 0;
+/** Distinct addresses the exit profile tracks; the guest picks the addresses, so the map is bounded. */
+const PROFILE_KEYS = 256;
 
 const KVM_CAP_MAX_VCPUS = 66;
 
@@ -41,6 +74,11 @@ export class Vm {
   private started = false;
   private stops: VcpuStop[] = [];
   private waiters: ((stops: VcpuStop[]) => void)[] = [];
+  private readonly fastPio: [number, number, number][] = [];
+  private readonly answerSpinNs: number;
+  private readonly postWrites: boolean;
+  private readonly profile = new Map<string, number>();
+  private profileOverflow = 0;
   /** The first device-model exception, which also stops the VM: a device that threw cannot be trusted further. */
   deviceError: Error | undefined;
 
@@ -73,6 +111,12 @@ export class Vm {
       throw new VrunError(`cannot create ${vcpus} vCPUs: ${errorMessage(err)}`, { cause: err });
     }
     this.vcpus = vcpus;
+    this.answerSpinNs = opts.answerSpinNs ?? DEFAULT_ANSWER_SPIN_NS;
+    this.postWrites = opts.postWrites ?? true;
+    if (!Number.isInteger(this.answerSpinNs) || this.answerSpinNs < 0 || this.answerSpinNs > 1e6) {
+      this.native.destroy();
+      throw new VrunError(`answer spin of ${this.answerSpinNs} ns is not an integer between 0 and 1000000`);
+    }
     this.ram = Buffer.from(this.native.memory());
     this.memory = new GuestMemory(regions.map((r) => ({ guestAddr: r.guestAddr, buf: this.ram.subarray(r.fileOffset, r.fileOffset + r.size) })));
   }
@@ -132,6 +176,51 @@ export class Vm {
     return this.native.kickEventfd(addr, length, datamatch);
   }
 
+  /**
+   * A port range with no device model: the vCPU threads drop writes and answer reads with `readValue`
+   * themselves, without an exit to JS. Only before run(); the range is also kept on the port bus so a
+   * device inserted over it later still clashes.
+   */
+  answerPortsNatively(base: number, size: number, readValue: number, name: string): void {
+    if (this.started) throw new VrunError(`port range ${name} must be registered before the VM starts`);
+    if (!Number.isInteger(readValue) || readValue < 0 || readValue > 0xffff_ffff) throw new VrunError(`read value ${readValue} for ${name} is not a 32-bit value`);
+    this.pio.insert(base, size, { name, read: () => readValue, write: () => {} });
+    this.fastPio.push([base, size, readValue]);
+  }
+
+  /**
+   * Allocates and maps `length` bytes of the RAM file at `offset` in one call, before the VMM writes
+   * the kernel or initrd there: one page fault per 4 KiB page is far dearer, most of all under
+   * nested virtualization. False if the kernel would not (the pages then fault in as usual).
+   */
+  populate(offset: number, length: number): boolean {
+    return this.native.populate(offset, length);
+  }
+
+  exitStats(): ExitStats {
+    const rows = this.native.exitStats();
+    const sum = (k: number) => rows.reduce((a, r) => a + r[k]!, 0);
+    const byAddress = [...this.profile.entries()].sort((a, b) => b[1] - a[1]);
+    if (this.profileOverflow > 0) byAddress.push(['other addresses', this.profileOverflow]);
+    return {
+      pioToJs: sum(0),
+      mmioToJs: sum(1),
+      pioNative: sum(2),
+      answeredWhileSpinning: sum(3),
+      waitMs: Math.round(sum(4) / 1e6),
+      postedWrites: sum(5),
+      byAddress,
+    };
+  }
+
+  private count(kind: number, addr: number, write: boolean): void {
+    const key = `${kind === EXIT_PIO ? 'pio' : 'mmio'} ${write ? 'write' : 'read'} 0x${addr.toString(16)}`;
+    const n = this.profile.get(key);
+    if (n !== undefined) this.profile.set(key, n + 1);
+    else if (this.profile.size < PROFILE_KEYS) this.profile.set(key, 1);
+    else this.profileOverflow++;
+  }
+
   irqLine(gsi: number, level: boolean): void {
     this.native.irqLine(gsi, level);
   }
@@ -149,13 +238,14 @@ export class Vm {
       }
       const bus = kind === EXIT_PIO ? this.pio : kind === EXIT_MMIO ? this.mmio : undefined;
       if (!bus || typeof addr !== 'number') return 0;
+      this.count(kind, addr, write);
       try {
         return size === 8 ? access64(bus, addr, write, data) : access(bus, addr, size, write, data);
       } catch (err) {
         this.failDevice(err);
         return 0;
       }
-    });
+    }, this.fastPio, this.answerSpinNs, this.postWrites);
     return this.wait();
   }
 
