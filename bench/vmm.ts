@@ -35,7 +35,11 @@ export async function run(): Promise<void> {
   process.stdout.write(`  native VMM (node): ${r.nativeRssKiB} KiB   qemu: ${r.qemuRssKiB} KiB   native/qemu = ${(r.nativeRssKiB! / r.qemuRssKiB!).toFixed(2)}x\n`);
   const boot = /^VRUN-BOOTBENCH (.*)$/m.exec(res.stdout);
   if (!boot) throw new Error(`boot benchmark printed no result (status ${res.status}): ${res.stderr.trim()}`);
-  const { nativeExits, ...b } = JSON.parse(boot[1]!) as Record<string, number> & { nativeExits?: unknown };
+  const { nativeExits, nativeStreamError, qemuStreamError, ...b } = JSON.parse(boot[1]!) as Record<string, number> & {
+    nativeExits?: unknown;
+    nativeStreamError?: string;
+    qemuStreamError?: string;
+  };
   process.stdout.write(`load average before the run: ${load.map((l) => l.toFixed(2)).join(' ')}, after: ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}\n`);
   process.stdout.write(`boot of the guest image to its readiness line ${where}, ${b.vcpus} vCPUs (wall time from start)\n`);
   process.stdout.write(
@@ -45,5 +49,7 @@ export async function run(): Promise<void> {
   process.stdout.write(
     `  native VMM: ${b.nativeStreamMiBPerSec} MiB/s   qemu: ${b.qemuStreamMiBPerSec} MiB/s   native/qemu = ${(b.nativeStreamMiBPerSec! / b.qemuStreamMiBPerSec!).toFixed(2)}x\n`,
   );
+  if (nativeStreamError) process.stdout.write(`  native stream failed: ${nativeStreamError}\n`);
+  if (qemuStreamError) process.stdout.write(`  qemu stream failed: ${qemuStreamError}\n`);
   process.stdout.write(`native VMM exits up to readiness: ${JSON.stringify(nativeExits ?? 'not reported')}\n`);
 }

@@ -53,7 +53,9 @@ export function exitPayload(iterations: number, op: 'out' | 'in' = 'out'): Buffe
 }
 
 async function nativeRun(iterations: number, op: 'out' | 'in' = 'out'): Promise<{ ms: number; exits: number }> {
-  const vm = new Vm({ memBytes: 4 * 1024 * 1024, vcpus: 1 });
+  // VRUN_BENCH_SPIN_NS tries another answer spin than the default.
+  const spin = process.env.VRUN_BENCH_SPIN_NS;
+  const vm = new Vm({ memBytes: 4 * 1024 * 1024, vcpus: 1, ...(spin ? { answerSpinNs: Number(spin) } : {}) });
   try {
     let exits = 0;
     vm.pio.insert(COUNT_PORT, 1, { name: 'count', read: () => (exits++, 0), write: () => void exits++ });
