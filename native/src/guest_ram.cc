@@ -28,15 +28,6 @@ std::shared_ptr<GuestRam> GuestRam::Create(size_t size, std::string* error) {
   return std::shared_ptr<GuestRam>(new GuestRam(static_cast<uint8_t*>(p), size, fd));
 }
 
-int GuestRam::Populate(size_t offset, size_t length) {
-  if (offset > size_ || length > size_ - offset) return ERANGE;
-  const size_t page = static_cast<size_t>(sysconf(_SC_PAGESIZE));
-  const size_t start = offset / page * page;
-  const size_t end = (offset + length + page - 1) / page * page;
-  if (end <= start) return 0;
-  return madvise(data_ + start, end - start, MADV_POPULATE_WRITE) == 0 ? 0 : errno;
-}
-
 void GuestRam::CloseMemfd() {
   if (memfd_ >= 0) close(memfd_);
   memfd_ = -1;

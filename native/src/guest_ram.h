@@ -20,9 +20,6 @@ class GuestRam {
   uint8_t* data() const { return data_; }
   size_t size() const { return size_; }
   int memfd() const { return memfd_; }
-  // Allocates and maps [offset, offset + length) now, in one call, instead of one page fault per page
-  // as the VMM or the guest first touches it. Returns 0 or an errno (EINVAL: the kernel cannot).
-  int Populate(size_t offset, size_t length);
   // The fd is only needed while the VM exists; the mapping may outlive it.
   void CloseMemfd();
 

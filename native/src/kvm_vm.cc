@@ -145,7 +145,6 @@ void KvmVm::Init(Napi::Env env, Napi::Object exports) {
                                        InstanceMethod("irqLine", &KvmVm::IrqLine),
                                        InstanceMethod("destroy", &KvmVm::Destroy),
                                        InstanceMethod("exitStats", &KvmVm::ExitStatsJs),
-                                       InstanceMethod("populate", &KvmVm::Populate),
                                    });
   exports.Set("KvmVm", cls);
 }
@@ -578,20 +577,6 @@ Napi::Value KvmVm::ExitStatsJs(const Napi::CallbackInfo& info) {
     out.Set(static_cast<uint32_t>(i), row);
   }
   return out;
-}
-
-// populate(offset, length) -> whether the range of the RAM file is now allocated and mapped.
-Napi::Value KvmVm::Populate(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  if (!Alive(env)) return env.Undefined();
-  double offset = 0, length = 0;
-  if (info.Length() < 2 || !SafeInteger(info[0], static_cast<double>(ram_->size()), &offset) ||
-      !SafeInteger(info[1], static_cast<double>(ram_->size()) - offset, &length)) {
-    return Fail(env, "populate(offset, length) must lie inside the " + std::to_string(ram_->size()) + " bytes of guest RAM");
-  }
-  // Prefaulting only saves time: on any failure (an older kernel, memory pressure) the pages still
-  // come one fault at a time, and a real shortage shows up there.
-  return Napi::Boolean::New(env, ram_->Populate(static_cast<size_t>(offset), static_cast<size_t>(length)) == 0);
 }
 
 Napi::Value KvmVm::Destroy(const Napi::CallbackInfo& info) {

@@ -64,7 +64,6 @@ class KvmVm : public Napi::ObjectWrap<KvmVm> {
   Napi::Value IrqLine(const Napi::CallbackInfo& info);
   Napi::Value Destroy(const Napi::CallbackInfo& info);
   Napi::Value ExitStatsJs(const Napi::CallbackInfo& info);
-  Napi::Value Populate(const Napi::CallbackInfo& info);
 
   bool Setup(Napi::Env env, const Napi::CallbackInfo& info);
   Vcpu* VcpuArg(const Napi::CallbackInfo& info, size_t arg, bool must_be_idle);

@@ -137,8 +137,6 @@ export class Machine extends EventEmitter<{ end: [MachineEnd]; 'device-error': [
         cmdline: cmdline.toBytes(),
         vcpus: opts.vcpus,
         memBytes,
-        // Low RAM is the start of the RAM file (ramRegions), so offsets into it are file offsets.
-        populate: (offset, length) => void created.populate(offset, length),
       });
       const m = new Machine(created, result.cpu, opts, logger, consoleDevice);
       m.attachDevices(devices, slots);

@@ -98,6 +98,14 @@ describe('native VMM payloads on /dev/kvm', () => {
     expect(rep.unhandled).toBe(1);
   });
 
+  it('ports with no device model are answered on the vCPU thread: all-ones reads, no exit to JS', () => {
+    const rep = report('nativePorts');
+    expect(rep.stops).toEqual([{ vcpu: 0, reason: 'stopped' }]);
+    expect(rep.ports).toEqual([w(0, 1, 0xff), w(2, 2, 0xffff), w(0xf, 1, 0xff)]);
+    expect(rep.pioNative).toBe(4);
+    expect(rep.pioToJs).toBe(3);
+  });
+
   it('a device model that throws stops the VM with its error', () => {
     const rep = report('deviceError');
     expect(rep.deviceError).toBe('device exploded');

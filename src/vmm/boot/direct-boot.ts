@@ -19,8 +19,6 @@ export interface DirectBootOptions {
   vcpus: number;
   memBytes: number;
   protocol?: BootProtocol;
-  /** Called with each range of `ram` about to be filled from a file (kernel segments, initrd), to prefault it. */
-  populate?: (offset: number, length: number) => void;
 }
 
 export interface DirectBootResult {
@@ -40,25 +38,18 @@ export function directBoot(ram: Uint8Array, opts: DirectBootOptions): DirectBoot
     if (!opts.initrd && alignUp(kernel.end, PAGE_SIZE) + MIN_FREE_RAM > lowEnd) {
       throw new VrunError(`guest memory of ${Math.floor(opts.memBytes / 1048576)} MiB is too small for the kernel ${opts.kernel}, which ends at ${kernel.end} bytes`);
     }
-    for (const s of kernel.segments) if (s.paddr + s.memSize <= ram.length) opts.populate?.(s.paddr, s.memSize);
     loadElfKernel(kernel, src, ram);
   } finally {
     src.close();
   }
-  const initrd = opts.initrd ? loadInitrd(ram, opts.initrd, opts.memBytes, kernel.end, opts.populate) : undefined;
+  const initrd = opts.initrd ? loadInitrd(ram, opts.initrd, opts.memBytes, kernel.end) : undefined;
   writeMpTable(ram, opts.vcpus);
   const protocol = chooseProtocol(kernel, opts.protocol);
   const cpu = writeBootStructures(ram, { protocol, kernel, memBytes: opts.memBytes, cmdline: opts.cmdline, ...(initrd ? { initrd } : {}) });
   return { cpu, kernel, initrd };
 }
 
-function loadInitrd(
-  ram: Uint8Array,
-  file: string,
-  memBytes: number,
-  kernelEnd: number,
-  populate: DirectBootOptions['populate'],
-): { addr: number; size: number } {
+function loadInitrd(ram: Uint8Array, file: string, memBytes: number, kernelEnd: number): { addr: number; size: number } {
   let fd: number;
   try {
     fd = openSync(file, 'r');
@@ -71,7 +62,6 @@ function loadInitrd(
     if (st.size === 0) throw new VrunError(`initrd ${file} is empty`);
     const size = st.size;
     const addr = initrdPlacement(memBytes, kernelEnd, size);
-    populate?.(addr, size);
     let done = 0;
     while (done < size) {
       const n = readSync(fd, ram, addr + done, Math.min(size - done, 1 << 30), done);

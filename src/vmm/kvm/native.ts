@@ -37,8 +37,6 @@ export interface NativeKvmVm {
   start(onEvent: ExitCallback, fastPio?: [number, number, number][], spinNs?: number, postWrites?: boolean): void;
   /** Per vCPU: [port exits to JS, MMIO exits to JS, port exits answered natively, answers caught while spinning, ns waiting for JS, posted writes]. */
   exitStats(): [number, number, number, number, number, number][];
-  /** Allocates and maps a range of the RAM file now (MADV_POPULATE_WRITE); false if the kernel would not. */
-  populate(offset: number, length: number): boolean;
   pause(): void;
   resume(): void;
   stop(): void;

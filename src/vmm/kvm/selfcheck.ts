@@ -4,6 +4,7 @@ import { pathToFileURL } from 'node:url';
 import { errorMessage } from '../../common/errors.js';
 import type { BusDevice } from '../devices/bus.js';
 import { Code, enterLongMode, enterRealMode } from './payloads.js';
+import { attachSilentPorts } from '../devices/legacy-ports.js';
 import { Vm, type VcpuStop } from './vm.js';
 
 /**
@@ -206,6 +207,26 @@ export const scenarios: Record<string, () => Promise<Record<string, unknown>>> =
       const stops = await runBounded(vm);
       for (let i = 0; i < 1000 && notified === 0; i++) await tick();
       return { stops, notified, unhandled: vm.pio.unhandled, ports: ports.log };
+    } finally {
+      vm.destroy();
+    }
+  },
+
+  async nativePorts() {
+    const { vm, ports } = rig(0x10000, MMIO_REAL);
+    try {
+      attachSilentPorts(vm);
+      new Code()
+        .emit(0xb0, 0x0a, 0xe6, 0x70) // mov al,0x0a; out 0x70,al (CMOS index)
+        .emit(0xe4, 0x71, 0xe6, PORTS) // in al,0x71; out PORTS,al
+        .emit(0xe6, 0x80) // out 0x80,al
+        .emit(0xe5, 0x70, 0xe7, PORTS + 2) // in ax,0x70 (both CMOS ports); out PORTS+2,ax
+        .emit(0xe6, DONE, 0xf4, 0xeb, 0xfd)
+        .load(vm);
+      enterRealMode(vm);
+      const stops = await runBounded(vm);
+      const { pioToJs, pioNative } = vm.exitStats();
+      return { stops, ports: ports.log, pioToJs, pioNative };
     } finally {
       vm.destroy();
     }

@@ -188,15 +188,6 @@ export class Vm {
     this.fastPio.push([base, size, readValue]);
   }
 
-  /**
-   * Allocates and maps `length` bytes of the RAM file at `offset` in one call, before the VMM writes
-   * the kernel or initrd there: one page fault per 4 KiB page is far dearer, most of all under
-   * nested virtualization. False if the kernel would not (the pages then fault in as usual).
-   */
-  populate(offset: number, length: number): boolean {
-    return this.native.populate(offset, length);
-  }
-
   exitStats(): ExitStats {
     const rows = this.native.exitStats();
     const sum = (k: number) => rows.reduce((a, r) => a + r[k]!, 0);
