@@ -115,7 +115,7 @@ bool Vcpu::Dispatch(ExitRequest req, uint64_t* value) {
   if (stop_.load()) return false;
   // A write needs no answer, and JS runs the exits of this vCPU in the order they were queued, so a
   // later read still sees the write's effect. The bound keeps a guest that only writes from queueing
-  // without limit: past it the vCPU waits, and with it for everything queued before.
+  // without limit: past it a write waits for its answer like a read (and so for all queued before it).
   if (req.write && options_.post_writes && posted_inflight_.load(std::memory_order_relaxed) < kMaxPostedWrites) {
     posted_inflight_.fetch_add(1, std::memory_order_relaxed);
     if (!post_exit_(shared_from_this(), req, true)) {
