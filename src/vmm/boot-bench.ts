@@ -17,14 +17,15 @@ import { QemuVm } from './qemu/machine.js';
  * -enable-kvm -M microvm`, same kernel, initrd, vCPUs, memory and guest command. Runs where /dev/kvm
  * can boot Linux (the KVM lab here) and prints one `VRUN-BOOTBENCH {...}` line; bench/vmm.ts prints
  * the ratios. The guest opens the vrun.agent port, waits for one byte from the host, then writes
- * `STREAM_MIB` MiB into it and powers off.
+ * `STREAM_MIB` MiB into it and powers off a little later: the last writes can return while the VMM
+ * still holds their buffers (QEMU's stream stalled short of the end when the guest halted at once).
  */
 
 const STREAM_MIB = 8;
 
 const guestCommand = (mib: number) =>
   FIND_AGENT_PORT +
-  `exec 3<>$d && head -c 1 <&3 >/dev/null && dd if=/dev/zero bs=65536 count=${mib * 16} >&3 2>/dev/null; poweroff -f`;
+  `exec 3<>$d && head -c 1 <&3 >/dev/null && dd if=/dev/zero bs=65536 count=${mib * 16} >&3 2>/dev/null; sleep 3; poweroff -f`;
 
 interface Run {
   readyMs: number;
