@@ -1,5 +1,6 @@
 import { errorMessage } from '../common/errors.js';
 import { rootLogger, type Logger } from '../common/log.js';
+import { GUEST_EXIT_PATTERN } from '../vmm/console-log.js';
 import { createVm, type MachineEnd } from '../vmm/machine.js';
 import type { BackendDecision, RunningVm, VmExit, VmLaunch } from './vmm-backend.js';
 
@@ -9,9 +10,6 @@ import type { BackendDecision, RunningVm, VmExit, VmLaunch } from './vmm-backend
  * pid kills the sandbox (whose death `ps` already reports and `rm -f` already cleans up), and stopping the VM
  * never signals a process: it stops the vCPUs and joins their threads.
  */
-
-/** What the guest init prints before it reboots, as the QEMU backend reads it too. */
-const GUEST_EXIT = /VRUN-EXIT status=(\d{1,3})\b/;
 
 const KILL_JOIN_MS = 10_000;
 
@@ -60,7 +58,7 @@ export async function launchNative(decision: BackendDecision, spec: VmLaunch, lo
   });
   let guestStatus: number | undefined;
   machine.console.onLine((line) => {
-    const m = GUEST_EXIT.exec(line);
+    const m = GUEST_EXIT_PATTERN.exec(line);
     if (m) guestStatus = Number(m[1]);
   });
   machine.on('device-error', (message) => log.error({ err: message }, 'native VMM device error'));

@@ -15,6 +15,9 @@ interface LineWaiter {
 const MAX_LINE = 4096;
 const MAX_TAIL_LINES = 200;
 
+/** The line the guest init prints before it ends, with its status: every backend reads the status from it. */
+export const GUEST_EXIT_PATTERN = /VRUN-EXIT status=(\d{1,3})\b/;
+
 export class ConsoleLog {
   private partial = '';
   private readonly tail: string[] = [];

@@ -2,7 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { VrunError } from '../../common/errors.js';
 import type { Logger } from '../../common/log.js';
 import { findOnPath } from '../../guest-image/host-tools.js';
-import { ConsoleLog } from '../console-log.js';
+import { ConsoleLog, GUEST_EXIT_PATTERN } from '../console-log.js';
 import { QEMU_BINARY, qemuArgs, type QemuSpec } from './command.js';
 import { QmpClient } from './qmp.js';
 
@@ -35,7 +35,7 @@ export class QemuVm {
   ) {
     this.console = new ConsoleLog(consoleLogPath);
     this.console.onLine((line) => {
-      const st = /VRUN-EXIT status=(\d{1,3})\b/.exec(line);
+      const st = GUEST_EXIT_PATTERN.exec(line);
       if (st) this.guestStatus = Number(st[1]);
       if (/Kernel panic - not syncing/.test(line)) this.panic = true;
     });
