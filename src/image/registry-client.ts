@@ -121,19 +121,12 @@ export class RegistryClient {
 
   /**
    * A blob body into `sink` (synchronous: each chunk is gone when it returns), from byte `offset` on when the
-   * server honours the range (206), else whole (200): `onStatus` says which before the first byte. Plain-HTTP registries are read with rawGet (one reused
-   * read buffer); TLS ones through node:https.
+   * server honours the range (206), else whole (200): `onStatus` says which before the first byte. Each hop
+   * picks its transport: plain HTTP through rawGet (one reused read buffer), TLS through node:https.
    */
   async readBlob(repo: string, digest: Digest, offset: number, sink: (chunk: Buffer) => void, onStatus: (status: 200 | 206) => void): Promise<void> {
-    if (!this.base.startsWith('http:')) {
-      const { status, body } = await this.openBlob(repo, digest, offset);
-      onStatus(status === 206 ? 206 : 200);
-      for await (const c of body as AsyncIterable<Buffer>) sink(c);
-      return;
-    }
     const headers: Record<string, string> = { 'user-agent': 'vrun', ...(offset > 0 ? { range: `bytes=${offset}-` } : {}) };
     const res = await this.request(repo, `blobs/${digest}`, headers, async (url, h) => {
-      // a redirect may lead to an https origin: that hop goes through node:https
       if (url.protocol !== 'http:') return streamReply(nodeReply(await this.send(url, h)));
       try {
         return rawReply(await rawGet(url, h, IDLE_TIMEOUT_MS));
