@@ -70,9 +70,17 @@ export async function pullImage(store: ImageStore, input: string, opts: PullOpti
     };
     const queue = [...new Map(manifest.layers.map((x) => [x.digest, x])).values()];
     const workers = Array.from({ length: Math.max(1, Math.min(opts.parallel ?? 3, queue.length)) }, async () => {
-      for (let next = queue.shift(); next; next = queue.shift()) await downloadBlob(store, client, repo, next, tick, name);
+      for (let next = queue.shift(); next; next = queue.shift()) {
+        // One failure fails the pull: the other workers finish the blob in hand and take no more.
+        await downloadBlob(store, client, repo, next, tick, name).catch((err: unknown) => {
+          queue.length = 0;
+          throw err;
+        });
+      }
     });
-    await Promise.all([configStored, ...workers]);
+    // Every download settles before the pull ends: none may write into the store after the write lock is gone.
+    const failure = (await Promise.allSettled([configStored, ...workers])).find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failure) throw failure.reason;
     // Layers are unpacked, and their diff ids checked, on first use (prepareRootfs), as `ctr content fetch`
     // leaves them: a pull is the download and its verification.
     const rec = await store.commit(manifestBytes, {
