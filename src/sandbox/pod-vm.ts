@@ -58,6 +58,13 @@ function within<T>(p: Promise<T>, ms: number, onTimeout: () => T): Promise<T> {
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+function loadAgentModules(): Promise<typeof AgentClient> {
+  const client = import('../agent/client.js').then((m) => m.AgentClient);
+  client.catch(() => undefined);
+  void import('../agent/proto.js').then((m) => m.loadAgentProto()).catch(() => undefined);
+  return client;
+}
 const ms = (v: number) => Math.round(v * 10) / 10;
 
 export class PodVm {
@@ -103,6 +110,10 @@ export class PodVm {
     // image is checked and virtiofsd starts.
     const nativeModule = decision.backend === 'native' ? import('./native-backend.js') : undefined;
     nativeModule?.catch(() => undefined);
+    // gRPC and the agent's proto take a while to load, and module evaluation blocks the event loop. With QEMU
+    // they load after the launch, while the guest boots (first, they held the VMM's start back by about
+    // 130 ms). The native VMM's device models run on this loop, so there they load before the guest runs.
+    let agentModule = decision.backend === 'native' ? loadAgentModules() : undefined;
     const image = await loadGuestImage('guest-image');
     const tFsd = performance.now();
     const started = await Promise.allSettled(spec.shares.map((s, i) => Virtiofsd.start({ socketPath: spec.paths.fsSocket(i), sharedDir: s.dir, logger: log })));
@@ -135,11 +146,7 @@ export class PodVm {
     try {
       await hooks.onLaunched?.(pod);
       hooks.onPhase?.('vmmStart', t);
-      // gRPC and the agent's proto take a while to load, so they load while the guest boots. Loading them
-      // before the launch held the VMM's start back by about 130 ms: module evaluation blocks the loop.
-      const agentModule = import('../agent/client.js').then((m) => m.AgentClient);
-      agentModule.catch(() => undefined);
-      void import('../agent/proto.js').then((m) => m.loadAgentProto()).catch(() => undefined);
+      agentModule ??= loadAgentModules();
       await pod.untilAgentReady(agentModule, hooks.onPhase);
       log.info({ kernel: pod.details.kernelRelease, backend: pod.backend }, 'pod VM ready');
       return pod;
