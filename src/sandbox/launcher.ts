@@ -2,6 +2,7 @@ import { spawn } from 'node:child_process';
 import { mkdir, open } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { nodeChildEnv } from '../common/node-child-env.js';
 import { vrunRunDir } from '../common/paths.js';
 import { removeSandboxDir } from './cleanup.js';
 import { defaultName, releaseName, reserveName } from './names.js';
@@ -50,7 +51,7 @@ export async function launchSandbox(config: RunConfig, name: string | undefined,
       detached: true,
       stdio: ['ignore', log.fd, log.fd],
       cwd: '/',
-      env: { ...process.env },
+      env: nodeChildEnv(),
     });
     await log.close();
     child.unref();

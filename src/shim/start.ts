@@ -3,6 +3,7 @@ import { mkdir, open, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import path from 'node:path';
 import { VrunError, errorMessage } from '../common/errors.js';
+import { nodeChildEnv } from '../common/node-child-env.js';
 import { processBelongsTo, removeSandboxDir } from '../sandbox/cleanup.js';
 import type { ShimFlags } from './flags.js';
 import { groupIdOf, podDirFor, podPaths, readBundleAnnotations, readPodRecord, shimRunDir } from './pod-paths.js';
@@ -43,7 +44,7 @@ function spawnServer(flags: ShimFlags, dir: string, groupId: string, logPath: Pr
       cwd: dir,
       stdio: ['ignore', fd, fd],
       // Each process's stdin waits in the thread pool for containerd's writer; give it room.
-      env: { ...process.env, UV_THREADPOOL_SIZE: process.env.UV_THREADPOOL_SIZE ?? '64' },
+      env: nodeChildEnv(process.env, { UV_THREADPOOL_SIZE: process.env.UV_THREADPOOL_SIZE ?? '64' }),
     });
     child.unref();
     if (child.pid === undefined) throw new VrunError('could not start the shim serving process');

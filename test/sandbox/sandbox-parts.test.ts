@@ -1,7 +1,9 @@
+import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, symlinkSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { nodeChildEnv } from '../../src/common/node-child-env.js';
 import { parseControlRequest } from '../../src/sandbox/control-protocol.js';
 import { ContainerLogWriter, replayContainerLog } from '../../src/sandbox/container-log.js';
 import { FrameDecoder, FrameType, encodeFrame } from '../../src/sandbox/frames.js';
@@ -110,5 +112,13 @@ describe('-u resolution against an untrusted rootfs', () => {
     symlinkSync('/etc/passwd', path.join(evil, 'etc/passwd'));
     // The host's /etc/passwd has root; through the symlink it would resolve. It must not be read.
     await expect(resolveUser('root', evil)).rejects.toThrow(/unable to find user root/);
+  });
+});
+
+describe('environment of vrun’s own Node children', () => {
+  it('drops NODE_EXTRA_CA_CERTS (read at every Node start) and keeps the rest, as the child sees it', () => {
+    const env = nodeChildEnv({ ...process.env, NODE_EXTRA_CA_CERTS: '/etc/ssl/certs/ca-certificates.crt', VRUN_PROBE: 'kept' }, { UV_THREADPOOL_SIZE: '7' });
+    const out = execFileSync(process.execPath, ['-p', 'JSON.stringify([process.env.NODE_EXTRA_CA_CERTS ?? null, process.env.VRUN_PROBE, process.env.UV_THREADPOOL_SIZE])'], { env, encoding: 'utf8' });
+    expect(JSON.parse(out)).toEqual([null, 'kept', '7']);
   });
 });
