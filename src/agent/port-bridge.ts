@@ -133,9 +133,11 @@ export class PortBridge {
             try {
               off += (await dev.write(chunk, off, chunk.length - off, null)).bytesWritten;
             } catch (err) {
-              // The port's queue to the host is full: wait for the host to take some.
+              // The port's queue to the host is full, or the host is gone (writes block until a host
+              // connects): wait, unless the session ended meanwhile, so its rest never reaches the next host.
               if ((err as NodeJS.ErrnoException).code !== 'EAGAIN') throw err;
               await sleep(1);
+              if (this.conn !== conn || conn.destroyed) return;
             }
           }
         })

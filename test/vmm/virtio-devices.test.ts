@@ -53,51 +53,79 @@ describe('virtio-rng', () => {
   });
 });
 
-describe('virtio-console with named ports', () => {
-  function consoleRig() {
-    const dev = new VirtioConsole([{ name: 'console', console: true }, { name: 'vrun.agent' }]);
-    const rig = bringUp(dev, [1 << 1, 1]);
-    const [, , ctrlRx, ctrlTx, , agentTx] = rig.drivers;
-    let next = DATA;
-    const alloc = (n: number) => {
-      const a = next;
-      next += Math.ceil(n / 16) * 16;
-      return a;
-    };
-    const sendCtrl = (id: number, event: number, value: number) => {
-      const at = alloc(8);
-      rig.ram.ram.writeUInt32LE(id, at);
-      rig.ram.ram.writeUInt16LE(event, at + 4);
-      rig.ram.ram.writeUInt16LE(value, at + 6);
-      ctrlTx!.addChain([{ addr: at, len: 8 }]);
-      rig.notify(3);
-    };
-    const postCtrlBuffers = (n: number) => {
-      const bufs: number[] = [];
-      for (let i = 0; i < n; i++) {
-        const at = alloc(128);
-        bufs.push(at);
-        ctrlRx!.addChain([{ addr: at, len: 128, write: true }]);
-      }
-      rig.notify(2);
-      return bufs;
-    };
-    const readCtrl = (bufs: number[]) =>
-      ctrlRx!.takeUsed().map((u, i) => {
-        const at = bufs[i]!;
-        const b = rig.ram.ram.subarray(at, at + u.len);
-        return { id: b.readUInt32LE(0), event: b.readUInt16LE(4), value: b.readUInt16LE(6), extra: b.subarray(8).toString() };
-      });
-    return { dev, ...rig, sendCtrl, postCtrlBuffers, readCtrl, alloc, agentTx: agentTx! };
-  }
+/**
+ * A two-port console (hvc console + `vrun.agent`, port 1: rx queue 4, tx queue 5) brought up, with the
+ * guest driver's side simulated: control messages both ways and the agent port's data queues.
+ */
+function consoleRig() {
+  const dev = new VirtioConsole([{ name: 'console', console: true }, { name: 'vrun.agent' }]);
+  const rig = bringUp(dev, [1 << 1, 1]);
+  const [, , ctrlRx, ctrlTx, agentRx, agentTx] = rig.drivers;
+  let next = DATA;
+  const alloc = (n: number) => {
+    const a = next;
+    next += Math.ceil(n / 16) * 16;
+    return a;
+  };
+  const sendCtrl = (id: number, event: number, value: number) => {
+    const at = alloc(8);
+    rig.ram.ram.writeUInt32LE(id, at);
+    rig.ram.ram.writeUInt16LE(event, at + 4);
+    rig.ram.ram.writeUInt16LE(value, at + 6);
+    ctrlTx!.addChain([{ addr: at, len: 8 }]);
+    rig.notify(3);
+  };
+  const ctrlBufs = new Map<number, number>();
+  const postCtrlBuffers = (n: number) => {
+    for (let i = 0; i < n; i++) {
+      const at = alloc(128);
+      ctrlBufs.set(ctrlRx!.addChain([{ addr: at, len: 128, write: true }]), at);
+    }
+    rig.notify(2);
+  };
+  /** The control messages the device put into the posted buffers since the last call. */
+  const readCtrl = () =>
+    ctrlRx!.takeUsed().map((u) => {
+      const at = ctrlBufs.get(u.id)!;
+      const b = rig.ram.ram.subarray(at, at + u.len);
+      return { id: b.readUInt32LE(0), event: b.readUInt16LE(4), value: b.readUInt16LE(6), extra: b.subarray(8).toString() };
+    });
+  const rxBufs = new Map<number, number>();
+  /** The agent's reads: posts a receive buffer and returns what the device filled since the last call. */
+  const guestRead = () => {
+    const at = alloc(256);
+    rxBufs.set(agentRx!.addChain([{ addr: at, len: 256, write: true }]), at);
+    rig.notify(4);
+    return agentRx!
+      .takeUsed()
+      .map((u) => rig.ram.ram.toString('utf8', rxBufs.get(u.id)!, rxBufs.get(u.id)! + u.len))
+      .join('');
+  };
+  const guestWrite = (text: string) => {
+    const at = alloc(text.length);
+    rig.ram.ram.write(text, at);
+    agentTx!.addChain([{ addr: at, len: text.length }]);
+    rig.notify(5);
+  };
+  /** The driver's probe: DEVICE_READY, then the agent port is added. */
+  const driverReady = () => {
+    sendCtrl(0, CTRL.DEVICE_READY, 1);
+    sendCtrl(1, CTRL.PORT_READY, 1);
+  };
+  return { dev, ...rig, sendCtrl, postCtrlBuffers, readCtrl, alloc, agentTx: agentTx!, guestRead, guestWrite, driverReady };
+}
 
+async function waitFor(what: () => boolean): Promise<void> {
+  while (!what()) await new Promise((r) => setTimeout(r, 5));
+}
+
+describe('virtio-console with named ports', () => {
   it('announces its ports by name and carries bytes both ways', () => {
     const c = consoleRig();
     expect(c.mmio.read(REG.CONFIG + 4, 4)).toBe(2); // max_nr_ports
-    const bufs = c.postCtrlBuffers(8);
-    c.sendCtrl(0, CTRL.DEVICE_READY, 1);
-    c.sendCtrl(1, CTRL.PORT_READY, 1);
-    expect(c.readCtrl(bufs)).toEqual([
+    c.postCtrlBuffers(8);
+    c.driverReady();
+    expect(c.readCtrl()).toEqual([
       { id: 0, event: CTRL.DEVICE_ADD, value: 0, extra: '' },
       { id: 1, event: CTRL.DEVICE_ADD, value: 0, extra: '' },
       { id: 1, event: CTRL.PORT_NAME, value: 0, extra: 'vrun.agent\0' },
@@ -166,16 +194,51 @@ describe('virtio-console with named ports', () => {
 
   it('ignores malformed control messages and unknown ports', () => {
     const c = consoleRig();
-    const bufs = c.postCtrlBuffers(4);
+    c.postCtrlBuffers(4);
     const at = c.alloc(4);
     c.drivers[3]!.addChain([{ addr: at, len: 4 }]); // too short
     c.notify(3);
     c.sendCtrl(9, CTRL.PORT_READY, 1); // no such port
     c.sendCtrl(9, CTRL.PORT_OPEN, 1);
     c.sendCtrl(0, 99, 1); // unknown event
-    expect(c.readCtrl(bufs)).toEqual([]);
+    expect(c.readCtrl()).toEqual([]);
     expect(c.mmio.deviceStatus & STATUS.DEVICE_NEEDS_RESET).toBe(0);
     expect(c.ram.canariesIntact()).toBe(true);
+  });
+
+  it('tells the guest when the host side of a port connects and disconnects', () => {
+    const c = consoleRig();
+    const agent = c.dev.port('vrun.agent')!;
+    c.postCtrlBuffers(8);
+    // Before the guest has the port, the state is only remembered; PORT_READY announces it.
+    agent.setHostConnected(false);
+    expect(c.readCtrl()).toEqual([]);
+    c.driverReady();
+    const ready = c.readCtrl();
+    expect(ready.filter((m) => m.event === CTRL.PORT_OPEN)).toEqual([]);
+    expect(ready.map((m) => m.event)).toEqual([CTRL.DEVICE_ADD, CTRL.DEVICE_ADD, CTRL.PORT_NAME]);
+
+    agent.setHostConnected(true);
+    agent.setHostConnected(true); // no change, no message
+    expect(c.readCtrl()).toEqual([{ id: 1, event: CTRL.PORT_OPEN, value: 1, extra: '' }]);
+
+    // Host bytes the guest has not taken when the host goes belong to that session: they are dropped.
+    agent.write(Buffer.from('old session'));
+    expect(agent.pendingBytes).toBe(11);
+    agent.setHostConnected(false);
+    expect(agent.pendingBytes).toBe(0);
+    expect(c.readCtrl()).toEqual([{ id: 1, event: CTRL.PORT_OPEN, value: 0, extra: '' }]);
+    agent.setHostConnected(true);
+    agent.write(Buffer.from('new session'));
+    c.sendCtrl(1, CTRL.PORT_OPEN, 1);
+    expect(c.guestRead()).toBe('new session');
+    expect(c.readCtrl()).toEqual([{ id: 1, event: CTRL.PORT_OPEN, value: 1, extra: '' }]);
+
+    // After a device reset the driver adds the port again and hears the state then.
+    c.dev.reset();
+    agent.setHostConnected(false);
+    agent.setHostConnected(true);
+    expect(c.readCtrl()).toEqual([]);
   });
 
   it('refuses bad port lists', () => {
@@ -217,6 +280,127 @@ describe('console port surfaced as a unix socket', () => {
     } finally {
       ps.close();
       fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  /** The two-port rig with the agent port surfaced at a socket; `connect` opens a client that records what it reads. */
+  async function socketRig() {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vrun-port-'));
+    const c = consoleRig();
+    const sock = path.join(dir, 'agent.sock');
+    const ps = await PortSocket.listen(sock, c.dev.port('vrun.agent')!);
+    const clients: net.Socket[] = [];
+    const connect = async () => {
+      const s = net.connect(sock);
+      clients.push(s);
+      const got: Buffer[] = [];
+      let closed = false;
+      s.on('data', (d: Buffer) => got.push(d));
+      s.on('close', () => (closed = true));
+      s.on('error', () => undefined);
+      await new Promise((r) => s.once('connect', r));
+      return { s, text: () => Buffer.concat(got).toString(), closed: () => closed };
+    };
+    const done = () => {
+      for (const s of clients) s.destroy();
+      ps.close();
+      fs.rmSync(dir, { recursive: true, force: true });
+    };
+    return { c, ps, agent: c.dev.port('vrun.agent')!, connect, done };
+  }
+
+  it('a client that connects before the guest driver is ready makes the port host-connected once it is', async () => {
+    const { c, agent, connect, done } = await socketRig();
+    try {
+      expect(agent.hostConnected).toBe(false);
+      const early = await connect();
+      early.s.write('early bytes');
+      await waitFor(() => agent.hostConnected && agent.pendingBytes === 11);
+      c.postCtrlBuffers(8);
+      expect(c.readCtrl()).toEqual([]);
+      c.driverReady();
+      expect(c.readCtrl().filter((m) => m.event === CTRL.PORT_OPEN)).toEqual([{ id: 1, event: CTRL.PORT_OPEN, value: 1, extra: '' }]);
+      // Early bytes still wait for the guest to open the port.
+      expect(c.guestRead()).toBe('');
+      c.sendCtrl(1, CTRL.PORT_OPEN, 1);
+      expect(c.guestRead()).toBe('early bytes');
+    } finally {
+      done();
+    }
+  });
+
+  it('a second client waits while the first is attached, then takes over with a fresh host connection', async () => {
+    const { c, ps, agent, connect, done } = await socketRig();
+    try {
+      c.postCtrlBuffers(12);
+      c.driverReady();
+      expect(c.readCtrl().filter((m) => m.event === CTRL.PORT_OPEN)).toEqual([]); // nobody connected yet
+      c.sendCtrl(1, CTRL.PORT_OPEN, 1); // the agent opens the port
+
+      const first = await connect();
+      await waitFor(() => agent.hostConnected);
+      expect(c.readCtrl()).toEqual([{ id: 1, event: CTRL.PORT_OPEN, value: 1, extra: '' }]);
+      first.s.write('one');
+      await waitFor(() => agent.pendingBytes === 3);
+      expect(c.guestRead()).toBe('one');
+
+      // The reconnecting client opens its new connection before the old one is gone: it is kept waiting.
+      const second = await connect();
+      second.s.write('two');
+      await waitFor(() => ps.waitingClients === 1);
+      c.guestWrite('for the first');
+      await waitFor(() => first.text() === 'for the first');
+      expect(second.text()).toBe('');
+      expect(second.closed()).toBe(false);
+      expect(c.readCtrl()).toEqual([]);
+
+      // What the first sent and the guest never took is dropped with its session.
+      first.s.write('stale');
+      await waitFor(() => agent.pendingBytes === 5);
+      first.s.destroy();
+      await waitFor(() => ps.waitingClients === 0 && agent.pendingBytes === 3);
+      expect(c.readCtrl()).toEqual([
+        { id: 1, event: CTRL.PORT_OPEN, value: 0, extra: '' },
+        { id: 1, event: CTRL.PORT_OPEN, value: 1, extra: '' },
+      ]);
+      expect(c.guestRead()).toBe('two');
+      c.guestWrite('for the second');
+      await waitFor(() => second.text() === 'for the second');
+      expect(first.text()).toBe('for the first');
+
+      // With nobody attached the guest hears PORT_OPEN 0 and its bytes go nowhere.
+      second.s.destroy();
+      await waitFor(() => !agent.hostConnected);
+      expect(c.readCtrl()).toEqual([{ id: 1, event: CTRL.PORT_OPEN, value: 0, extra: '' }]);
+      c.guestWrite('to nobody');
+      const third = await connect();
+      await waitFor(() => agent.hostConnected);
+      third.s.write('three');
+      await waitFor(() => agent.pendingBytes === 5);
+      expect(c.guestRead()).toBe('three');
+      c.guestWrite('for the third');
+      await waitFor(() => third.text() === 'for the third');
+    } finally {
+      done();
+    }
+  });
+
+  it('keeps a bounded number of clients waiting and forgets one that gives up', async () => {
+    const { ps, agent, connect, done } = await socketRig();
+    try {
+      await connect();
+      await waitFor(() => agent.hostConnected);
+      const waiting = [];
+      for (let i = 0; i < 4; i++) waiting.push(await connect());
+      await waitFor(() => ps.waitingClients === 4);
+      const refused = await connect();
+      await waitFor(() => refused.closed());
+      expect(ps.waitingClients).toBe(4);
+      expect(waiting.every((w) => !w.closed())).toBe(true);
+      waiting[0]!.s.destroy();
+      await waitFor(() => ps.waitingClients === 3);
+    } finally {
+      done();
     }
   });
 });

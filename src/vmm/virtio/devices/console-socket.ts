@@ -3,15 +3,34 @@ import { rmSync } from 'node:fs';
 import type { Logger } from '../../../common/log.js';
 import type { ConsolePort } from './console.js';
 
+/** Connections that may wait for the current client to go (a reconnecting client opens its new one early). */
+const MAX_WAITING = 4;
+/** What a waiting client may send before it is read no further (a gRPC client sends ~100 bytes and waits). */
+const MAX_HELD_BYTES = 64 * 1024;
+
+interface Waiting {
+  socket: net.Socket;
+  held: Buffer[];
+  /** Removes the listeners it has while waiting. */
+  stopWaiting: () => void;
+}
+
 /**
  * A console port surfaced on the host as a unix socket: one client at a time; its bytes go to the
  * guest and the guest's bytes go to it, with backpressure both ways (the socket pauses while the
  * port's backlog is above its high-water mark). Bytes the guest sends while no client is connected
  * are dropped, like a serial line with nobody listening.
+ *
+ * Like QEMU's chardev socket server, a client that connects while another is attached is not refused:
+ * it waits (a few at most) and is taken once the current one is gone. The guest sees each client as a
+ * host connection (PORT_OPEN 1 on attach, 0 when it goes), which is how the agent's bridge knows to
+ * end one HTTP/2 session and start the next.
  */
 export class PortSocket {
   private readonly server: net.Server;
   private client: net.Socket | undefined;
+  private readonly waiting: Waiting[] = [];
+  private closed = false;
 
   private constructor(
     readonly path: string,
@@ -23,6 +42,8 @@ export class PortSocket {
       if (this.client && !this.client.write(d)) this.logger?.debug({ port: port.name }, 'console socket client is slow');
     });
     port.on('drain', () => this.client?.resume());
+    // Nobody is attached yet: the guest reads EOF until a client connects.
+    port.setHostConnected(false);
   }
 
   static async listen(path: string, port: ConsolePort, logger?: Logger): Promise<PortSocket> {
@@ -38,23 +59,85 @@ export class PortSocket {
     return ps;
   }
 
+  /** Clients waiting for the current one to go. */
+  get waitingClients(): number {
+    return this.waiting.length;
+  }
+
   private accept(s: net.Socket): void {
-    if (this.client) {
+    if (this.closed) {
       s.destroy();
       return;
     }
+    if (!this.client) {
+      this.attach(s, []);
+      return;
+    }
+    if (this.waiting.length >= MAX_WAITING) {
+      this.logger?.debug({ port: this.port.name, waiting: this.waiting.length }, 'console socket: too many clients waiting; refusing one');
+      s.destroy();
+      return;
+    }
+    // Its bytes are held (not left unread) so that a client that gives up while waiting is seen to go.
+    const held: Buffer[] = [];
+    let heldBytes = 0;
+    const onData = (d: Buffer) => {
+      held.push(d);
+      heldBytes += d.length;
+      if (heldBytes >= MAX_HELD_BYTES) s.pause();
+    };
+    const onError = (err: Error) => this.logger?.debug({ port: this.port.name, err }, 'console socket: waiting client failed');
+    const onClose = () => {
+      const i = this.waiting.indexOf(w);
+      if (i >= 0) this.waiting.splice(i, 1);
+    };
+    const w: Waiting = {
+      socket: s,
+      held,
+      stopWaiting: () => {
+        s.off('data', onData);
+        s.off('error', onError);
+        s.off('close', onClose);
+      },
+    };
+    this.waiting.push(w);
+    s.on('data', onData);
+    s.on('error', onError);
+    s.on('close', onClose);
+  }
+
+  private attach(s: net.Socket, held: Buffer[]): void {
     this.client = s;
+    this.port.setHostConnected(true);
+    let blocked = false;
+    for (const d of held) blocked = !this.port.write(d) || blocked;
     s.on('data', (d: Buffer) => {
       if (!this.port.write(d)) s.pause();
     });
-    const gone = () => {
-      if (this.client === s) this.client = undefined;
-    };
-    s.on('close', gone);
-    s.on('error', gone);
+    s.on('error', (err) => this.logger?.debug({ port: this.port.name, err }, 'console socket client failed'));
+    s.on('close', () => {
+      if (this.client !== s) return;
+      this.client = undefined;
+      this.port.setHostConnected(false);
+      this.takeNext();
+    });
+    if (blocked) s.pause();
+    else s.resume();
+  }
+
+  private takeNext(): void {
+    if (this.closed) return;
+    for (let w = this.waiting.shift(); w; w = this.waiting.shift()) {
+      if (w.socket.destroyed) continue;
+      w.stopWaiting();
+      this.attach(w.socket, w.held);
+      return;
+    }
   }
 
   close(): void {
+    this.closed = true;
+    for (const w of this.waiting.splice(0)) w.socket.destroy();
     this.client?.destroy();
     this.server.close();
     rmSync(this.path, { force: true });

@@ -13,6 +13,11 @@ import type { Virtqueue } from '../queue.js';
  * returns false past the high-water mark and the port emits 'drain' once the guest caught up, so a
  * stream can apply backpressure. Data from the guest is copied out of guest memory before it is
  * emitted ('data'), so listeners never hold views into guest RAM.
+ *
+ * The host side of a port has a connection state the guest sees (PORT_OPEN from the device: Linux's
+ * host_connected; while it is 0 guest reads return EOF and writes block). A port starts connected, since
+ * an in-process user is always there; a port surfaced as a socket (console-socket.ts) is connected only
+ * while a client is attached, as with QEMU's chardev, so the guest sees each host session end.
  */
 
 export const VIRTIO_ID_CONSOLE = 3;
@@ -43,9 +48,19 @@ export interface ConsolePortSpec {
   console?: boolean;
 }
 
+interface PortHooks {
+  /** Host data is waiting: deliver what the guest has room for. */
+  kick: () => void;
+  /** The host side connected or disconnected: tell the guest, if it has the port yet. */
+  hostChanged: (port: ConsolePort) => void;
+}
+
 export class ConsolePort extends EventEmitter<{ data: [Buffer]; open: []; close: []; drain: [] }> {
   /** The guest has the port open. */
   guestOpen = false;
+  /** The guest driver added the port (PORT_READY), so it takes control messages about it. */
+  guestReady = false;
+  private connected = true;
   private backlog: Buffer[] = [];
   private backlogBytes = 0;
   private blocked = false;
@@ -54,9 +69,28 @@ export class ConsolePort extends EventEmitter<{ data: [Buffer]; open: []; close:
     readonly id: number,
     readonly name: string,
     readonly isConsole: boolean,
-    private readonly kick: () => void,
+    private readonly hooks: PortHooks,
   ) {
     super();
+  }
+
+  get hostConnected(): boolean {
+    return this.connected;
+  }
+
+  /**
+   * The host side's connection state. A disconnect drops the host bytes the guest has not taken yet:
+   * they belong to a session that is gone, and the next session must start on a clean stream.
+   */
+  setHostConnected(connected: boolean): void {
+    if (connected === this.connected) return;
+    this.connected = connected;
+    if (!connected) {
+      this.backlog = [];
+      this.backlogBytes = 0;
+      this.blocked = false;
+    }
+    this.hooks.hostChanged(this);
   }
 
   /** Queues bytes for the guest; false means "stop writing until 'drain'". */
@@ -64,11 +98,12 @@ export class ConsolePort extends EventEmitter<{ data: [Buffer]; open: []; close:
     if (data.length > 0) {
       this.backlog.push(Buffer.from(data));
       this.backlogBytes += data.length;
-      this.kick();
+      this.hooks.kick();
     }
     this.blocked = this.backlogBytes >= HIGH_WATER;
     return !this.blocked;
   }
+
 
   get pendingBytes(): number {
     return this.backlogBytes;
@@ -106,6 +141,7 @@ export class ConsolePort extends EventEmitter<{ data: [Buffer]; open: []; close:
   reset(): void {
     this.backlog = [];
     this.backlogBytes = 0;
+    this.guestReady = false;
     if (this.guestOpen) {
       this.guestOpen = false;
       this.emit('close');
@@ -135,7 +171,7 @@ export class VirtioConsole implements VirtioDevice {
       names.add(s.name);
     }
     if (specs.filter((s) => s.console).length > 1) throw new VrunError('only one console port can be the console');
-    this.ports = specs.map((s, i) => new ConsolePort(i, s.name, s.console === true, () => this.flush()));
+    this.ports = specs.map((s, i) => new ConsolePort(i, s.name, s.console === true, { kick: () => this.flush(), hostChanged: (p) => this.hostChanged(p) }));
     this.queueMaxSizes = Array.from({ length: 2 * specs.length + 2 }, () => QUEUE_SIZE);
   }
 
@@ -219,10 +255,11 @@ export class VirtioConsole implements VirtioDevice {
       case CTRL.PORT_READY: {
         const p = this.ports[id];
         if (!p || value !== 1) return;
+        p.guestReady = true;
         if (p.isConsole) this.sendControl(p.id, CTRL.CONSOLE_PORT, 1);
         this.sendControl(p.id, CTRL.PORT_NAME, 0, Buffer.from(`${p.name}\0`));
-        // The host side is always connected: guest reads block for data instead of seeing EOF.
-        this.sendControl(p.id, CTRL.PORT_OPEN, 1);
+        // A new port is host-disconnected in the guest (reads see EOF): only a connected host says so.
+        if (p.hostConnected) this.sendControl(p.id, CTRL.PORT_OPEN, 1);
         return;
       }
       case CTRL.PORT_OPEN: {
@@ -238,6 +275,13 @@ export class VirtioConsole implements VirtioDevice {
       default:
         this.logger?.debug({ id, event, value }, 'virtio-console: control event ignored');
     }
+  }
+
+  private hostChanged(p: ConsolePort): void {
+    // Before PORT_READY the guest has no such port yet; PORT_READY announces the state then.
+    if (!this.ctx || !p.guestReady) return;
+    this.sendControl(p.id, CTRL.PORT_OPEN, p.hostConnected ? 1 : 0);
+    this.flush();
   }
 
   private sendControl(id: number, event: number, value: number, extra?: Buffer): void {
