@@ -29,7 +29,7 @@ export const STDIO_CHUNK_BYTES = 64 * 1024;
 
 /**
  * Where the .proto is: next to the bundled agent in the guest (/opt/vrun/agent.proto, shipped by
- * scripts/bundle-agent.mjs), or in the repository's proto/ tree when run from dist/ or the sources.
+ * scripts/bundle.mjs), or in the repository's proto/ tree when run from dist/ or the sources.
  */
 export function agentProtoPath(): string {
   if (process.env.VRUN_AGENT_PROTO) return process.env.VRUN_AGENT_PROTO;

@@ -1,9 +1,8 @@
 import { spawn } from 'node:child_process';
 import { mkdir, open } from 'node:fs/promises';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { nodeChildEnv } from '../common/node-child-env.js';
-import { vrunRunDir } from '../common/paths.js';
+import { projectRoot, vrunRunDir } from '../common/paths.js';
 import { removeSandboxDir } from './cleanup.js';
 import { defaultName, releaseName, reserveName } from './names.js';
 import type { RunConfig } from './run-config.js';
@@ -20,8 +19,9 @@ export interface LaunchedSandbox {
   pid: number;
 }
 
+/** The sandbox process's entry, tsc's output (the CLI that starts it may be the bundle in dist/cli/). */
 export function daemonScript(): string {
-  return path.join(path.dirname(fileURLToPath(import.meta.url)), 'daemon.js');
+  return path.join(projectRoot(), 'dist', 'src', 'sandbox', 'daemon.js');
 }
 
 export async function launchSandbox(config: RunConfig, name: string | undefined, runDir = vrunRunDir()): Promise<LaunchedSandbox> {

@@ -1,0 +1,46 @@
+// The two bundles the build makes with esbuild, beside tsc's per-file output in dist/src:
+// - dist/agent/agent.mjs: the guest agent in one file for the guest initrd (the guest has node but no
+//   node_modules). Its .proto is copied beside it (dist/agent/agent.proto, which the initrd puts at
+//   /opt/vrun/agent.proto, where src/agent/proto.ts looks first); the native addon is shipped by the initrd.
+// - dist/cli/vrun.cjs: the `vrun` CLI as one CommonJS file (whitespace-minified, names kept for --debug stacks). Node 20 spends about 35 ms starting its ES-module
+//   loader for an ES-module entry, and more resolving each module; on a command like `vrun pull` of a
+//   small image that start-up is most of the wall time. import.meta.url becomes the bundle's own URL,
+//   which is why src/common/paths.ts finds the repository by walking up, not by a fixed depth.
+import { build } from 'esbuild';
+import { mkdirSync, copyFileSync, existsSync, readdirSync, rmSync } from 'node:fs';
+import path from 'node:path';
+
+const root = path.resolve(import.meta.dirname, '..');
+const common = { bundle: true, platform: 'node', target: 'node20', logLevel: 'warning', legalComments: 'none' };
+
+const agentOut = path.join(root, 'dist', 'agent');
+mkdirSync(agentOut, { recursive: true });
+await build({
+  ...common,
+  entryPoints: [path.join(root, 'src', 'agent', 'main.ts')],
+  format: 'esm',
+  outfile: path.join(agentOut, 'agent.mjs'),
+  banner: { js: "import { createRequire as __vrunCreateRequire } from 'node:module'; const require = __vrunCreateRequire(import.meta.url);" },
+});
+const agentProto = path.join(root, 'proto', 'vrun', 'agent', 'v1', 'agent.proto');
+if (!existsSync(agentProto)) throw new Error(`${agentProto} is missing`);
+copyFileSync(agentProto, path.join(agentOut, 'agent.proto'));
+
+const cliOut = path.join(root, 'dist', 'cli');
+// bin/vrun.js's code caches of earlier builds (named by the bundle's size and mtime).
+for (const f of existsSync(cliOut) ? readdirSync(cliOut) : []) if (f.endsWith('.v8-cache')) rmSync(path.join(cliOut, f), { force: true });
+await build({
+  ...common,
+  entryPoints: [path.join(root, 'src', 'cli', 'main.ts')],
+  format: 'cjs',
+  outfile: path.join(cliOut, 'vrun.cjs'),
+  define: { 'import.meta.url': '__vrunModuleUrl' },
+  banner: { js: "const __vrunModuleUrl = require('node:url').pathToFileURL(__filename).href;" },
+  minifyWhitespace: true,
+  minifySyntax: true,
+  metafile: true,
+}).then(({ metafile }) => {
+  // Modules that run a main when import.meta.url equals argv[1] would run it inside the CLI.
+  const selfRunning = Object.keys(metafile.inputs).filter((f) => /(selfcheck|exit-bench|machine-check|boot-bench)\.ts$/.test(f));
+  if (selfRunning.length > 0) throw new Error(`the CLI bundle must not include ${selfRunning.join(', ')}`);
+});
