@@ -309,10 +309,39 @@ describe('console port surfaced as a unix socket', () => {
     return { c, ps, agent: c.dev.port('vrun.agent')!, connect, done };
   }
 
+  it('counts as connected until the first client, and disconnected once a client left and none took over', async () => {
+    const { c, agent, connect, done } = await socketRig();
+    try {
+      // Before any client the guest's reads wait for bytes (as before clients were tracked).
+      expect(agent.hostConnected).toBe(true);
+      const early = await connect();
+      early.s.write('stale');
+      await waitFor(() => agent.pendingBytes === 5);
+      early.s.destroy();
+      await waitFor(() => !agent.hostConnected);
+      expect(agent.pendingBytes).toBe(0);
+      c.postCtrlBuffers(8);
+      expect(c.readCtrl()).toEqual([]);
+      c.driverReady();
+      expect(c.readCtrl().map((m) => m.event)).toEqual([CTRL.DEVICE_ADD, CTRL.DEVICE_ADD, CTRL.PORT_NAME]);
+      const next = await connect();
+      await waitFor(() => agent.hostConnected);
+      expect(c.readCtrl()).toEqual([{ id: 1, event: CTRL.PORT_OPEN, value: 1, extra: '' }]);
+      next.s.write('fresh');
+      c.sendCtrl(1, CTRL.PORT_OPEN, 1);
+      await waitFor(() => agent.pendingBytes === 5);
+      expect(c.guestRead()).toBe('fresh');
+    } finally {
+      done();
+    }
+  });
+
   it('a client that connects before the guest driver is ready makes the port host-connected once it is', async () => {
     const { c, agent, connect, done } = await socketRig();
     try {
-      expect(agent.hostConnected).toBe(false);
+      const gone = await connect();
+      gone.s.destroy();
+      await waitFor(() => !agent.hostConnected);
       const early = await connect();
       early.s.write('early bytes');
       await waitFor(() => agent.hostConnected && agent.pendingBytes === 11);
@@ -334,12 +363,11 @@ describe('console port surfaced as a unix socket', () => {
     try {
       c.postCtrlBuffers(12);
       c.driverReady();
-      expect(c.readCtrl().filter((m) => m.event === CTRL.PORT_OPEN)).toEqual([]); // nobody connected yet
+      // No client yet, but the port counts as connected until the first one comes.
+      expect(c.readCtrl().filter((m) => m.event === CTRL.PORT_OPEN)).toEqual([{ id: 1, event: CTRL.PORT_OPEN, value: 1, extra: '' }]);
       c.sendCtrl(1, CTRL.PORT_OPEN, 1); // the agent opens the port
 
       const first = await connect();
-      await waitFor(() => agent.hostConnected);
-      expect(c.readCtrl()).toEqual([{ id: 1, event: CTRL.PORT_OPEN, value: 1, extra: '' }]);
       first.s.write('one');
       await waitFor(() => agent.pendingBytes === 3);
       expect(c.guestRead()).toBe('one');
@@ -352,7 +380,7 @@ describe('console port surfaced as a unix socket', () => {
       await waitFor(() => first.text() === 'for the first');
       expect(second.text()).toBe('');
       expect(second.closed()).toBe(false);
-      expect(c.readCtrl()).toEqual([]);
+      expect(c.readCtrl()).toEqual([]); // the first client's attach changed nothing the guest sees
 
       // What the first sent and the guest never took is dropped with its session.
       first.s.write('stale');

@@ -24,7 +24,9 @@ interface Waiting {
  * Like QEMU's chardev socket server, a client that connects while another is attached is not refused:
  * it waits (a few at most) and is taken once the current one is gone. The guest sees each client as a
  * host connection (PORT_OPEN 1 on attach, 0 when it goes), which is how the agent's bridge knows to
- * end one HTTP/2 session and start the next.
+ * end one HTTP/2 session and start the next. Until the first client comes the port counts as connected
+ * (QEMU's starts disconnected): a guest that opens the port and reads before the host attaches (the
+ * machine check's `head -c 5`) then waits for bytes instead of reading EOF; the agent works either way.
  */
 export class PortSocket {
   private readonly server: net.Server;
@@ -42,8 +44,6 @@ export class PortSocket {
       if (this.client && !this.client.write(d)) this.logger?.debug({ port: port.name }, 'console socket client is slow');
     });
     port.on('drain', () => this.client?.resume());
-    // Nobody is attached yet: the guest reads EOF until a client connects.
-    port.setHostConnected(false);
   }
 
   static async listen(path: string, port: ConsolePort, logger?: Logger): Promise<PortSocket> {

@@ -16,8 +16,8 @@ import type { Virtqueue } from '../queue.js';
  *
  * The host side of a port has a connection state the guest sees (PORT_OPEN from the device: Linux's
  * host_connected; while it is 0 guest reads return EOF and writes block). A port starts connected, since
- * an in-process user is always there; a port surfaced as a socket (console-socket.ts) is connected only
- * while a client is attached, as with QEMU's chardev, so the guest sees each host session end.
+ * an in-process user is always there; a port surfaced as a socket (console-socket.ts) follows its
+ * clients once the first one came, as with QEMU's chardev, so the guest sees each host session end.
  */
 
 export const VIRTIO_ID_CONSOLE = 3;
