@@ -7,6 +7,12 @@ import type { ConsolePort } from './console.js';
 const MAX_WAITING = 4;
 /** What a waiting client may send before it is read no further (a gRPC client sends ~100 bytes and waits). */
 const MAX_HELD_BYTES = 64 * 1024;
+/**
+ * How long the host side stays disconnected after a client leaves before the next one is taken. The
+ * guest's reader sees EOF only if it runs while host_connected is 0; PORT_OPEN 0 and 1 handled in one
+ * batch would hide the end of the session (the bridge then falls back to spotting the HTTP/2 preface).
+ */
+const HANDOVER_MS = 100;
 
 interface Waiting {
   socket: net.Socket;
@@ -24,7 +30,7 @@ interface Waiting {
  * Like QEMU's chardev socket server, a client that connects while another is attached is not refused:
  * it waits (a few at most) and is taken once the current one is gone. The guest sees each client as a
  * host connection (PORT_OPEN 1 on attach, 0 when it goes), which is how the agent's bridge knows to
- * end one HTTP/2 session and start the next. Until the first client comes the port counts as connected
+ * end one HTTP/2 session and start the next (after a short handover, so the guest can see the gap). Until the first client comes the port counts as connected
  * (QEMU's starts disconnected): a guest that opens the port and reads before the host attaches (the
  * machine check's `head -c 5`) then waits for bytes instead of reading EOF; the agent works either way.
  */
@@ -33,6 +39,7 @@ export class PortSocket {
   private client: net.Socket | undefined;
   private readonly waiting: Waiting[] = [];
   private closed = false;
+  private handover: NodeJS.Timeout | undefined;
 
   private constructor(
     readonly path: string,
@@ -69,7 +76,7 @@ export class PortSocket {
       s.destroy();
       return;
     }
-    if (!this.client) {
+    if (!this.client && !this.handover) {
       this.attach(s, []);
       return;
     }
@@ -119,7 +126,10 @@ export class PortSocket {
       if (this.client !== s) return;
       this.client = undefined;
       this.port.setHostConnected(false);
-      this.takeNext();
+      this.handover = setTimeout(() => {
+        this.handover = undefined;
+        this.takeNext();
+      }, HANDOVER_MS);
     });
     if (blocked) s.pause();
     else s.resume();
@@ -137,6 +147,7 @@ export class PortSocket {
 
   close(): void {
     this.closed = true;
+    clearTimeout(this.handover);
     for (const w of this.waiting.splice(0)) w.socket.destroy();
     this.client?.destroy();
     this.server.close();
