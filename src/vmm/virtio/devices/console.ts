@@ -104,7 +104,6 @@ export class ConsolePort extends EventEmitter<{ data: [Buffer]; open: []; close:
     return !this.blocked;
   }
 
-
   get pendingBytes(): number {
     return this.backlogBytes;
   }
