@@ -2,10 +2,10 @@
 // - dist/agent/agent.mjs: the guest agent in one file for the guest initrd (the guest has node but no
 //   node_modules). Its .proto is copied beside it (dist/agent/agent.proto, which the initrd puts at
 //   /opt/vrun/agent.proto, where src/agent/proto.ts looks first); the native addon is shipped by the initrd.
-// - dist/cli/vrun.cjs: the `vrun` CLI as one CommonJS file (whitespace-minified, names kept for --debug stacks). Node 20 spends about 35 ms starting its ES-module
-//   loader for an ES-module entry, and more resolving each module; on a command like `vrun pull` of a
-//   small image that start-up is most of the wall time. import.meta.url becomes the bundle's own URL,
-//   which is why src/common/paths.ts finds the repository by walking up, not by a fixed depth.
+// - dist/cli/vrun.cjs (the `vrun` CLI) and dist/sandbox/daemon.cjs (the sandbox process), each one CommonJS
+//   file, whitespace-minified with names kept for --debug stacks, loaded by bin/ with a V8 code cache (see
+//   bin/load-bundle.js for why). import.meta.url becomes the bundle's own URL, which is why
+//   src/common/paths.ts finds the repository by walking up, not by a fixed depth.
 import { build } from 'esbuild';
 import { mkdirSync, copyFileSync, existsSync, readdirSync, rmSync } from 'node:fs';
 import path from 'node:path';
@@ -26,21 +26,28 @@ const agentProto = path.join(root, 'proto', 'vrun', 'agent', 'v1', 'agent.proto'
 if (!existsSync(agentProto)) throw new Error(`${agentProto} is missing`);
 copyFileSync(agentProto, path.join(agentOut, 'agent.proto'));
 
-const cliOut = path.join(root, 'dist', 'cli');
-// bin/vrun.js's code caches of earlier builds (named by the bundle's size and mtime).
-for (const f of existsSync(cliOut) ? readdirSync(cliOut) : []) if (f.endsWith('.v8-cache')) rmSync(path.join(cliOut, f), { force: true });
-await build({
-  ...common,
-  entryPoints: [path.join(root, 'src', 'cli', 'main.ts')],
-  format: 'cjs',
-  outfile: path.join(cliOut, 'vrun.cjs'),
-  define: { 'import.meta.url': '__vrunModuleUrl' },
-  banner: { js: "const __vrunModuleUrl = require('node:url').pathToFileURL(__filename).href;" },
-  minifyWhitespace: true,
-  minifySyntax: true,
-  metafile: true,
-}).then(({ metafile }) => {
-  // Modules that run a main when import.meta.url equals argv[1] would run it inside the CLI.
+// The CommonJS bundles bin/load-bundle.js loads with a code cache. import.meta.url becomes the bundle's own URL.
+async function bundleCjs(entry, outfile) {
+  const outDir = path.dirname(outfile);
+  // Code caches of earlier builds (named by the bundle's size and mtime).
+  for (const f of existsSync(outDir) ? readdirSync(outDir) : []) if (f.endsWith('.v8-cache')) rmSync(path.join(outDir, f), { force: true });
+  const { metafile } = await build({
+    ...common,
+    entryPoints: [path.join(root, entry)],
+    format: 'cjs',
+    outfile,
+    define: { 'import.meta.url': '__vrunModuleUrl' },
+    banner: { js: "const __vrunModuleUrl = require('node:url').pathToFileURL(__filename).href;" },
+    // import() of Node's built-ins becomes require(): a script compiled through node:vm has no ES-module loader.
+    supported: { 'dynamic-import': false },
+    minifyWhitespace: true,
+    minifySyntax: true,
+    metafile: true,
+  });
+  // Modules that run a main when import.meta.url equals argv[1] would run it inside the bundle.
   const selfRunning = Object.keys(metafile.inputs).filter((f) => /(selfcheck|exit-bench|machine-check|boot-bench)\.ts$/.test(f));
-  if (selfRunning.length > 0) throw new Error(`the CLI bundle must not include ${selfRunning.join(', ')}`);
-});
+  if (selfRunning.length > 0) throw new Error(`${outfile} must not include ${selfRunning.join(', ')}`);
+}
+
+await bundleCjs('src/cli/main.ts', path.join(root, 'dist', 'cli', 'vrun.cjs'));
+await bundleCjs('src/sandbox/daemon.ts', path.join(root, 'dist', 'sandbox', 'daemon.cjs'));

@@ -40,7 +40,7 @@ fi
 step "npm ci (builds native/ with node-gyp)"
 npm ci --no-audit --no-fund
 
-step "build (tsc + agent bundle)"
+step "build (tsc + the agent, CLI and sandbox bundles)"
 npm run --silent build
 
 step "guest image (kernel from linux-source-6.1 + initrd)"

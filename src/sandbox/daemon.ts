@@ -11,7 +11,7 @@ import { Sandbox } from './sandbox.js';
 import { ID_RE, readState, sandboxPaths } from './state.js';
 
 /**
- * The sandbox process: `node dist/src/sandbox/daemon.js <state-dir>`, started detached by `vrun run`. It
+ * The sandbox process: `bin/vrun-sandbox.js <state-dir>` (this module, bundled), started detached by `vrun run`. It
  * owns the pod (VMM, virtiofsd, agent client), serves ctl.sock, and exits once the pod is torn down.
  */
 async function main(stateDir: string): Promise<void> {
@@ -55,7 +55,7 @@ async function main(stateDir: string): Promise<void> {
 
 const dir = process.argv[2];
 if (!dir) {
-  process.stderr.write('usage: daemon.js STATE_DIR\n');
+  process.stderr.write('usage: vrun-sandbox.js STATE_DIR\n');
   process.exit(2);
 }
 main(path.resolve(dir)).then(

@@ -19,9 +19,9 @@ export interface LaunchedSandbox {
   pid: number;
 }
 
-/** The sandbox process's entry, tsc's output (the CLI that starts it may be the bundle in dist/cli/). */
+/** The sandbox process's entry: daemon.ts, bundled (scripts/bundle.mjs) and loaded with a code cache. */
 export function daemonScript(): string {
-  return path.join(projectRoot(), 'dist', 'src', 'sandbox', 'daemon.js');
+  return path.join(projectRoot(), 'bin', 'vrun-sandbox.js');
 }
 
 export async function launchSandbox(config: RunConfig, name: string | undefined, runDir = vrunRunDir()): Promise<LaunchedSandbox> {
