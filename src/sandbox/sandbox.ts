@@ -222,19 +222,26 @@ export class Sandbox {
     if (this.started) throw new VrunError('the container was already started');
     this.started = true;
     const agent = this.agent as AgentClient;
-    if (!opts.keepStdin) await agent.closeStdin({ containerId: this.state.id }).catch((err: unknown) => this.log.debug({ err: errorMessage(err) }, 'closing stdin'));
     const t = performance.now();
+    // The calls go out together on the one connection, since in a TCG guest each round trip costs 100-200 ms:
+    // the wait is valid on a created container, and a process that reads stdin before the close lands waits
+    // for it and gets the same EOF. A wait left over from a failed start is dropped with the container.
+    const exited = agent.waitProcess({ containerId: this.state.id });
+    exited.catch(() => undefined);
+    const closing = opts.keepStdin
+      ? undefined
+      : agent.closeStdin({ containerId: this.state.id }).catch((err: unknown) => this.log.debug({ err: errorMessage(err) }, 'closing stdin'));
     await agent.startContainer(this.state.id);
+    await closing;
     this.phase('containerStart', t);
     await this.save({ status: 'running', startedAt: new Date().toISOString() });
-    void this.waitForExit();
+    void this.waitForExit(exited);
   }
 
-  private async waitForExit(): Promise<void> {
-    const agent = this.agent as AgentClient;
+  private async waitForExit(exited: Promise<WaitResult>): Promise<void> {
     let result: WaitResult;
     try {
-      result = await agent.waitProcess({ containerId: this.state.id });
+      result = await exited;
     } catch (err) {
       const reason = `lost the container's exit status: ${errorMessage(err).split('\n')[0]}`;
       if (this.pod) void this.pod.reportLoss(reason);
