@@ -1,4 +1,4 @@
-// The two bundles the build makes with esbuild, beside tsc's per-file output in dist/src:
+// The bundles the build makes with esbuild, beside tsc's per-file output in dist/src:
 // - dist/agent/agent.mjs: the guest agent in one file for the guest initrd (the guest has node but no
 //   node_modules). Its .proto is copied beside it (dist/agent/agent.proto, which the initrd puts at
 //   /opt/vrun/agent.proto, where src/agent/proto.ts looks first); the native addon is shipped by the initrd.
@@ -7,11 +7,11 @@
 //   bin/load-bundle.js for why). import.meta.url becomes the bundle's own URL, which is why
 //   src/common/paths.ts finds the repository by walking up, not by a fixed depth.
 import { build } from 'esbuild';
-import { mkdirSync, copyFileSync, existsSync, readdirSync, rmSync } from 'node:fs';
+import { mkdirSync, copyFileSync, existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
 
 const root = path.resolve(import.meta.dirname, '..');
-const common = { bundle: true, platform: 'node', target: 'node20', logLevel: 'warning', legalComments: 'none' };
+const common = { absWorkingDir: root, bundle: true, platform: 'node', target: 'node20', logLevel: 'warning', legalComments: 'none' };
 
 const agentOut = path.join(root, 'dist', 'agent');
 mkdirSync(agentOut, { recursive: true });
@@ -26,7 +26,7 @@ const agentProto = path.join(root, 'proto', 'vrun', 'agent', 'v1', 'agent.proto'
 if (!existsSync(agentProto)) throw new Error(`${agentProto} is missing`);
 copyFileSync(agentProto, path.join(agentOut, 'agent.proto'));
 
-// The CommonJS bundles bin/load-bundle.js loads with a code cache. import.meta.url becomes the bundle's own URL.
+// The CommonJS bundles bin/load-bundle.js loads with a code cache.
 async function bundleCjs(entry, outfile) {
   const outDir = path.dirname(outfile);
   // Code caches of earlier builds (named by the bundle's size and mtime).
@@ -44,8 +44,11 @@ async function bundleCjs(entry, outfile) {
     minifySyntax: true,
     metafile: true,
   });
-  // Modules that run a main when import.meta.url equals argv[1] would run it inside the bundle.
-  const selfRunning = Object.keys(metafile.inputs).filter((f) => /(selfcheck|exit-bench|machine-check|boot-bench)\.ts$/.test(f));
+  // A module that runs its own main when import.meta.url equals argv[1] would run it inside the bundle, where
+  // both name the bundle.
+  const selfRunning = Object.keys(metafile.inputs).filter(
+    (f) => f.startsWith('src/') && /import\.meta\.url === pathToFileURL\(process\.argv\[1\]/.test(readFileSync(path.join(root, f), 'utf8')),
+  );
   if (selfRunning.length > 0) throw new Error(`${outfile} must not include ${selfRunning.join(', ')}`);
 }
 

@@ -58,14 +58,15 @@ function within<T>(p: Promise<T>, ms: number, onTimeout: () => T): Promise<T> {
 }
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const ms = (v: number) => Math.round(v * 10) / 10;
 
+/** Starts loading gRPC, the agent client and its parsed proto; boot() picks when (see there). */
 function loadAgentModules(): Promise<typeof AgentClient> {
   const client = import('../agent/client.js').then((m) => m.AgentClient);
   client.catch(() => undefined);
   void import('../agent/proto.js').then((m) => m.loadAgentProto()).catch(() => undefined);
   return client;
 }
-const ms = (v: number) => Math.round(v * 10) / 10;
 
 export class PodVm {
   private stopping: Promise<void> | undefined;

@@ -30,9 +30,10 @@ interface Waiting {
  * Like QEMU's chardev socket server, a client that connects while another is attached is not refused:
  * it waits (a few at most) and is taken once the current one is gone. The guest sees each client as a
  * host connection (PORT_OPEN 1 on attach, 0 when it goes), which is how the agent's bridge knows to
- * end one HTTP/2 session and start the next (after a short handover, so the guest can see the gap). Until the first client comes the port counts as connected
- * (QEMU's starts disconnected): a guest that opens the port and reads before the host attaches (the
- * machine check's `head -c 5`) then waits for bytes instead of reading EOF; the agent works either way.
+ * end one HTTP/2 session and start the next (after a short handover, so the guest can see the gap).
+ * Until the first client comes the port counts as connected (QEMU's starts disconnected): a guest that
+ * opens the port and reads before the host attaches (the machine check's `head -c 5`) then waits for
+ * bytes instead of reading EOF; the agent works either way.
  */
 export class PortSocket {
   private readonly server: net.Server;
