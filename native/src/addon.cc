@@ -4,6 +4,7 @@
 #include "fs_ops.h"
 #include "kvm_system.h"
 #include "kvm_vm.h"
+#include "new_files.h"
 #include "process_ops.h"
 #include "vhost_user_socket.h"
 
@@ -12,6 +13,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   vrun::InitKvmSystem(env, exports);
   vrun::KvmVm::Init(env, exports);
   vrun::InitFsOps(env, exports);
+  vrun::InitNewFiles(env, exports);
   vrun::InitFdPassing(env, exports);
   vrun::InitProcessOps(env, exports);
   vrun::InitVhostUserSocket(env, exports);

@@ -11,7 +11,7 @@ import { AutoDecompress, extractSink, type Compression } from './layer-stream.js
 import { HashingStream } from './hashing-stream.js';
 import { lstatOrNull } from './atomic-fs.js';
 import { OPAQUE_XATTR } from './store-layout.js';
-import { FileWriteQueue } from './file-write-queue.js';
+import { FileWriteQueue, type NewFileMeta } from './file-write-queue.js';
 
 /**
  * Unpacks one layer tar into its own directory in overlayfs format (whiteouts become 0:0 character devices,
@@ -203,9 +203,10 @@ class LayerWriter {
       case 'contiguous-file':
         if (existed) this.clear(dest);
         if (Array.isArray(body)) {
-          await this.files.add(dest, body, label, (fd) => this.applyFileMeta(fd, dest, h));
+          await this.files.add(dest, body, this.fileMeta(dest, h), label);
         } else {
-          await writeBody(dest, body, label, (fd) => this.applyFileMeta(fd, dest, h));
+          const meta = this.fileMeta(dest, h);
+          await writeBody(dest, body, label, (fd) => this.applyFileMeta(fd, dest, meta));
         }
         return;
       case 'symlink': {
@@ -344,19 +345,32 @@ class LayerWriter {
     else fs.lutimesSync(p, mtime, mtime);
   }
 
-  /** Metadata of a regular file through its open fd: no path lookups, and the mtime is set after the last write. */
-  private applyFileMeta(fd: number, p: string, h: TarHeader): void {
+  /** What a regular file gets once its data is written; the owner only where it differs from what creating it gives. */
+  private fileMeta(p: string, h: TarHeader): NewFileMeta {
     const pax = h.pax ?? undefined;
     const uid = paxInt(pax?.uid) ?? h.uid ?? 0;
     const gid = paxInt(pax?.gid) ?? h.gid ?? 0;
-    if (this.isRoot && (uid !== 0 || gid !== 0 || this.groupInherited)) fs.fchownSync(fd, uid, gid);
-    fs.fchmodSync(fd, (h.mode ?? 0o644) & 0o7777);
-    if (pax) this.applyXattrs(p, pax);
-    const mtime = paxTime(pax?.mtime) ?? h.mtime ?? new Date(0);
-    fs.futimesSync(fd, mtime, mtime);
+    const owner: [number, number] | null = this.isRoot && (uid !== 0 || gid !== 0 || this.groupInherited) ? [uid, gid] : null;
+    const [mtimeSec, mtimeNsec] = entryMtime(h);
+    return { mode: (h.mode ?? 0o644) & 0o7777, owner, mtimeSec, mtimeNsec, xattrs: pax ? this.xattrsOf(p, pax) : [] };
+  }
+
+  /** fileMeta through an open fd (a streamed file): no path lookups, and the mtime is set after the last write. */
+  private applyFileMeta(fd: number, p: string, meta: NewFileMeta): void {
+    if (meta.owner) fs.fchownSync(fd, meta.owner[0], meta.owner[1]);
+    fs.fchmodSync(fd, meta.mode);
+    for (const [name, value] of meta.xattrs) this.ops.fsLsetxattr(p, name, value);
+    const t = meta.mtimeSec + meta.mtimeNsec / 1e9;
+    fs.futimesSync(fd, t, t);
   }
 
   private applyXattrs(p: string, pax: Record<string, string>): void {
+    for (const [name, value] of this.xattrsOf(p, pax)) this.ops.fsLsetxattr(p, name, value);
+  }
+
+  /** The entry's pax xattrs a layer may set, as name and value. */
+  private xattrsOf(p: string, pax: Record<string, string>): [string, Buffer][] {
+    const out: [string, Buffer][] = [];
     for (const [key, value] of Object.entries(pax)) {
       if (!key.startsWith('SCHILY.xattr.')) continue;
       const name = key.slice('SCHILY.xattr.'.length);
@@ -365,13 +379,13 @@ class LayerWriter {
         continue;
       }
       // tar-stream hands pax values over as UTF-8 text; a binary value that did not survive that is dropped.
-      const buf = Buffer.from(value, 'utf8');
       if (value.includes('\ufffd')) {
         rootLogger().warn({ layer: this.what, path: p, xattr: name }, 'binary xattr value not representable, skipped');
         continue;
       }
-      this.ops.fsLsetxattr(p, name, buf);
+      out.push([name, Buffer.from(value, 'utf8')]);
     }
+    return out;
   }
 }
 
@@ -379,6 +393,20 @@ function paxInt(v: string | undefined): number | undefined {
   if (v === undefined) return undefined;
   const n = Number(v);
   return Number.isSafeInteger(n) && n >= 0 && n <= 0xffffffff ? n : undefined;
+}
+
+/** The entry's mtime as [seconds, nanoseconds]: a pax mtime exactly as written (it may carry nanoseconds), else the header's. */
+function entryMtime(h: TarHeader): [number, number] {
+  const m = /^(-?\d{1,15})(?:\.(\d{1,9})\d*)?$/.exec(h.pax?.mtime ?? '');
+  if (m) {
+    const sec = Number(m[1]);
+    const frac = Number((m[2] ?? '').padEnd(9, '0'));
+    // A negative time with a fraction: -1.5 s is -2 s plus 0.5 s.
+    return sec < 0 || m[1] === '-0' ? (frac === 0 ? [sec, 0] : [sec - 1, 1e9 - frac]) : [sec, frac];
+  }
+  const ms = (h.mtime ?? new Date(0)).getTime();
+  const sec = Math.floor(ms / 1000);
+  return [sec, Math.round((ms - sec * 1000) * 1e6)];
 }
 
 function paxTime(v: string | undefined): Date | undefined {
