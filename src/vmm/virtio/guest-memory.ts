@@ -7,6 +7,19 @@ import { VrunError } from '../../common/errors.js';
  * whatever address and length the guest supplies.
  */
 
+const fenceWord = new Int32Array(new SharedArrayBuffer(4));
+
+/**
+ * A full memory barrier between this thread's stores to guest RAM and its later loads. x86 lets a load
+ * pass an earlier store to another address (the store waits in the store buffer), and the virtqueue's
+ * notification handshakes are Dekker-style: each side stores its index, then reads the other's. Without
+ * the barrier both sides can read the old value and each wait for the other for ever. A locked
+ * read-modify-write drains the store buffer; Atomics on a SharedArrayBuffer is one that V8 cannot drop.
+ */
+export function memoryBarrier(): void {
+  Atomics.add(fenceWord, 0, 0);
+}
+
 export interface GuestRamRange {
   guestAddr: number;
   buf: Buffer;

@@ -1,5 +1,5 @@
 import { VrunError } from '../../common/errors.js';
-import type { GuestMemory } from './guest-memory.js';
+import { memoryBarrier, type GuestMemory } from './guest-memory.js';
 
 /**
  * The device side of a split virtqueue (virtio 1.2, section 2.7). The rings live in guest memory and
@@ -115,11 +115,19 @@ export class Virtqueue {
    */
   pop(): DescriptorChain | undefined {
     if (this.error) return undefined;
-    const availIdx = this.avail.readUInt16LE(2);
-    const waiting = (availIdx - this.lastAvail) & 0xffff;
+    let availIdx = this.avail.readUInt16LE(2);
+    let waiting = (availIdx - this.lastAvail) & 0xffff;
     if (waiting === 0) {
-      if (this.config.eventIdx) this.used.writeUInt16LE(this.lastAvail, 4 + 8 * this.size);
-      return undefined;
+      if (!this.config.eventIdx) return undefined;
+      // Asking for a notification on the next buffer, then looking once more: the driver stores the
+      // available index and then reads avail_event, so a buffer it added while we were storing would
+      // otherwise get no notification (it saw the old avail_event) and no look from us (we saw the old
+      // index). A driver spinning on that buffer, as Linux's console control queue does, hangs for ever.
+      this.used.writeUInt16LE(this.lastAvail, 4 + 8 * this.size);
+      memoryBarrier();
+      availIdx = this.avail.readUInt16LE(2);
+      waiting = (availIdx - this.lastAvail) & 0xffff;
+      if (waiting === 0) return undefined;
     }
     if (waiting > this.size) {
       this.fail(`available index ${availIdx} is ${waiting} entries past the device's ${this.lastAvail}, more than the queue size ${this.size}`);
@@ -234,6 +242,9 @@ export class Virtqueue {
     const now = this.nextUsed;
     this.signalledUsed = now;
     if (old === now) return false;
+    // The driver stores used_event (or clears NO_INTERRUPT) and then reads used.idx; our used.idx store
+    // must be visible before we read its side, or both sides miss each other and the interrupt is lost.
+    memoryBarrier();
     if (this.config.eventIdx) {
       const usedEvent = this.avail.readUInt16LE(4 + 2 * this.size);
       return ((now - usedEvent - 1) & 0xffff) < ((now - old) & 0xffff);
