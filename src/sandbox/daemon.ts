@@ -39,12 +39,15 @@ async function main(stateDir: string): Promise<void> {
   process.on('SIGTERM', () => onSignal('SIGTERM'));
   process.on('SIGINT', () => onSignal('SIGINT'));
   process.on('SIGHUP', () => undefined);
+  // A stuck sandbox can be asked where its VM stands: `kill -USR2 PID` logs it to sandbox.log.
+  process.on('SIGUSR2', () => void sandbox.logVmmState('SIGUSR2'));
 
   await sandbox.boot();
   await sandbox.whenDone();
   await server.close();
   await rm(paths.control, { force: true });
-  if (state.config.autoRemove) {
+  // VRUN_KEEP_FAILED (for tests and debugging) keeps a failed --rm sandbox's logs for a look; `vrun rm -f` takes it.
+  if (state.config.autoRemove && !(process.env.VRUN_KEEP_FAILED && sandbox.current.status === 'failed')) {
     await releaseName(state.name, id, runDir);
     const problem = await removeSandboxDir(paths.dir, []);
     if (problem) log.error({ problem }, 'removing the sandbox failed');

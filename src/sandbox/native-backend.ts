@@ -75,6 +75,7 @@ export async function launchNative(decision: BackendDecision, spec: VmLaunch, lo
     pid: process.pid,
     console: machine.console,
     exited,
+    diagnose: () => machine.diagnose(),
     kill: async () => {
       machine.stop();
       // vCPU threads leave KVM_RUN when kicked; one that does not must not hang the sandbox's teardown

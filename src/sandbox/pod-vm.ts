@@ -154,6 +154,10 @@ export class PodVm {
     } catch (err) {
       // A console that closed early is the VM going away: its own reason is the one to give.
       await within(vm.exited.then(() => true), VM_EXIT_GRACE_MS, () => false);
+      if (!pod.deathReason && vm.diagnose) {
+        const state = await vm.diagnose().catch((e: unknown) => ({ error: errorMessage(e) }));
+        log.error({ vmm: state }, 'the guest did not come up; where the VMM saw it');
+      }
       const why = pod.deathReason ?? errorMessage(err).split('\n')[0] ?? 'the VM did not come up';
       await pod.stop({ graceful: false });
       throw new VrunError(why);
@@ -248,6 +252,11 @@ export class PodVm {
    * Something that depends on the VM broke (a virtiofsd, a lost agent call): that counts as the pod's death
    * unless the VM itself goes away within a moment, whose reason is then the real one.
    */
+  /** The VMM's view of the guest (see RunningVm.diagnose), where the backend gives one. */
+  async diagnose(): Promise<Record<string, unknown> | undefined> {
+    return this.vm.diagnose?.();
+  }
+
   async reportLoss(reason: string): Promise<void> {
     if (this.stopping || this.deathReason) return;
     const vmGone = await within(this.vm.exited.then(() => true), VM_EXIT_GRACE_MS, () => false);

@@ -207,6 +207,12 @@ export class Sandbox {
     return () => this.sinks.delete(sink);
   }
 
+  /** Logs the VMM's view of the guest (vCPUs, devices, console ports): for a sandbox that seems stuck. */
+  async logVmmState(why: string): Promise<void> {
+    const state = await this.pod?.diagnose().catch((err: unknown) => ({ error: errorMessage(err) }));
+    this.log.warn({ vmm: state ?? 'this backend gives no VMM state' }, `VMM state (${why})`);
+  }
+
   /** Opens the container's stdin for an attached client (only one writer). */
   openStdin(): Writable & { written: Promise<number> } {
     if (!this.agent) throw new VrunError('the container is not created yet');

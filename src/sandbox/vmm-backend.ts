@@ -38,6 +38,8 @@ export interface RunningVm {
   console: ConsoleLog;
   exited: Promise<VmExit>;
   kill(): Promise<void>;
+  /** The VMM's view of a guest that stopped making progress (vCPUs, devices), where the backend can give one. */
+  diagnose?(): Promise<Record<string, unknown>>;
 }
 
 export interface BackendDecision {

@@ -66,6 +66,8 @@ const MIN_MEMORY_MIB = 64;
  * the kernel turns a poweroff into a halt and says "System halted" instead.
  */
 const POWER_DOWN = /^(\[[\s\d.]+\] )?reboot: (Power down|System halted)$/;
+/** KVM_MP_STATE_* by value. */
+const MP_STATES = ['runnable', 'uninitialized', 'init-received', 'halted', 'sipi-received', 'stopped', 'check-stop', 'operating', 'load'];
 const APIC_LVT0 = 0x350;
 const APIC_LVT1 = 0x360;
 const APIC_DM_MASK = 0x700;
@@ -79,6 +81,8 @@ export class Machine extends EventEmitter<{ end: [MachineEnd]; 'device-error': [
   private readonly backends: VhostUserFrontend[] = [];
   private ended: MachineEnd | undefined;
   private runPromise: Promise<VcpuStop[]> | undefined;
+  private serial: Serial | undefined;
+  private readonly transports: VirtioMmio[] = [];
 
   private constructor(
     readonly vm: Vm,
@@ -164,6 +168,7 @@ export class Machine extends EventEmitter<{ end: [MachineEnd]; 'device-error': [
       irq: (level) => level && serialIrq(),
       maxOutputBytes: 64 * 1024 * 1024,
     });
+    this.serial = serial;
     vm.pio.insert(SERIAL_PORT_BASE, SERIAL_PORT_SIZE, serial);
     vm.pio.insert(I8042_PORT_BASE, I8042_PORT_SIZE, new I8042({ onReset: () => this.end({ kind: 'reboot' }) }));
     vm.pio.insert(EXIT_PORT_BASE, EXIT_PORT_SIZE, new ExitPort((status) => this.end({ kind: 'exit', status })));
@@ -174,6 +179,7 @@ export class Machine extends EventEmitter<{ end: [MachineEnd]; 'device-error': [
         // The backend kicks and interrupts directly; this process only sees config-space accesses.
         const irq = vm.sharedIrqfd(slot.irq);
         const transport = new VirtioMmio(dev, vm.memory, (level) => level && irq.trigger(), this.logger, true);
+        this.transports.push(transport);
         vm.mmio.insert(slot.addr, slot.size, transport);
         dev.queueFds = dev.queueMaxSizes.map((_, q) => ({ kickFd: vm.kickEventfd(slot.addr + REG.QUEUE_NOTIFY, 4, q), callFd: irq.fd }));
         return;
@@ -182,6 +188,7 @@ export class Machine extends EventEmitter<{ end: [MachineEnd]; 'device-error': [
       // register to see why, as with Firecracker.
       const irq = vm.irqfd(slot.irq);
       const transport = new VirtioMmio(dev, vm.memory, (level) => level && irq(), this.logger);
+      this.transports.push(transport);
       vm.mmio.insert(slot.addr, slot.size, transport);
       // Queue notifications skip the exit to JS: KVM signals an eventfd the loop watches.
       dev.queueMaxSizes.forEach((_, q) => vm.ioeventfd(slot.addr + REG.QUEUE_NOTIFY, 4, false, q, () => transport.queueNotify(q)));
@@ -269,6 +276,33 @@ export class Machine extends EventEmitter<{ end: [MachineEnd]; 'device-error': [
 
   stop(): void {
     this.end({ kind: 'stopped' });
+  }
+
+  /**
+   * Where a guest that stopped making progress stands: each vCPU's instruction pointer, interrupt flag and run
+   * state (read while the vCPUs are briefly paused), the exit counters, and the device models' interrupt and
+   * queue state. For the log when a boot times out; the guest runs on afterwards.
+   */
+  async diagnose(): Promise<Record<string, unknown>> {
+    const vcpus: Record<string, unknown>[] = [];
+    if (!this.ended) {
+      this.vm.pause();
+      // Pausing takes effect when each vCPU thread next leaves KVM_RUN (it is kicked); the exits it may be
+      // waiting on are answered by this loop meanwhile.
+      await new Promise((r) => setTimeout(r, 200));
+      for (let i = 0; i < this.vm.vcpus; i++) {
+        try {
+          const r = this.vm.regs(i);
+          const mp = this.vm.state(i, 'mpstate').readUInt32LE(0);
+          vcpus.push({ vcpu: i, rip: `0x${r.rip.toString(16)}`, interruptsOn: (r.rflags & 0x200n) !== 0n, mpState: MP_STATES[mp] ?? mp });
+        } catch (err) {
+          vcpus.push({ vcpu: i, error: errorMessage(err) });
+        }
+      }
+      this.vm.resume();
+    }
+    const { byAddress, ...exits } = this.vm.exitStats();
+    return { ended: this.ended?.kind ?? null, vcpus, exits: { ...exits, top: byAddress.slice(0, 8) }, serial: this.serial?.debugState(), virtio: this.transports.map((t) => t.debugState()) };
   }
 
   /** Stops the guest if needed and releases everything: threads, fds, sockets. */

@@ -43,16 +43,36 @@ echo "VRUN-L1 boot_id=$(cat /proc/sys/kernel/random/boot_id)"
 run_case() {
   name=$1; shift
   t0=$(date +%s%N)
+  # A case that hangs: every sandbox is asked for its VMM state (SIGUSR2, into its log), then the CLI is
+  # stopped, so the logs below say where it stood.
+  rm -f "$W/hung"
+  ( sleep 240; : >"$W/hung"; pkill -USR2 -f bin/vrun-sandbox.js; sleep 5; pkill -KILL -f bin/vrun.js ) &
+  watchdog=$!
   node bin/vrun.js "$@" >"$W/out" 2>"$W/err" <"$W/in"
   st=$?
+  kill $watchdog 2>/dev/null
   t1=$(date +%s%N)
   echo "VRUN-CASE $name status=$st ms=$(( (t1 - t0) / 1000000 )) out=$(base64 -w0 <"$W/out") err=$(base64 -w0 <"$W/err")"
+  # A failed run keeps its sandbox (VRUN_KEEP_FAILED): its logs go out with the results, since the lab's
+  # tmpfs is gone when the lab stops; then the sandbox is removed like any other.
+  if [ -e "$W/hung" ] || { [ "$1" = run ] && [ $st -ne 0 ] && [ $st -ne 3 ]; }; then
+    for d in "$VRUN_RUN"/*/; do
+      [ -f "$d/state.json" ] || continue
+      for f in sandbox.log console.log; do
+        [ -f "$d/$f" ] && echo "VRUN-DIAG $name $f $(tail -c 24000 "$d/$f" | base64 -w0)"
+      done
+      node bin/vrun.js rm -f "$(basename "$d")" >/dev/null 2>&1
+    done
+  fi
 }
+export VRUN_KEEP_FAILED=1
 run_case hello run --vmm native --name native-hello busybox echo hello
 run_case hello-inspect inspect native-hello
 run_case hello-rm rm -f native-hello
 run_case exit3 run --rm --vmm native busybox sh -c 'cat /proc/sys/kernel/random/boot_id; exit 3'
 run_case uname run --rm --vmm native busybox uname -r
+# A boot that times out: the sandbox logs where the VMM saw the guest (vCPUs, devices) before it gives up.
+VRUN_BOOT_TIMEOUT_MS=1500 run_case boot-timeout run --rm --vmm native busybox true
 # stdin through the agent port, and a volume: a second virtio-fs device with its own virtiofsd.
 mkdir "$base/vol" && echo seed >"$base/vol/seed" && echo x >"$W/in"
 run_case stdin-volume run --rm -i --vmm native -v "$base/vol:/data" busybox sh -c 'cat; cat /data/seed; echo written >/data/out'
@@ -90,13 +110,19 @@ describe('vrun run --vmm native (KVM lab)', () => {
   let l1BootId = '';
   let left = '';
   let volumeOut = '';
+  const diag = new Map<string, string>();
 
   beforeAll(async () => {
     image = await ensureGuestImage();
     if (kvmPlace() === 'lab') await ensureLabImage();
     const res = await runWithLinuxKvm(labScript(), { timeoutMs: 1_500_000 });
-    raw = `status ${res.status} (${res.place}, command ${res.commandMs} ms)\nstdout: ${res.stdout}\nstderr: ${res.stderr}\nconsole:\n${res.consoleLog}`;
+    raw = `status ${res.status} (${res.place}, command ${res.commandMs} ms)\nstdout: ${res.stdout.replace(/^VRUN-DIAG .*\n?/gm, '')}\nstderr: ${res.stderr}\nconsole:\n${res.consoleLog}`;
     cases = parseCases(res.stdout);
+    for (const m of res.stdout.matchAll(/^VRUN-DIAG (\S+) (\S+) (\S*)$/gm)) {
+      const text = Buffer.from(m[3] ?? '', 'base64').toString('utf8');
+      diag.set(`${m[1]} ${m[2]}`, text);
+      if (m[1] !== 'boot-timeout') raw += `\n--- ${m[1]}: ${m[2]} (tail) ---\n${text}`;
+    }
     l1BootId = /^VRUN-L1 boot_id=(\S+)$/m.exec(res.stdout)?.[1] ?? '';
     left = /^VRUN-LEFT (.*)$/m.exec(res.stdout)?.[1] ?? '';
     volumeOut = /^VRUN-VOLUME out=(.*)$/m.exec(res.stdout)?.[1] ?? '';
@@ -138,6 +164,22 @@ describe('vrun run --vmm native (KVM lab)', () => {
     expect(l1BootId).toMatch(/^[0-9a-f-]{36}$/);
     expect(bootId).not.toBe(l1BootId);
     expect(bootId).not.toBe(readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim());
+  });
+
+  it('on a boot timeout, fails with a clear error and logs where the VMM saw the guest', () => {
+    const c = get('boot-timeout');
+    expect(c.status, `${c.err}\n${raw}`).toBe(125);
+    expect(c.err).toMatch(/timed out after 1500 ms waiting for "VRUN-READY"/);
+    const log = diag.get('boot-timeout sandbox.log') ?? '';
+    const line = log.split('\n').find((l) => l.includes('where the VMM saw it'));
+    expect(line, `sandbox log:\n${log}`).toBeDefined();
+    const vmm = (JSON.parse(line!) as { vmm: { vcpus: { vcpu: number; rip?: string; mpState?: string; error?: string }[]; serial: { ier: number }; virtio: { device: string }[] } }).vmm;
+    expect(vmm.vcpus.map((v) => v.vcpu)).toEqual([0, 1]);
+    // The boot vCPU has run kernel code by then; it was paused and read, not left running.
+    expect(vmm.vcpus[0]?.error).toBeUndefined();
+    expect(vmm.vcpus[0]?.rip).toMatch(/^0x[0-9a-f]+$/);
+    expect(vmm.serial).toHaveProperty('ier');
+    expect(vmm.virtio.map((d) => d.device.replace(/^virtio-mmio:/, '').replace(/:.*/, '')).sort()).toEqual(['console', 'fs', 'rng']);
   });
 
   it('runs uname -r on the guest kernel', () => {

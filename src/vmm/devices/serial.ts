@@ -121,6 +121,11 @@ export class Serial implements BusDevice {
     this.opts.sink?.(out);
   }
 
+  /** The interrupt-relevant registers, for a report on a guest that stopped making progress. */
+  debugState(): Record<string, number | boolean> {
+    return { ier: this.ier, iir: this.interruptId(), thrInterruptPending: this.thrInterruptPending, irqLevel: this.irqLevel, rxPending: this.rxLength(), lcr: this.lcr, mcr: this.mcr };
+  }
+
   private rxLength(): number {
     return this.rx.length - this.rxHead;
   }

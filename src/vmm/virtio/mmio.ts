@@ -93,6 +93,8 @@ export interface VirtioDevice {
   activate(ctx: ActivateContext): void;
   notify(queue: number): void;
   reset(): void;
+  /** Device state worth reporting when a guest stops making progress. */
+  debugState?(): Record<string, unknown>;
 }
 
 interface QueueRegs {
@@ -317,6 +319,17 @@ export class VirtioMmio implements BusDevice {
       return;
     }
     q.ready = true;
+  }
+
+  /** Device status, pending interrupt bits and each running queue's indices. */
+  debugState(): Record<string, unknown> {
+    return {
+      device: this.name,
+      status: this.status,
+      interruptStatus: this.interruptStatus,
+      queues: this.active.map((q) => q.debugState()),
+      ...(this.device.debugState ? { state: this.device.debugState() } : {}),
+    };
   }
 
   /** A QueueNotify write, from an MMIO exit or from the ioeventfd that catches it without one. */

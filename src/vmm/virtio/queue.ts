@@ -252,6 +252,21 @@ export class Virtqueue {
     return (this.avail.readUInt16LE(0) & VIRTQ_AVAIL_F_NO_INTERRUPT) === 0;
   }
 
+  /** Both sides' indices as guest memory has them now, for a report on a guest that stopped making progress. */
+  debugState(): Record<string, number | string> {
+    const base = { size: this.size, lastAvail: this.lastAvail, nextUsed: this.nextUsed };
+    if (this.error || !this.avail) return { ...base, error: this.error?.message ?? 'not set up' };
+    return {
+      ...base,
+      availIdx: this.avail.readUInt16LE(2),
+      availFlags: this.avail.readUInt16LE(0),
+      usedEvent: this.avail.readUInt16LE(4 + 2 * this.size),
+      usedIdx: this.used.readUInt16LE(2),
+      availEvent: this.used.readUInt16LE(4 + 8 * this.size),
+      eventIdx: String(this.config.eventIdx),
+    };
+  }
+
   private fail(message: string): void {
     if (!this.error) this.error = new QueueError(`virtqueue ${this.name}: ${message}`);
   }

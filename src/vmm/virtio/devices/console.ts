@@ -108,6 +108,10 @@ export class ConsolePort extends EventEmitter<{ data: [Buffer]; open: []; close:
     return this.backlogBytes;
   }
 
+  debugState(): Record<string, unknown> {
+    return { name: this.name, guestReady: this.guestReady, guestOpen: this.guestOpen, hostConnected: this.connected, backlogBytes: this.backlogBytes, blocked: this.blocked };
+  }
+
   /** Moves backlog into the guest's receive buffers; returns true if any chain was used. */
   fill(rx: Virtqueue): boolean {
     let used = false;
@@ -196,6 +200,10 @@ export class VirtioConsole implements VirtioDevice {
     this.ctx = undefined;
     this.ctrlOut = [];
     for (const p of this.ports) p.reset();
+  }
+
+  debugState(): Record<string, unknown> {
+    return { ports: this.ports.map((p) => p.debugState()), controlMessagesWaiting: this.ctrlOut.length };
   }
 
   private rxQueue(port: number): number {
