@@ -208,8 +208,9 @@ export class Sandbox {
   }
 
   /** Logs the VMM's view of the guest (vCPUs, devices, console ports): for a sandbox that seems stuck. */
-  async logVmmState(why: string): Promise<void> {
+  async logVmmState(why: string, opts: { onlyIfKnown?: boolean } = {}): Promise<void> {
     const state = await this.pod?.diagnose().catch((err: unknown) => ({ error: errorMessage(err) }));
+    if (!state && opts.onlyIfKnown) return;
     this.log.warn({ vmm: state ?? 'this backend gives no VMM state' }, `VMM state (${why})`);
   }
 
@@ -347,6 +348,8 @@ export class Sandbox {
     this.failure = reason;
     this.log.error({ reason }, 'sandbox failed');
     this.rejectReady(new VrunError(reason));
+    // A guest that is still up but stopped answering: where the VMM saw it goes into the log first.
+    if (this.pod && !this.pod.failure) await this.logVmmState('the sandbox failed', { onlyIfKnown: true });
     await this.teardown({ status: 'failed', error: reason });
   }
 
