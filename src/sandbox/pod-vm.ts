@@ -182,6 +182,11 @@ export class PodVm {
     return { vmm: this.vm.pid, virtiofsd: this.fsds.map((f) => f.d.pid).filter((p): p is number => p !== undefined) };
   }
 
+  /** Neither dead nor being stopped: its guest can still be asked where it stands. */
+  get up(): boolean {
+    return !this.stopping && !this.deathReason;
+  }
+
   /** Why the pod died, once it has. */
   get failure(): string | undefined {
     return this.deathReason;
@@ -248,15 +253,15 @@ export class PodVm {
     this.onDeath(reason);
   }
 
-  /**
-   * Something that depends on the VM broke (a virtiofsd, a lost agent call): that counts as the pod's death
-   * unless the VM itself goes away within a moment, whose reason is then the real one.
-   */
   /** The VMM's view of the guest (see RunningVm.diagnose), where the backend gives one. */
   async diagnose(): Promise<Record<string, unknown> | undefined> {
     return this.vm.diagnose?.();
   }
 
+  /**
+   * Something that depends on the VM broke (a virtiofsd, a lost agent call): that counts as the pod's death
+   * unless the VM itself goes away within a moment, whose reason is then the real one.
+   */
   async reportLoss(reason: string): Promise<void> {
     if (this.stopping || this.deathReason) return;
     const vmGone = await within(this.vm.exited.then(() => true), VM_EXIT_GRACE_MS, () => false);

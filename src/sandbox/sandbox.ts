@@ -349,7 +349,7 @@ export class Sandbox {
     this.log.error({ reason }, 'sandbox failed');
     this.rejectReady(new VrunError(reason));
     // A guest that is still up but stopped answering: where the VMM saw it goes into the log first.
-    if (this.pod && !this.pod.failure) await this.logVmmState('the sandbox failed', { onlyIfKnown: true });
+    if (this.pod?.up) await this.logVmmState('the sandbox failed', { onlyIfKnown: true });
     await this.teardown({ status: 'failed', error: reason });
   }
 

@@ -281,7 +281,8 @@ export class Machine extends EventEmitter<{ end: [MachineEnd]; 'device-error': [
   /**
    * Where a guest that stopped making progress stands: each vCPU's instruction pointer, interrupt flag and run
    * state (read while the vCPUs are briefly paused), the exit counters, and the device models' interrupt and
-   * queue state. For the log when a boot times out; the guest runs on afterwards.
+   * queue state. For the sandbox log (a boot that timed out, a sandbox that failed, SIGUSR2); the guest runs
+   * on afterwards.
    */
   async diagnose(): Promise<Record<string, unknown>> {
     const vcpus: Record<string, unknown>[] = [];
