@@ -30,7 +30,7 @@ export class FileWriteQueue {
   private readonly inflight = new Set<Promise<void>>();
   private failure: VrunError | undefined;
 
-  constructor(private readonly writeFiles: (files: NewFile[]) => Promise<void> = (files) => fsOps().fsWriteNewFiles(files)) {}
+  private readonly ops = fsOps();
 
   /** Queues `dest` with `data` and its metadata; `label` names the entry in an error. */
   async add(dest: string, data: Buffer[], meta: NewFileMeta, label: string): Promise<void> {
@@ -56,7 +56,7 @@ export class FileWriteQueue {
     this.batch = [];
     this.labels = [];
     this.batchBytes = 0;
-    const job: Promise<void> = this.writeFiles(files)
+    const job: Promise<void> = this.ops.fsWriteNewFiles(files)
       .catch((err: unknown) => {
         const at = files.findIndex((f) => f.path === (err as { path?: unknown }).path);
         const label = labels[at] ?? labels[0] ?? 'layer';

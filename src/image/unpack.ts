@@ -340,7 +340,8 @@ class LayerWriter {
     if (isDir && (mode & SET_GROUP_ID) !== 0) this.groupInherited = true;
     if (!isSymlink) fs.chmodSync(p, mode);
     if (pax) this.applyXattrs(p, pax);
-    const mtime = paxTime(pax?.mtime) ?? h.mtime ?? new Date(0);
+    const [sec, nsec] = entryMtime(h);
+    const mtime = new Date(sec * 1000 + nsec / 1e6);
     if (isDir) this.dirTimes.push([p, mtime]);
     else fs.lutimesSync(p, mtime, mtime);
   }
@@ -407,12 +408,6 @@ function entryMtime(h: TarHeader): [number, number] {
   const ms = (h.mtime ?? new Date(0)).getTime();
   const sec = Math.floor(ms / 1000);
   return [sec, Math.round((ms - sec * 1000) * 1e6)];
-}
-
-function paxTime(v: string | undefined): Date | undefined {
-  if (v === undefined) return undefined;
-  const n = Number(v);
-  return Number.isFinite(n) ? new Date(n * 1000) : undefined;
 }
 
 /**

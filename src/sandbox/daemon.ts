@@ -40,7 +40,7 @@ async function main(stateDir: string): Promise<void> {
   process.on('SIGINT', () => onSignal('SIGINT'));
   process.on('SIGHUP', () => undefined);
   // A stuck sandbox can be asked where its VM stands: `kill -USR2 PID` logs it to sandbox.log.
-  process.on('SIGUSR2', () => void sandbox.logVmmState('SIGUSR2'));
+  process.on('SIGUSR2', () => void sandbox.logVmmState('asked by SIGUSR2'));
 
   await sandbox.boot();
   await sandbox.whenDone();

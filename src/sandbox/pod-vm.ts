@@ -154,10 +154,7 @@ export class PodVm {
     } catch (err) {
       // A console that closed early is the VM going away: its own reason is the one to give.
       await within(vm.exited.then(() => true), VM_EXIT_GRACE_MS, () => false);
-      if (!pod.deathReason && vm.diagnose) {
-        const state = await vm.diagnose().catch((e: unknown) => ({ error: errorMessage(e) }));
-        log.error({ vmm: state }, 'the guest did not come up; where the VMM saw it');
-      }
+      if (!pod.deathReason) await pod.logVmmState('the guest did not come up');
       const why = pod.deathReason ?? errorMessage(err).split('\n')[0] ?? 'the VM did not come up';
       await pod.stop({ graceful: false });
       throw new VrunError(why);
@@ -253,9 +250,15 @@ export class PodVm {
     this.onDeath(reason);
   }
 
-  /** The VMM's view of the guest (see RunningVm.diagnose), where the backend gives one. */
-  async diagnose(): Promise<Record<string, unknown> | undefined> {
-    return this.vm.diagnose?.();
+  /**
+   * Logs the VMM's view of the guest (vCPUs, devices, console ports; see RunningVm.diagnose), for a guest that
+   * stopped making progress. False when the backend gives none.
+   */
+  async logVmmState(why: string): Promise<boolean> {
+    if (!this.vm.diagnose) return false;
+    const state = await this.vm.diagnose().catch((err: unknown) => ({ error: errorMessage(err) }));
+    this.log.warn({ vmm: state }, `${why}; where the VMM saw it`);
+    return true;
   }
 
   /**

@@ -207,11 +207,9 @@ export class Sandbox {
     return () => this.sinks.delete(sink);
   }
 
-  /** Logs the VMM's view of the guest (vCPUs, devices, console ports): for a sandbox that seems stuck. */
-  async logVmmState(why: string, opts: { onlyIfKnown?: boolean } = {}): Promise<void> {
-    const state = await this.pod?.diagnose().catch((err: unknown) => ({ error: errorMessage(err) }));
-    if (!state && opts.onlyIfKnown) return;
-    this.log.warn({ vmm: state ?? 'this backend gives no VMM state' }, `VMM state (${why})`);
+  /** Logs the VMM's view of the guest, on request (SIGUSR2): for a sandbox that seems stuck. */
+  async logVmmState(why: string): Promise<void> {
+    if (!(await this.pod?.logVmmState(why))) this.log.warn(`${why}: no VMM state (no VM yet, or a backend that gives none)`);
   }
 
   /** Opens the container's stdin for an attached client (only one writer). */
@@ -349,7 +347,7 @@ export class Sandbox {
     this.log.error({ reason }, 'sandbox failed');
     this.rejectReady(new VrunError(reason));
     // A guest that is still up but stopped answering: where the VMM saw it goes into the log first.
-    if (this.pod?.up) await this.logVmmState('the sandbox failed', { onlyIfKnown: true });
+    if (this.pod?.up) await this.pod.logVmmState('the sandbox failed');
     await this.teardown({ status: 'failed', error: reason });
   }
 
