@@ -114,10 +114,12 @@ describe('vrun run --vm (QEMU TCG)', () => {
   it('follows the local terminal\'s size with -t, at start and on a resize', async () => {
     // `script` gives the CLI a real pty. The container reports its start size, then signals through a
     // volume; only then does the outer shell resize the pty, so the resize cannot race the start.
+    // `stty rows R cols C` is two TIOCSWINSZ calls, each a SIGWINCH, so the container may see the
+    // rows change alone first: it waits for the final size rather than for any change.
     const dir = mkdtempSync(path.join(os.tmpdir(), 'vrun-tty-'));
     const sig = path.join(dir, 'sig');
     mkdirSync(sig);
-    const inner = 'stty size; touch /sig/started; i=0; while [ $i -lt 400 ]; do s=$(stty size); if [ "$s" != "20 70" ]; then echo "resized to $s"; exit 0; fi; sleep 0.1; i=$((i+1)); done; exit 9';
+    const inner = 'stty size; touch /sig/started; i=0; while [ $i -lt 400 ]; do s=$(stty size); if [ "$s" = "33 101" ]; then echo "resized to $s"; exit 0; fi; sleep 0.1; i=$((i+1)); done; echo "still $s"; exit 9';
     writeFileSync(path.join(dir, 'inner.sh'), inner);
     writeFileSync(
       path.join(dir, 'outer.sh'),
