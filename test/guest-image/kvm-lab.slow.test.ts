@@ -36,10 +36,12 @@ describe('KVM lab', () => {
       'ls -l /dev/kvm',
       'echo "vgif=$(cat /sys/module/kvm_amd/parameters/vgif)"',
       `start=$(cut -d' ' -f1 /proc/uptime)`,
-      `timeout 240 qemu-system-x86_64 ${args.map(shellQuote).join(' ')} > l2-console.log 2>&1 || echo "qemu exit $?"`,
+      // -d cpu_reset: when the guest dies early (QEMU ends with status 0 on a guest reset, as it did once in
+      // 21 first boots of a fresh L1 here), the log shows the reset and the vCPU state at that moment.
+      `timeout 240 qemu-system-x86_64 ${args.map(shellQuote).join(' ')} -d cpu_reset -D l2-qemu.log > l2-console.log 2>&1; echo "qemu exit $?"`,
       `end=$(cut -d' ' -f1 /proc/uptime)`,
       'echo "l2-seconds $start $end"',
-      'grep -E "VRUN-(READY|CHECK|EXIT)" l2-console.log || tail -40 l2-console.log',
+      'grep -E "VRUN-(READY|CHECK|EXIT)" l2-console.log || { tail -40 l2-console.log; echo "--- l2-qemu.log"; tail -60 l2-qemu.log; }',
     ].join('\n');
     const r = await runInLab({ script, timeoutMs: 900_000 });
     expect(r.kvm, `L1 has no /dev/kvm\n${r.consoleLog}`).toBe(true);
