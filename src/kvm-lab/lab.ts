@@ -41,10 +41,11 @@ async function hostTscKhz(): Promise<number | undefined> {
 
 /**
  * L1's KVM must not use SVM's virtual GIF. With it (kvm_amd's default when the CPU offers it, as TCG's
- * `-cpu max` does), an L2 vCPU now and then stops taking interrupts for good: its thread cannot even be
- * kicked out of KVM_RUN, the guest's RCU reports that CPU stalled, or every vCPU halts waiting for a
- * timer. The same loop of native-VMM boots to readiness (2 vCPUs) stalled 3 times in 60 with vGIF and
- * 0 times in 120 without. KVM only needs vGIF to run guests of its own guests, which the lab never does.
+ * `-cpu max` does), an L2 vCPU now and then stopped taking interrupts for good before the guest was
+ * ready: its thread could not even be kicked out of KVM_RUN, or every vCPU halted waiting for a timer.
+ * The same loop of native-VMM boots to readiness (2 vCPUs) stalled 3 times in 60 with vGIF and 0 times
+ * in 120 without. KVM only needs vGIF to run guests of its own guests, which the lab never does. (It
+ * does not end every stall: one guest CPU still stops early in boot now and then; see the README.)
  */
 const L1_KVM_PARAMS = 'kvm_amd.vgif=0';
 

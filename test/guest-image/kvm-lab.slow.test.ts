@@ -38,7 +38,8 @@ describe('KVM lab', () => {
       `start=$(cut -d' ' -f1 /proc/uptime)`,
       // -d cpu_reset: when the guest dies early (QEMU ends with status 0 on a guest reset, as it did once in
       // 21 first boots of a fresh L1 here), the log shows the reset and the vCPU state at that moment.
-      `timeout 240 qemu-system-x86_64 ${args.map(shellQuote).join(' ')} -d cpu_reset -D l2-qemu.log > l2-console.log 2>&1; echo "qemu exit $?"`,
+      `timeout 240 qemu-system-x86_64 ${args.map(shellQuote).join(' ')} -d cpu_reset -D l2-qemu.log > l2-console.log 2>&1 && st=0 || st=$?`,
+      'echo "qemu exit $st"',
       `end=$(cut -d' ' -f1 /proc/uptime)`,
       'echo "l2-seconds $start $end"',
       'grep -E "VRUN-(READY|CHECK|EXIT)" l2-console.log || { tail -40 l2-console.log; echo "--- l2-qemu.log"; tail -60 l2-qemu.log; }',
