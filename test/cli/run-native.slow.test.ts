@@ -40,6 +40,8 @@ ln -s '${guestImageCacheDir()}' "$VRUN_ROOT/guest-image"
 W="$base/io"; mkdir -p "$W"; : >"$W/in"
 cd '${root}'
 echo "VRUN-L1 boot_id=$(cat /proc/sys/kernel/random/boot_id)"
+# Sandbox directories of the running case: those not listed in $W/before when it started.
+case_sandbox() { [ -d "$1" ] && ! grep -qxF "$(basename "$1")" "$W/before"; }
 run_case() {
   name=$1; shift
   attempt=1
@@ -55,7 +57,7 @@ run_case() {
       while [ $i -lt 48 ]; do
         sleep 5; i=$((i + 1))
         for d in "$VRUN_RUN"/*/; do
-          grep -qxF "$(basename "$d")" "$W/before" && continue
+          case_sandbox "$d" || continue
           grep -qs 'rcu_sched detected stalls' "$d/console.log" && { echo stall >"$W/hung"; break 2; }
         done
       done
@@ -73,8 +75,7 @@ run_case() {
     # tmpfs is gone when the lab stops; then the sandbox is removed like any other.
     if [ -n "$hung" ] || { [ "$1" = run ] && [ $st -ne 0 ] && [ $st -ne 3 ]; }; then
       for d in "$VRUN_RUN"/*/; do
-        [ -f "$d/state.json" ] || continue
-        grep -qxF "$(basename "$d")" "$W/before" && continue
+        [ -f "$d/state.json" ] && case_sandbox "$d" || continue
         for f in sandbox.log console.log; do
           [ -f "$d/$f" ] && echo "VRUN-DIAG $name $f $(tail -c 24000 "$d/$f" | base64 -w0)"
         done
