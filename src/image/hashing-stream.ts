@@ -21,13 +21,22 @@ export class HashingStream extends Transform {
   }
 
   override _transform(chunk: Buffer, _enc: BufferEncoding, cb: TransformCallback): void {
-    this.bytes += chunk.length;
-    if (this.bytes > this.maxBytes) {
-      cb(new VrunError(`${this.what} is larger than the limit of ${this.maxBytes} bytes (a decompression bomb, or raise VRUN_IMAGE_MAX_LAYER_BYTES)`));
+    try {
+      this.account(chunk);
+    } catch (err) {
+      cb(err as Error);
       return;
     }
-    if (this.hashing) this.hash.update(chunk);
     cb(null, chunk);
+  }
+
+  /** Counts, limits and hashes `chunk` without passing it on: for a caller that reads the bytes itself. */
+  account(chunk: Buffer): void {
+    this.bytes += chunk.length;
+    if (this.bytes > this.maxBytes) {
+      throw new VrunError(`${this.what} is larger than the limit of ${this.maxBytes} bytes (a decompression bomb, or raise VRUN_IMAGE_MAX_LAYER_BYTES)`);
+    }
+    if (this.hashing) this.hash.update(chunk);
   }
 
   /** Keeps counting and limiting but stops hashing (when another stage already hashes the same bytes). */

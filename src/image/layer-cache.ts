@@ -32,13 +32,13 @@ export async function ensureLayer(l: StoreLayout, diffId: Digest, blob: Digest, 
   if (hasLayer(l, diffId)) return layerFsDir(l, diffId);
   return withLock(lockFile(l, `layer-${diffId.slice(7, 23)}`), async () => {
     if (hasLayer(l, diffId)) return layerFsDir(l, diffId);
-    const work = await unpackToWork(l, diffId, blob, fs.createReadStream(blobPath(l, blob), { highWaterMark: 1 << 20 }), opts);
+    const work = await unpackToWork(l, diffId, blob, blobPath(l, blob), opts);
     return install(l, diffId, work);
   });
 }
 
 /** Unpacks into a fresh directory under tmp/ and verifies both digests; the caller installs or discards it. */
-async function unpackToWork(l: StoreLayout, diffId: Digest, blob: Digest, input: Readable, opts: LayerOpts): Promise<string> {
+async function unpackToWork(l: StoreLayout, diffId: Digest, blob: Digest, input: Readable | string, opts: LayerOpts): Promise<string> {
   fs.mkdirSync(l.tmp, { recursive: true });
   fs.mkdirSync(l.layers, { recursive: true });
   const work = fs.mkdtempSync(path.join(l.tmp, `layer-${process.pid}-`));

@@ -1,17 +1,17 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import type { Readable } from 'node:stream';
+import { Writable, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import tar from 'tar-stream';
 import { VrunError, errorMessage } from '../common/errors.js';
 import { rootLogger } from '../common/log.js';
 import type { Digest } from './digest.js';
 import { fsOps } from './fs-ops.js';
-import { AutoDecompress, extractSink, type Compression } from './layer-stream.js';
+import { AutoDecompress, detectCompression, type Compression } from './layer-stream.js';
 import { HashingStream } from './hashing-stream.js';
 import { lstatOrNull } from './atomic-fs.js';
 import { OPAQUE_XATTR } from './store-layout.js';
-import { FileWriteQueue, type NewFileMeta } from './file-write-queue.js';
+import { FileWriteQueue, MAX_RESERVE, type NewFileMeta } from './file-write-queue.js';
+import { TarReader, type TarEntry } from './tar-reader.js';
 
 /**
  * Unpacks one layer tar into its own directory in overlayfs format (whiteouts become 0:0 character devices,
@@ -51,23 +51,80 @@ export interface UnpackResult {
   skippedDevices: string[];
 }
 
-type TarHeader = Omit<tar.Header, 'pax' | 'type'> & { type: tar.Header['type'] | null; pax?: Record<string, string> | null };
-type EntryBody = AsyncIterable<Buffer>;
+/** Where the current entry's data goes: a reserved batch slice, an open file (large files), or nowhere. */
+type EntrySink =
+  | { kind: 'queue'; dest: string; slice: Buffer; fill: number; meta: NewFileMeta; label: string }
+  | { kind: 'stream'; dest: string; fd: number; meta: NewFileMeta; label: string }
+  | { kind: 'discard' };
 
 const WHITEOUT_PREFIX = '.wh.';
 const OPAQUE_MARKER = '.wh..wh..opq';
 /** xattrs a layer may set: user data and file capabilities. trusted.* (overlay metadata) and security labels are host business. */
 const ALLOWED_XATTR = /^(user\.|security\.capability$)/;
 const MAX_PATH = 4096;
-/** Files up to this size are held in memory and created on the thread pool (FileWriteQueue); bigger ones stream. */
-const QUEUED_FILE_MAX = 4 << 20;
+/** Files up to this size are copied into a batch and created on the thread pool (FileWriteQueue); bigger ones stream. */
+const QUEUED_FILE_MAX = MAX_RESERVE;
 const MAX_COMPONENT = 255;
 const SET_GROUP_ID = 0o2000;
 
-export async function unpackLayer(input: Readable, target: string, opts: { what: string; limits?: UnpackLimits; onBytes?: (n: number) => void }): Promise<UnpackResult> {
+/**
+ * Unpacks the layer in `input` (a file's path, or a stream) into the empty directory `target`. A file that is not
+ * compressed is read into one reused buffer and parsed in place: its bytes reach the files they belong to through
+ * the writer's batch buffers only (see TarReader and FileWriteQueue on why fresh memory is what costs).
+ */
+export async function unpackLayer(input: Readable | string, target: string, opts: { what: string; limits?: UnpackLimits; onBytes?: (n: number) => void }): Promise<UnpackResult> {
   const limits = opts.limits ?? defaultUnpackLimits();
   const what = opts.what;
   if (fs.readdirSync(target).length > 0) throw new VrunError(`${what}: unpack target ${target} is not empty`);
+  const writer = new LayerWriter(target, what, limits);
+  const reader = new TarReader(what);
+  try {
+    const res = typeof input === 'string' ? await unpackFile(input, reader, writer, limits, opts) : await unpackStream(input, reader, writer, limits, opts);
+    reader.end();
+    await writer.finish();
+    return { ...res, entries: writer.entries, skippedDevices: writer.skippedDevices };
+  } catch (err) {
+    // File writes still in flight must land before the caller removes the half-unpacked target.
+    await writer.abort();
+    if (err instanceof VrunError) throw err;
+    throw new VrunError(`${what}: ${errorMessage(err)}`, { cause: err });
+  }
+}
+
+type StreamResult = Omit<UnpackResult, 'entries' | 'skippedDevices'>;
+type UnpackOpts = { what: string; onBytes?: (n: number) => void };
+
+const READ_BYTES = 1 << 20;
+
+/** An uncompressed layer file is read, hashed and parsed through one buffer; a compressed one goes to unpackStream. */
+async function unpackFile(file: string, reader: TarReader, writer: LayerWriter, limits: UnpackLimits, opts: UnpackOpts): Promise<StreamResult> {
+  const fh = await fs.promises.open(file, 'r');
+  try {
+    const buf = Buffer.allocUnsafeSlow(READ_BYTES);
+    let { bytesRead } = await fh.read(buf, 0, buf.length, 0);
+    if (detectCompression(buf.subarray(0, bytesRead)) !== 'none') {
+      return await unpackStream(fs.createReadStream(file, { highWaterMark: READ_BYTES }), reader, writer, limits, opts);
+    }
+    // Not compressed: the blob digest is the diff id, one hash serves both.
+    const hashing = new HashingStream({ maxBytes: limits.maxBytes, what: `${opts.what} (uncompressed)` });
+    let position = 0;
+    while (bytesRead > 0) {
+      const chunk = buf.subarray(0, bytesRead);
+      position += bytesRead;
+      hashing.account(chunk);
+      opts.onBytes?.(bytesRead);
+      await consume(reader, writer, chunk);
+      ({ bytesRead } = await fh.read(buf, 0, buf.length, position));
+    }
+    const digest = hashing.digest();
+    return { compressedDigest: digest, diffId: digest, compression: 'none', uncompressedBytes: hashing.bytes };
+  } finally {
+    await fh.close();
+  }
+}
+
+async function unpackStream(input: Readable, reader: TarReader, writer: LayerWriter, limits: UnpackLimits, opts: UnpackOpts): Promise<StreamResult> {
+  const what = opts.what;
   const compressed = new HashingStream({ what });
   const decompress = new AutoDecompress(what);
   const uncompressed = new HashingStream({ maxBytes: limits.maxBytes, what: `${what} (uncompressed)` });
@@ -75,41 +132,29 @@ export async function unpackLayer(input: Readable, target: string, opts: { what:
   decompress.once('compression', (c: Compression) => {
     if (c === 'none') uncompressed.stopHashing();
   });
-  const writer = new LayerWriter(target, what, limits);
-  const extract = tar.extract();
   if (opts.onBytes) compressed.on('data', (c: Buffer) => opts.onBytes?.(c.length));
-  const sink = extractSink(extract);
-  let feedError: unknown;
-  const feed = pipeline(input, compressed, decompress, uncompressed, sink).catch((err: unknown) => {
-    feedError = err;
-    extract.destroy(err instanceof Error ? err : new Error(String(err)));
+  const sink = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      consume(reader, writer, chunk).then(() => cb(), cb);
+    },
   });
-  try {
-    await writeEntries(extract, writer);
-    await feed;
-    if (feedError !== undefined) throw feedError;
-    await writer.finish();
-  } catch (err) {
-    const first = feedError ?? err;
-    // File writes still in flight must land before the caller removes the half-unpacked target.
-    await writer.abort();
-    // Destroy every stage, not just the source: if the source already ended, the sink could be left waiting
-    // for a drain from the destroyed extractor and the pipeline would never settle.
-    extract.destroy(new Error('unpack aborted'));
-    for (const st of [input, compressed, decompress, uncompressed, sink]) st.destroy();
-    await feed;
-    if (first instanceof VrunError) throw first;
-    throw new VrunError(`${what}: ${errorMessage(first)}`, { cause: first });
-  }
+  await pipeline(input, compressed, decompress, uncompressed, sink);
   const compressedDigest = compressed.digest();
   return {
     compressedDigest,
     diffId: decompress.compression === 'none' ? compressedDigest : uncompressed.digest(),
     compression: decompress.compression ?? 'none',
     uncompressedBytes: uncompressed.bytes,
-    entries: writer.entries,
-    skippedDevices: writer.skippedDevices,
   };
+}
+
+/** Hands one chunk's entries and data to the writer; the chunk may be reused once this resolves. */
+async function consume(reader: TarReader, writer: LayerWriter, chunk: Buffer): Promise<void> {
+  for (const ev of reader.feed(chunk)) {
+    if (ev.kind === 'data') writer.data(ev.data);
+    else if (ev.kind === 'entry') await writer.begin(ev.entry);
+    else await writer.end();
+  }
 }
 
 /** Splits and checks an entry path; returns its components relative to the layer root ([] for the root). */
@@ -160,8 +205,11 @@ class LayerWriter {
     this.groupInherited = (fs.statSync(root).mode & SET_GROUP_ID) !== 0;
   }
 
-  /** `body` is the entry's data, collected, for all but large regular files (streamed); see writeEntries. */
-  async entry(h: TarHeader, body: Buffer[] | EntryBody): Promise<void> {
+  private sink: EntrySink = { kind: 'discard' };
+
+  /** Starts an entry: everything but a regular file's data, which data() and end() take. */
+  async begin(h: TarEntry): Promise<void> {
+    this.sink = { kind: 'discard' };
     this.entries++;
     if (this.entries > this.limits.maxEntries) {
       throw new VrunError(`${this.what} has more than ${this.limits.maxEntries} entries (raise VRUN_IMAGE_MAX_LAYER_ENTRIES if this image is legitimate)`);
@@ -169,7 +217,7 @@ class LayerWriter {
     const name = h.name;
     const label = `${this.what}: entry "${printable(name)}"`;
     const parts = safeComponents(name, this.what);
-    const type = h.type ?? 'file';
+    const type = h.type;
     if (parts.length === 0) {
       // The layer root ("./"): only its metadata, and only if it claims to be a directory.
       if (type === 'directory') this.applyMeta(this.root, h, true);
@@ -200,15 +248,17 @@ class LayerWriter {
         return;
       }
       case 'file':
-      case 'contiguous-file':
+      case 'contiguous-file': {
         if (existed) this.clear(dest);
-        if (Array.isArray(body)) {
-          await this.files.add(dest, body, this.fileMeta(dest, h), label);
+        const meta = this.fileMeta(dest, h);
+        if (h.size <= QUEUED_FILE_MAX) {
+          this.sink = { kind: 'queue', dest, slice: await this.files.reserve(h.size), fill: 0, meta, label };
         } else {
-          const meta = this.fileMeta(dest, h);
-          await writeBody(dest, body, label, (fd) => this.applyFileMeta(fd, dest, meta));
+          const fd = wrapped(label, () => fs.openSync(dest, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW, 0o600));
+          this.sink = { kind: 'stream', dest, fd, meta, label };
         }
         return;
+      }
       case 'symlink': {
         const target = h.linkname ?? '';
         if (target === '' || target.length > MAX_PATH || target.includes('\0')) throw new VrunError(`${label}: invalid symlink target`);
@@ -242,7 +292,35 @@ class LayerWriter {
         this.skippedDevices.push(rel);
         return;
       default:
-        throw new VrunError(`${label}: unsupported tar entry type "${String(h.type)}"`);
+        throw new VrunError(`${label}: unsupported tar entry type "${h.type.replace(/^unknown:/, '')}"`);
+    }
+  }
+
+  /** Some of the current entry's data (a view the caller reuses once this returns). */
+  data(chunk: Buffer): void {
+    const sink = this.sink;
+    if (sink.kind === 'queue') {
+      sink.fill += chunk.copy(sink.slice, sink.fill);
+    } else if (sink.kind === 'stream') {
+      wrapped(sink.label, () => {
+        let off = 0;
+        while (off < chunk.length) off += fs.writeSync(sink.fd, chunk, off);
+      });
+    }
+  }
+
+  /** The current entry's data is complete. */
+  async end(): Promise<void> {
+    const sink = this.sink;
+    this.sink = { kind: 'discard' };
+    if (sink.kind === 'queue') {
+      await this.files.add(sink.dest, sink.slice.length > 0 ? [sink.slice] : [], sink.meta, sink.label);
+    } else if (sink.kind === 'stream') {
+      try {
+        wrapped(sink.label, () => this.applyFileMeta(sink.fd, sink.dest, sink.meta));
+      } finally {
+        fs.closeSync(sink.fd);
+      }
     }
   }
 
@@ -254,8 +332,10 @@ class LayerWriter {
     }
   }
 
-  /** Waits for queued writes, ignoring their errors (the unpack already failed). */
+  /** Closes a file being streamed and waits for queued writes, ignoring their errors (the unpack already failed). */
   async abort(): Promise<void> {
+    if (this.sink.kind === 'stream') fs.closeSync(this.sink.fd);
+    this.sink = { kind: 'discard' };
     await this.files.settle().catch(() => undefined);
   }
 
@@ -331,12 +411,12 @@ class LayerWriter {
     }
   }
 
-  private applyMeta(p: string, h: TarHeader, isDir: boolean, isSymlink = false): void {
+  private applyMeta(p: string, h: TarEntry, isDir: boolean, isSymlink = false): void {
     const pax = h.pax ?? undefined;
-    const uid = paxInt(pax?.uid) ?? h.uid ?? 0;
-    const gid = paxInt(pax?.gid) ?? h.gid ?? 0;
+    const uid = paxInt(pax?.uid) ?? h.uid;
+    const gid = paxInt(pax?.gid) ?? h.gid;
     if (this.isRoot) fs.lchownSync(p, uid, gid);
-    const mode = (h.mode ?? (isDir ? 0o755 : 0o644)) & 0o7777;
+    const mode = h.mode & 0o7777;
     if (isDir && (mode & SET_GROUP_ID) !== 0) this.groupInherited = true;
     if (!isSymlink) fs.chmodSync(p, mode);
     if (pax) this.applyXattrs(p, pax);
@@ -347,13 +427,13 @@ class LayerWriter {
   }
 
   /** What a regular file gets once its data is written; the owner only where it differs from what creating it gives. */
-  private fileMeta(p: string, h: TarHeader): NewFileMeta {
+  private fileMeta(p: string, h: TarEntry): NewFileMeta {
     const pax = h.pax ?? undefined;
-    const uid = paxInt(pax?.uid) ?? h.uid ?? 0;
-    const gid = paxInt(pax?.gid) ?? h.gid ?? 0;
+    const uid = paxInt(pax?.uid) ?? h.uid;
+    const gid = paxInt(pax?.gid) ?? h.gid;
     const owner: [number, number] | null = this.isRoot && (uid !== 0 || gid !== 0 || this.groupInherited) ? [uid, gid] : null;
     const [mtimeSec, mtimeNsec] = entryMtime(h);
-    return { mode: (h.mode ?? 0o644) & 0o7777, owner, mtimeSec, mtimeNsec, xattrs: pax ? this.xattrsOf(p, pax) : [] };
+    return { mode: h.mode & 0o7777, owner, mtimeSec, mtimeNsec, xattrs: pax ? this.xattrsOf(p, pax) : [] };
   }
 
   /** fileMeta through an open fd (a streamed file): no path lookups, and the mtime is set after the last write. */
@@ -397,7 +477,7 @@ function paxInt(v: string | undefined): number | undefined {
 }
 
 /** The entry's mtime as [seconds, nanoseconds]: a pax mtime exactly as written (it may carry nanoseconds), else the header's. */
-function entryMtime(h: TarHeader): [number, number] {
+function entryMtime(h: TarEntry): [number, number] {
   const m = /^(-?\d{1,15})(?:\.(\d{1,9})\d*)?$/.exec(h.pax?.mtime ?? '');
   if (m) {
     const sec = Number(m[1]);
@@ -405,62 +485,14 @@ function entryMtime(h: TarHeader): [number, number] {
     // A negative time with a fraction: -1.5 s is -2 s plus 0.5 s.
     return sec < 0 || m[1] === '-0' ? (frac === 0 ? [sec, 0] : [sec - 1, 1e9 - frac]) : [sec, frac];
   }
-  const ms = (h.mtime ?? new Date(0)).getTime();
-  const sec = Math.floor(ms / 1000);
-  return [sec, Math.round((ms - sec * 1000) * 1e6)];
+  return [h.mtime, 0];
 }
 
-/**
- * Hands the archive's entries to the writer one at a time, through tar-stream's entry events: its async
- * iterators cost a promise round trip per data chunk (measured: 380 ms vs 37 ms to walk the bench layer).
- * Regular files up to QUEUED_FILE_MAX are collected first; bigger ones stream; other entries' data (a
- * hostile archive may give a symlink a body) is dropped as it passes, never held.
- */
-function writeEntries(extract: tar.Extract, writer: LayerWriter): Promise<void> {
-  return new Promise((resolve, reject) => {
-    let failed = false;
-    const fail = (err: unknown) => {
-      if (failed) return;
-      failed = true;
-      reject(err);
-    };
-    extract.on('entry', (header, body, next) => {
-      const h = header as TarHeader;
-      const run = (data: Buffer[] | EntryBody) => {
-        if (failed) return;
-        writer.entry(h, data).then(() => next(), fail);
-      };
-      const type = h.type ?? 'file';
-      if ((type === 'file' || type === 'contiguous-file') && (h.size ?? 0) > QUEUED_FILE_MAX) {
-        run(body as AsyncIterable<unknown> as EntryBody);
-        return;
-      }
-      const keep = type === 'file' || type === 'contiguous-file';
-      const chunks: Buffer[] = [];
-      if (keep) body.on('data', (c: unknown) => chunks.push(c as Buffer));
-      else body.on('data', () => undefined);
-      body.on('end', () => run(chunks));
-      body.on('error', fail);
-    });
-    extract.on('finish', resolve);
-    extract.on('error', fail);
-    extract.on('close', () => fail(new VrunError('layer stream closed before its end')));
-  });
-}
-
-/** Writes an entry's data with synchronous writes: fewer event-loop round trips than a write stream. */
-async function writeBody(dest: string, body: EntryBody, label: string, beforeClose: (fd: number) => void): Promise<void> {
-  const fd = fs.openSync(dest, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW, 0o600);
+/** Runs a file system call for an entry, naming the entry if it fails. */
+function wrapped<T>(label: string, fn: () => T): T {
   try {
-    for await (const chunk of body) {
-      let off = 0;
-      while (off < chunk.length) off += fs.writeSync(fd, chunk, off);
-    }
-    beforeClose(fd);
+    return fn();
   } catch (err) {
-    if (err instanceof VrunError) throw err;
     throw new VrunError(`${label}: ${errorMessage(err)}`, { cause: err });
-  } finally {
-    fs.closeSync(fd);
   }
 }

@@ -65,11 +65,14 @@ describe('hostile layers', () => {
     ],
     ['a file used as a parent right after it was written', () => [...Array.from({ length: 20 }, (_, i) => file(`f${i}`)), file('p'), file('p/child')], /entry "p\/child": parent "p" is not a directory/],
   ];
-  for (const [what, entries, err] of cases) {
-    it(`refuses ${what}`, async () => {
-      await expect(storeEvil([await buildLayer(entries())])).rejects.toThrow(err);
-      expectStoreIntact();
-    });
+  // gzip layers go through the stream path; uncompressed ones are parsed in place from the blob file.
+  for (const compression of ['gzip', 'none'] as const) {
+    for (const [what, entries, err] of cases) {
+      it(`refuses ${what} (${compression})`, async () => {
+        await expect(storeEvil([await buildLayer(entries(), compression)])).rejects.toThrow(err);
+        expectStoreIntact();
+      });
+    }
   }
 
   it('replaces a symlink to an outside file instead of writing through it', async () => {
@@ -172,6 +175,23 @@ describe('hostile layers', () => {
     const cut = good.blob.subarray(0, Math.floor(good.blob.length / 2));
     const layer: BuiltLayer = { ...good, blob: Buffer.from(cut), digest: sha256(cut) };
     await expect(storeEvil([layer])).rejects.toThrow(/gzip data is corrupt or truncated|Unexpected end/);
+    expectStoreIntact();
+  });
+
+  it('refuses a truncated uncompressed layer, and one over the byte limit', async () => {
+    const good = await buildLayer([file('a', 'x'.repeat(100_000)), file('b', 'y'.repeat(100_000))], 'none');
+    const cut = Buffer.from(good.blob.subarray(0, 150_000));
+    await expect(storeEvil([{ ...good, blob: cut, digest: sha256(cut), diffId: sha256(cut) }])).rejects.toThrow(/tar stream ends in the middle of entry "b"/);
+    expectStoreIntact();
+    const img = buildImage([good], {});
+    await expect(
+      store.withWriteAccess(async () => {
+        const { putBlobBytes } = await import('../../src/image/blob-store.js');
+        putBlobBytes(store.layout, img.config);
+        putBlobBytes(store.layout, good.blob);
+        return store.commit(img.manifest, { names: ['evil:big'], limits: { maxBytes: 64 << 10, maxEntries: 1000 } });
+      }),
+    ).rejects.toThrow(/larger than the limit of 65536 bytes/);
     expectStoreIntact();
   });
 

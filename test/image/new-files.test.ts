@@ -92,6 +92,26 @@ describe('fsWriteNewFiles', () => {
     expect(fs.readdirSync(d)).toEqual([]);
   });
 
+  it('queue: reserved batch buffers are reused only after their batch is written', async () => {
+    const d = fresh();
+    const q = new FileWriteQueue();
+    const meta = { mode: 0o644, owner: null, mtimeSec: 0, mtimeNsec: 0, xattrs: [] };
+    // 200 files of 300 KiB: about 60 MiB through buffers of a few MiB, so each is reused many times over.
+    const sizes = Array.from({ length: 200 }, (_, i) => 300_000 + i);
+    for (const [i, size] of sizes.entries()) {
+      const slice = await q.reserve(size);
+      slice.fill(i & 0xff);
+      await q.add(path.join(d, `f${i}`), [slice], meta, `entry f${i}`);
+    }
+    await q.settle();
+    for (const [i, size] of sizes.entries()) {
+      const got = fs.readFileSync(path.join(d, `f${i}`));
+      expect(got.length).toBe(size);
+      expect(got.every((b) => b === (i & 0xff)), `f${i}`).toBe(true);
+    }
+    await expect(q.reserve(64 << 20)).rejects.toThrow(RangeError);
+  });
+
   it('queue: batches in order, settles, and names the entry of the first failure', async () => {
     const d = fresh();
     const q = new FileWriteQueue();

@@ -43,16 +43,19 @@ describe('unpack of layers written by GNU tar', () => {
         const theirs = path.join(dir, `theirs-${format}-${compress}`);
         fs.mkdirSync(theirs);
         run('tar', ['-C', theirs, '--xattrs', '--xattrs-include=user.*', '--same-owner', '-p', '-xf', tarFile]);
-        const ours = path.join(dir, `ours-${format}-${compress}`);
-        fs.mkdirSync(ours);
-        const res = await unpackLayer(fs.createReadStream(tarFile), ours, { what: tarFile });
-        expect(res.compression).toBe(compress);
-        expect(res.compressedDigest).toBe(sha256(fs.readFileSync(tarFile)));
-        const ourTree = describeTree(ours);
-        expect(ourTree).toEqual(describeTree(theirs));
-        expect(ourTree['caps']?.xattrs).toEqual({ 'user.note': Buffer.from('kept').toString('hex') });
-        expect(ourTree['big-link']?.group).toBe('big');
-        expect(ourTree['big']?.uid).toBe(3000000);
+        // From the file (what the store does) and from a stream: two read paths, one result.
+        for (const from of ['file', 'stream'] as const) {
+          const ours = path.join(dir, `ours-${format}-${compress}-${from}`);
+          fs.mkdirSync(ours);
+          const res = await unpackLayer(from === 'file' ? tarFile : fs.createReadStream(tarFile), ours, { what: tarFile });
+          expect(res.compression).toBe(compress);
+          expect(res.compressedDigest).toBe(sha256(fs.readFileSync(tarFile)));
+          const ourTree = describeTree(ours);
+          expect(ourTree).toEqual(describeTree(theirs));
+          expect(ourTree['caps']?.xattrs).toEqual({ 'user.note': Buffer.from('kept').toString('hex') });
+          expect(ourTree['big-link']?.group).toBe('big');
+          expect(ourTree['big']?.uid).toBe(3000000);
+        }
       });
     }
   }

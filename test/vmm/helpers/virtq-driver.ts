@@ -146,14 +146,4 @@ function alignUp(v: number, a: number): number {
   return Math.ceil(v / a) * a;
 }
 
-/** mulberry32: small, seedable, good enough to spread hostile inputs. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { prng } from '../../prng.js';
