@@ -112,7 +112,7 @@ export class Containers extends EventEmitter<{ oom: [{ containerId: string; oomK
     super();
     this.bundles = path.join(cfg.stateDir, 'containers');
     this.crunRoot = path.join(cfg.stateDir, 'crun');
-    this.crun = crunRunner(cfg.crun, this.crunRoot);
+    this.crun = crunRunner(cfg.crun, this.crunRoot, reaper);
   }
 
   async init(): Promise<void> {

@@ -1,7 +1,7 @@
 /**
- * The processes the agent spawned through Node (crun, mount, ...). libuv reaps those itself; the reaper
- * must never wait for them, or libuv would lose their exit. Everything else that becomes the agent's
- * child (it is a subreaper) is the reaper's to collect.
+ * The processes the agent spawned through Node (mount, ...; crun goes through procSpawn and the reaper).
+ * libuv reaps those itself; the reaper must never wait for them, or libuv would lose their exit. Everything
+ * else that becomes the agent's child (it is a subreaper) is the reaper's to collect.
  */
 import { execFile, type ChildProcess } from 'node:child_process';
 
