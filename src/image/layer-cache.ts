@@ -1,5 +1,4 @@
 import fs from 'node:fs';
-import type { Readable } from 'node:stream';
 import path from 'node:path';
 import { VrunError } from '../common/errors.js';
 import type { Digest } from './digest.js';
@@ -38,7 +37,7 @@ export async function ensureLayer(l: StoreLayout, diffId: Digest, blob: Digest, 
 }
 
 /** Unpacks into a fresh directory under tmp/ and verifies both digests; the caller installs or discards it. */
-async function unpackToWork(l: StoreLayout, diffId: Digest, blob: Digest, input: Readable | string, opts: LayerOpts): Promise<string> {
+async function unpackToWork(l: StoreLayout, diffId: Digest, blob: Digest, blobFile: string, opts: LayerOpts): Promise<string> {
   fs.mkdirSync(l.tmp, { recursive: true });
   fs.mkdirSync(l.layers, { recursive: true });
   const work = fs.mkdtempSync(path.join(l.tmp, `layer-${process.pid}-`));
@@ -50,7 +49,7 @@ async function unpackToWork(l: StoreLayout, diffId: Digest, blob: Digest, input:
     if (opts.onBytes) unpackOpts.onBytes = opts.onBytes;
     // Loaded here, not at the top: listing or inspecting images should not pay for the tar and zstd code.
     const { unpackLayer } = await import('./unpack.js');
-    const res: UnpackResult = await unpackLayer(input, fsDir, unpackOpts);
+    const res: UnpackResult = await unpackLayer(blobFile, fsDir, unpackOpts);
     if (res.compressedDigest !== blob) throw new VrunError(`${opts.what}: blob content has digest ${res.compressedDigest}, not ${blob} (refused)`);
     if (res.diffId !== diffId) {
       throw new VrunError(`${opts.what}: uncompressed content has digest ${res.diffId}, but the image config says ${diffId} (refused)`);

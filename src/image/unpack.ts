@@ -96,25 +96,37 @@ type UnpackOpts = { what: string; onBytes?: (n: number) => void };
 
 const READ_BYTES = 1 << 20;
 
-/** An uncompressed layer file is read, hashed and parsed through one buffer; a compressed one goes to unpackStream. */
+/**
+ * An uncompressed layer file is read, hashed and parsed through two reused buffers: the next read fills one while
+ * the other is hashed and parsed. A compressed file goes to unpackStream.
+ */
 async function unpackFile(file: string, reader: TarReader, writer: LayerWriter, limits: UnpackLimits, opts: UnpackOpts): Promise<StreamResult> {
   const fh = await fs.promises.open(file, 'r');
   try {
-    const buf = Buffer.allocUnsafeSlow(READ_BYTES);
-    let { bytesRead } = await fh.read(buf, 0, buf.length, 0);
-    if (detectCompression(buf.subarray(0, bytesRead)) !== 'none') {
+    const bufs = [Buffer.allocUnsafeSlow(READ_BYTES), Buffer.allocUnsafeSlow(READ_BYTES)] as const;
+    let cur: 0 | 1 = 0;
+    let { bytesRead } = await fh.read(bufs[0], 0, READ_BYTES, 0);
+    if (detectCompression(bufs[0].subarray(0, bytesRead)) !== 'none') {
       return await unpackStream(fs.createReadStream(file, { highWaterMark: READ_BYTES }), reader, writer, limits, opts);
     }
     // Not compressed: the blob digest is the diff id, one hash serves both.
     const hashing = new HashingStream({ maxBytes: limits.maxBytes, what: `${opts.what} (uncompressed)` });
     let position = 0;
     while (bytesRead > 0) {
-      const chunk = buf.subarray(0, bytesRead);
+      const chunk = bufs[cur].subarray(0, bytesRead);
       position += bytesRead;
-      hashing.account(chunk);
-      opts.onBytes?.(bytesRead);
-      await consume(reader, writer, chunk);
-      ({ bytesRead } = await fh.read(buf, 0, buf.length, position));
+      const next = fh.read(bufs[cur === 0 ? 1 : 0], 0, READ_BYTES, position);
+      try {
+        hashing.account(chunk);
+        opts.onBytes?.(bytesRead);
+        await consume(reader, writer, chunk);
+      } catch (err) {
+        // The read in flight must end before the file is closed under it.
+        await next.catch(() => undefined);
+        throw err;
+      }
+      ({ bytesRead } = await next);
+      cur = cur === 0 ? 1 : 0;
     }
     const digest = hashing.digest();
     return { compressedDigest: digest, diffId: digest, compression: 'none', uncompressedBytes: hashing.bytes };
