@@ -4,7 +4,8 @@ import zlib from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ImageStore } from '../../src/image/image-store.js';
 import { ensureBuiltinImages, storeBuiltImage } from '../../src/image/builtin.js';
-import { buildImage, buildLayer, buildTar, type BuiltLayer, type LayerEntry } from '../../src/image/oci-build.js';
+import { buildImage, buildLayer, buildTar, type BuiltImage, type BuiltLayer, type LayerEntry } from '../../src/image/oci-build.js';
+import type { UnpackLimits } from '../../src/image/unpack.js';
 import { sha256 } from '../../src/image/digest.js';
 import { MediaType } from '../../src/image/oci-types.js';
 import { cleanup, listAll, tempDir } from './helpers.js';
@@ -42,6 +43,16 @@ describe('hostile layers', () => {
 
   async function storeEvil(layers: BuiltLayer[]): Promise<void> {
     await storeBuiltImage(store, buildImage(layers, { Cmd: ['sh'] }), ['evil:latest']);
+  }
+
+  /** Stores a one-layer image's blobs and commits it under `name` with unpack limits tighter than the defaults. */
+  async function commitWithLimits(img: BuiltImage, layerBlob: Buffer, name: string, limits: UnpackLimits): Promise<unknown> {
+    return store.withWriteAccess(async () => {
+      const { putBlobBytes } = await import('../../src/image/blob-store.js');
+      putBlobBytes(store.layout, img.config);
+      putBlobBytes(store.layout, layerBlob);
+      return store.commit(img.manifest, { names: [name], limits });
+    });
   }
 
   const file = (name: string, data = 'x'): LayerEntry => ({ name, type: 'file', data: Buffer.from(data) });
@@ -144,14 +155,7 @@ describe('hostile layers', () => {
     const layer: BuiltLayer = { tar: Buffer.alloc(0), blob, digest: sha256(blob), diffId: sha256('unknown'), mediaType: MediaType.ociLayerGzip };
     const img = buildImage([layer], {});
     const t0 = process.memoryUsage().rss;
-    await expect(
-      store.withWriteAccess(async () => {
-        const { putBlobBytes } = await import('../../src/image/blob-store.js');
-        putBlobBytes(store.layout, img.config);
-        putBlobBytes(store.layout, blob);
-        return store.commit(img.manifest, { names: ['evil:bomb'], limits: { maxBytes: 32 << 20, maxEntries: 1000 } });
-      }),
-    ).rejects.toThrow(/larger than the limit of 33554432 bytes/);
+    await expect(commitWithLimits(img, blob, 'evil:bomb', { maxBytes: 32 << 20, maxEntries: 1000 })).rejects.toThrow(/larger than the limit of 33554432 bytes/);
     expect(process.memoryUsage().rss - t0).toBeLessThan(256 << 20);
     expectStoreIntact();
   });
@@ -159,14 +163,7 @@ describe('hostile layers', () => {
   it('refuses a layer with more entries than the limit', async () => {
     const layer = await buildLayer(Array.from({ length: 50 }, (_, i) => file(`f${i}`)));
     const img = buildImage([layer], {});
-    await expect(
-      store.withWriteAccess(async () => {
-        const { putBlobBytes } = await import('../../src/image/blob-store.js');
-        putBlobBytes(store.layout, img.config);
-        putBlobBytes(store.layout, layer.blob);
-        return store.commit(img.manifest, { names: ['evil:many'], limits: { maxBytes: 1 << 30, maxEntries: 20 } });
-      }),
-    ).rejects.toThrow(/more than 20 entries/);
+    await expect(commitWithLimits(img, layer.blob, 'evil:many', { maxBytes: 1 << 30, maxEntries: 20 })).rejects.toThrow(/more than 20 entries/);
     expectStoreIntact();
   });
 
@@ -184,14 +181,7 @@ describe('hostile layers', () => {
     await expect(storeEvil([{ ...good, blob: cut, digest: sha256(cut), diffId: sha256(cut) }])).rejects.toThrow(/tar stream ends in the middle of entry "b"/);
     expectStoreIntact();
     const img = buildImage([good], {});
-    await expect(
-      store.withWriteAccess(async () => {
-        const { putBlobBytes } = await import('../../src/image/blob-store.js');
-        putBlobBytes(store.layout, img.config);
-        putBlobBytes(store.layout, good.blob);
-        return store.commit(img.manifest, { names: ['evil:big'], limits: { maxBytes: 64 << 10, maxEntries: 1000 } });
-      }),
-    ).rejects.toThrow(/larger than the limit of 65536 bytes/);
+    await expect(commitWithLimits(img, good.blob, 'evil:big', { maxBytes: 64 << 10, maxEntries: 1000 })).rejects.toThrow(/larger than the limit of 65536 bytes/);
     expectStoreIntact();
   });
 
