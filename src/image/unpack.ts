@@ -69,7 +69,7 @@ const SET_GROUP_ID = 0o2000;
 
 /**
  * Unpacks the layer in `input` (a file's path, or a stream) into the empty directory `target`. A file that is not
- * compressed is read into one reused buffer and parsed in place: its bytes reach the files they belong to through
+ * compressed is read into two reused buffers and parsed in place: its bytes reach the files they belong to through
  * the writer's batch buffers only (see TarReader and FileWriteQueue on why fresh memory is what costs).
  */
 export async function unpackLayer(input: Readable | string, target: string, opts: { what: string; limits?: UnpackLimits; onBytes?: (n: number) => void }): Promise<UnpackResult> {
@@ -145,12 +145,21 @@ async function unpackStream(input: Readable, reader: TarReader, writer: LayerWri
     if (c === 'none') uncompressed.stopHashing();
   });
   if (opts.onBytes) compressed.on('data', (c: Buffer) => opts.onBytes?.(c.length));
+  let consuming: Promise<void> = Promise.resolve();
   const sink = new Writable({
     write(chunk: Buffer, _enc, cb) {
-      consume(reader, writer, chunk).then(() => cb(), cb);
+      consuming = consume(reader, writer, chunk);
+      consuming.then(() => cb(), cb);
     },
   });
-  await pipeline(input, compressed, decompress, uncompressed, sink);
+  try {
+    await pipeline(input, compressed, decompress, uncompressed, sink);
+  } catch (err) {
+    // A failing source ends the pipeline at once: the chunk being written must finish before the caller
+    // cleans up, or it could still create files in a directory being removed.
+    await consuming.catch(() => undefined);
+    throw err;
+  }
   const compressedDigest = compressed.digest();
   return {
     compressedDigest,
