@@ -148,6 +148,19 @@ describe('vrun run --vmm native (KVM lab)', () => {
       diag.set(`${m[1]} ${m[2]}`, text);
       if (m[1] !== 'boot-timeout') raw += `\n--- ${m[1]}: ${m[2]} (tail) ---\n${text}`;
     }
+    // Each stall the retries absorbed leaves its evidence in the run's output: the guest's first RCU report and
+    // where the VMM saw the vCPUs (the known defect's cause is still open).
+    for (const name of new Set(retries.map((r) => r?.split(' ')[0] ?? ''))) {
+      const rcu = /^.*rcu: .*$/m.exec(diag.get(`${name} console.log`) ?? '')?.[0] ?? 'no RCU line in the console tail';
+      const seen = (diag.get(`${name} sandbox.log`) ?? '').split('\n').find((l) => l.includes('where the VMM saw it')) ?? '';
+      let vmm = 'no VMM state logged';
+      try {
+        vmm = JSON.stringify((JSON.parse(seen) as { vmm?: unknown }).vmm).slice(0, 1500);
+      } catch {
+        // the line was cut by the log tail, or is missing
+      }
+      console.log(`native backend in the lab: stalled ${name}: ${rcu.trim()}; VMM: ${vmm}`);
+    }
     l1BootId = /^VRUN-L1 boot_id=(\S+)$/m.exec(res.stdout)?.[1] ?? '';
     left = /^VRUN-LEFT (.*)$/m.exec(res.stdout)?.[1] ?? '';
     volumeOut = /^VRUN-VOLUME out=(.*)$/m.exec(res.stdout)?.[1] ?? '';
