@@ -207,7 +207,7 @@ export class TarReader {
     this.pendingPax = null;
     this.longName = null;
     this.longLink = null;
-    // Links, devices, fifos and directories carry no data, whatever the size field says (as in GNU tar).
+    // Links, devices, fifos and directories carry no data, whatever the size field says (as in Go's archive/tar).
     if (entry.type === 'link' || entry.type === 'symlink' || entry.type === 'character-device' || entry.type === 'block-device' || entry.type === 'fifo' || entry.type === 'directory') {
       entry.size = 0;
     }
