@@ -117,7 +117,8 @@ struct SpawnArgs {
   const char* file;
   char* const* argv;
   int stdio[3];
-  int err;
+  int err;           // set by the child when a step before the program runs fails
+  const char* step;  // which one: the parent names it in its error
 };
 
 // The kernel's struct sigaction, for raw rt_sigaction calls: glibc's sigaction refuses its two internal
@@ -136,23 +137,33 @@ int SpawnChild(void* p) {
   for (int sig = 1; sig <= 64; sig++) {
     if (sig != SIGKILL && sig != SIGSTOP) syscall(SYS_rt_sigaction, sig, &dfl, nullptr, sizeof(uint64_t));
   }
+  // Every step before exec must succeed: a program started with the agent's fds as its stdio could write
+  // into the agent's own channels. A failing step ends the child with 127, and the parent reports the step.
+  auto fail = [a](const char* step) {
+    a->err = errno;
+    a->step = step;
+    _exit(127);
+  };
   // A source fd below 3 could be overwritten by an earlier dup2: move those out of the way first.
   for (int i = 0; i < 3; i++) {
-    if (a->stdio[i] >= 0 && a->stdio[i] < 3 && a->stdio[i] != i) a->stdio[i] = fcntl(a->stdio[i], F_DUPFD_CLOEXEC, 3);
+    if (a->stdio[i] >= 0 && a->stdio[i] < 3 && a->stdio[i] != i) {
+      a->stdio[i] = fcntl(a->stdio[i], F_DUPFD_CLOEXEC, 3);
+      if (a->stdio[i] < 0) fail("fcntl");
+    }
   }
   for (int i = 0; i < 3; i++) {
     int fd = a->stdio[i];
     if (fd < 0) {
       fd = open("/dev/null", O_RDWR | O_CLOEXEC);
-      if (fd < 0) break;
+      if (fd < 0) fail("open /dev/null");
     }
-    if (fd == i ? fcntl(fd, F_SETFD, 0) != 0 : dup2(fd, i) < 0) break;
+    if (fd == i ? fcntl(fd, F_SETFD, 0) != 0 : dup2(fd, i) < 0) fail("dup2");
   }
   uint64_t none = 0;
   syscall(SYS_rt_sigprocmask, SIG_SETMASK, &none, nullptr, sizeof(none));
   execvp(a->file, a->argv);
-  a->err = errno;
-  _exit(127);
+  fail("execvp");
+  return 127;
 }
 
 // procSpawn(file, argv, stdio): pid. For crun, which the agent runs several times per container. Node's spawn
@@ -223,9 +234,9 @@ Napi::Value Spawn(const Napi::CallbackInfo& info) {
     return env.Undefined();
   }
   if (a.err != 0) {
-    // exec failed: the child has exited with 127; collect it here, it is nobody else's.
+    // The child failed before its program ran and has exited with 127; collect it here, it is nobody else's.
     waitpid(pid, nullptr, 0);
-    ThrowErrno(env, a.err, "execvp");
+    ThrowErrno(env, a.err, a.step);
     return env.Undefined();
   }
   return Napi::Number::New(env, pid);

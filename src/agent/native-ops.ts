@@ -6,7 +6,11 @@ export interface AgentNative {
   /** null while the child runs; the exit once reaped (code is 128+signal for a signal death). */
   procWaitPid(pid: number): { code: number; signal: number } | null;
   procPipe(sizeBytes?: number): [number, number];
-  /** posix_spawnp: stdio[i] becomes fd i (-1: /dev/null); returns the pid, for the Reaper to collect. */
+  /**
+   * Starts a program without forking the agent (a vfork-style clone, PATH searched): stdio[i] becomes fd i
+   * (-1: /dev/null); returns the pid, for the Reaper to collect. Throws, naming the step, if the program
+   * could not be started (no child is left behind then).
+   */
   procSpawn(file: string, argv: string[], stdio: [number, number, number]): number;
   ttySetWinsize(fd: number, rows: number, cols: number): void;
   fdListenUnix(path: string): number;

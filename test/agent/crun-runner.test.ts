@@ -7,7 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 const root = path.resolve(import.meta.dirname, '../..');
 
 /**
- * The agent's crun runner starts crun with posix_spawn and collects it through the Reaper. Like the reaper
+ * The agent's crun runner starts crun with procSpawn (native/src/process_ops.cc) and collects it through the Reaper. Like the reaper
  * test, the real runner runs in its own Node process: the Reaper makes that process a subreaper and listens
  * for SIGCHLD, which a vitest worker cannot offer. The script prints one JSON line of observations.
  */
@@ -26,6 +26,8 @@ out.version = await crun.run(['--version']);
 out.missing = await failure(crun.run(['state', 'nope']));
 out.notFound = await failure(crunRunner(dir + '/no-such-crun', dir, reaper).run(['state', 'x']));
 // Stand-ins for a crun that hangs and for what the child inherits: shell scripts under the runner.
+// fd 987 is not open: the child must not run crun with a stdout it could not set up.
+out.badStdio = await failure(crun.run(['--version'], { stdio: [-1, 987, -1] }));
 out.hung = await failure(crunRunner(dir + '/hang.sh', dir, reaper).run(['create'], { timeoutMs: 300 }));
 out.signals = await crunRunner(dir + '/signals.sh', dir, reaper).run(['x']);
 const before = fds();
@@ -60,6 +62,10 @@ describe('agent crun runner', () => {
 
   it('names a crun binary that cannot be run', () => {
     expect(seen.notFound).toMatch(/^crun state failed: cannot run .*no-such-crun: ENOENT/);
+  });
+
+  it('refuses to run crun when its stdio cannot be set up, naming the step', () => {
+    expect(seen.badStdio).toMatch(/^crun --version failed: cannot run crun: EBADF: Bad file descriptor, dup2$/);
   });
 
   it('kills a call that outlives its timeout', () => {
