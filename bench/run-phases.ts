@@ -12,7 +12,8 @@ import { buildSpec } from '../src/sandbox/oci-spec.js';
 import { prepareRootfs } from '../src/sandbox/rootfs.js';
 
 const root = path.resolve(import.meta.dirname, '../..');
-const vrunBin = path.join(root, 'bin', 'vrun.js');
+/** The command as installed (package.json's bin). */
+const vrunCommand = path.join(root, 'bin', 'vrun');
 
 function pct(xs: number[], p: number): number {
   const s = [...xs].sort((a, b) => a - b);
@@ -20,7 +21,7 @@ function pct(xs: number[], p: number): number {
 }
 
 function vrun(args: string[], env: NodeJS.ProcessEnv): { status: number | null; stdout: string; stderr: string } {
-  const r = spawnSync(process.execPath, [vrunBin, ...args], { encoding: 'utf8', env, timeout: 600_000 });
+  const r = spawnSync(vrunCommand, args, { encoding: 'utf8', env, timeout: 600_000 });
   return { status: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 

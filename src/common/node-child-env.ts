@@ -2,8 +2,8 @@
  * The environment for vrun's own long-lived Node processes (the sandbox process, the shim's serving
  * process). Neither opens a TLS connection, yet Node reads and parses every certificate named by
  * NODE_EXTRA_CA_CERTS before any JavaScript runs: with Debian's 140-certificate bundle that is about
- * 40-50 ms of each start on these machines, on the path of every `vrun run` and every pod. The CLI itself
- * keeps the variable, since `vrun pull` may talk TLS to a registry signed by one of those CAs.
+ * 40-50 ms of each start on these machines, on the path of every `vrun run` and every pod. The CLI gets the
+ * file under another name from `bin/vrun` and reads it only when `vrun pull` talks TLS.
  */
 const TLS_ONLY_VARIABLES = ['NODE_EXTRA_CA_CERTS'] as const;
 

@@ -1,4 +1,6 @@
+import dns from 'node:dns/promises';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -6,9 +8,11 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ImageStore } from '../../src/image/image-store.js';
 import { cleanup, tempDir } from './helpers.js';
-import { buildFixtureLayout, skopeoCopy, startProxy, startRegistry, type Proxy, type Registry } from './fixtures.js';
+import { buildFixtureLayout, makeTlsCerts, skopeoCopy, startProxy, startRegistry, type Proxy, type Registry } from './fixtures.js';
 
 const VRUN = path.resolve(import.meta.dirname, '../../bin/vrun.js');
+/** The command as installed (package.json's bin): a shell entry in front of bin/vrun.js. */
+const VRUN_COMMAND = path.resolve(import.meta.dirname, '../../bin/vrun');
 
 interface Ran {
   code: number | null;
@@ -16,11 +20,12 @@ interface Ran {
   stderr: string;
 }
 
-function start(root: string, args: string[]): { proc: ChildProcess; done: Promise<Ran> } {
+function start(root: string, args: string[], opts: { command?: boolean; env?: NodeJS.ProcessEnv } = {}): { proc: ChildProcess; done: Promise<Ran> } {
   // Its own run dir: no container of another test can answer to an image's name in `vrun inspect`.
-  const env: NodeJS.ProcessEnv = { ...process.env, VRUN_ROOT: root, VRUN_RUN: path.join(root, 'run') };
+  const env: NodeJS.ProcessEnv = { ...(opts.env ?? process.env), VRUN_ROOT: root, VRUN_RUN: path.join(root, 'run') };
   delete env.VRUN_IMAGE_ROOT;
-  const proc = spawn(process.execPath, [VRUN, ...args], { env, stdio: ['ignore', 'pipe', 'pipe'] });
+  const [file, argv] = opts.command ? [VRUN_COMMAND, args] : [process.execPath, [VRUN, ...args]];
+  const proc = spawn(file, argv, { env, stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
   proc.stdout?.on('data', (d: Buffer) => (stdout += d.toString()));
@@ -160,5 +165,59 @@ describe('vrun image commands (the real CLI)', () => {
     const bad = await vrun(root, 'pull', 'Not/A:Valid:Ref');
     expect(bad.code).toBe(125);
     expect(bad.stderr).toMatch(/^vrun: invalid image reference/);
+  });
+});
+
+describe('vrun pull over TLS (the installed command, NODE_EXTRA_CA_CERTS)', () => {
+  let dir: string;
+  let registry: Registry;
+  let ca: string;
+  let domain: string;
+  const envWith = (extraCa: string | undefined): NodeJS.ProcessEnv => {
+    const env = { ...process.env };
+    if (extraCa === undefined) delete env.NODE_EXTRA_CA_CERTS;
+    else env.NODE_EXTRA_CA_CERTS = extraCa;
+    return env;
+  };
+  beforeAll(async () => {
+    dir = tempDir('cli-tls');
+    // Not a loopback name: vrun talks plain HTTP to those. The host's own name resolves to a local address.
+    const name = os.hostname();
+    const { address } = await dns.lookup(name, { family: 4 });
+    const certs = makeTlsCerts(dir, name);
+    ca = certs.ca;
+    registry = await startRegistry(dir, { cert: certs.cert, key: certs.key, listenHost: address });
+    domain = `${name}:${registry.host.split(':').pop()}`;
+    skopeoCopy(`oci:${buildFixtureLayout(dir)}:v1`, `docker://${domain}/tls:v1`);
+  });
+  afterAll(async () => {
+    await registry?.stop();
+    cleanup(dir);
+  });
+
+  it('verifies the registry against a CA named in NODE_EXTRA_CA_CERTS, and refuses it without', async () => {
+    const trusted = await start(path.join(dir, 'root-ca'), ['pull', '-q', `${domain}/tls:v1`], { command: true, env: envWith(ca) }).done;
+    expect([trusted.code, trusted.stderr]).toEqual([0, '']);
+    expect(new ImageStore(path.join(dir, 'root-ca', 'images')).list()).toHaveLength(1);
+    const untrusted = await start(path.join(dir, 'root-no-ca'), ['pull', '-q', `${domain}/tls:v1`], { command: true, env: envWith(undefined) }).done;
+    expect(untrusted.code).not.toBe(0);
+    expect(untrusted.stderr).toBe(
+      `vrun: ${domain}: its TLS certificate is not trusted (https://${domain}): unable to verify the first certificate (UNABLE_TO_VERIFY_LEAF_SIGNATURE)\n` +
+        `hint: if ${domain} has a certificate from a private CA, name the CA's PEM file in NODE_EXTRA_CA_CERTS\n`,
+    );
+    expect(fs.existsSync(path.join(dir, 'root-no-ca', 'images')) ? new ImageStore(path.join(dir, 'root-no-ca', 'images')).list() : []).toEqual([]);
+  });
+
+  it('reads NODE_EXTRA_CA_CERTS only when a pull talks TLS, warning as Node does when the file is missing', async () => {
+    const missing = path.join(dir, 'no-such-ca.pem');
+    // Node itself would warn at start-up, before any command ran; the command hands the variable to the pull.
+    const version = await start(path.join(dir, 'root-v'), ['version'], { command: true, env: envWith(missing) }).done;
+    expect([version.code, version.stderr]).toEqual([0, '']);
+    const direct = await start(path.join(dir, 'root-v'), ['version'], { env: envWith(missing) }).done;
+    expect(direct.stderr).toMatch(/Ignoring extra certs from `.*no-such-ca\.pem`/);
+    const pull = await start(path.join(dir, 'root-missing'), ['pull', '-q', `${domain}/tls:v1`], { command: true, env: envWith(missing) }).done;
+    expect(pull.code).not.toBe(0);
+    expect(pull.stderr).toMatch(/Warning: Ignoring extra certs from `.*no-such-ca\.pem`, load failed: ENOENT/);
+    expect(pull.stderr).toMatch(/^vrun: .*: its TLS certificate is not trusted /m);
   });
 });

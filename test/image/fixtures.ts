@@ -97,28 +97,56 @@ export async function freePort(): Promise<number> {
   });
 }
 
+function listening(host: string, port: number): Promise<boolean> {
+  return new Promise((resolve) => {
+    const sock = net.connect(port, host, () => {
+      sock.destroy();
+      resolve(true);
+    });
+    sock.on('error', () => resolve(false));
+  });
+}
+
+/**
+ * A test CA and a server certificate it signed for `name` (a DNS name), made with openssl: the files a TLS
+ * registry serves with, and the CA a client must be told about.
+ */
+export function makeTlsCerts(dir: string, name: string): { ca: string; cert: string; key: string } {
+  const f = (n: string) => path.join(dir, n);
+  const ossl = (...args: string[]) => run('openssl', args);
+  ossl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj', '/CN=vrun test CA', '-keyout', f('ca.key'), '-out', f('ca.pem'));
+  ossl('req', '-newkey', 'rsa:2048', '-nodes', '-subj', `/CN=${name}`, '-keyout', f('server.key'), '-out', f('server.csr'));
+  fs.writeFileSync(f('san.ext'), `subjectAltName=DNS:${name}\n`);
+  ossl('x509', '-req', '-in', f('server.csr'), '-CA', f('ca.pem'), '-CAkey', f('ca.key'), '-CAcreateserial', '-days', '2', '-extfile', f('san.ext'), '-out', f('server.pem'));
+  return { ca: f('ca.pem'), cert: f('server.pem'), key: f('server.key') };
+}
+
 export interface Registry {
   host: string;
   stop(): Promise<void>;
 }
 
-export async function startRegistry(dir: string): Promise<Registry> {
+/** A certificate and key (PEM files) for the registry to serve TLS with, on the given listen address. */
+export interface RegistryTls {
+  cert: string;
+  key: string;
+  listenHost: string;
+}
+
+export async function startRegistry(dir: string, tls?: RegistryTls): Promise<Registry> {
   const port = await freePort();
   const storage = path.join(dir, 'registry-data');
   fs.mkdirSync(storage, { recursive: true });
   const cfg = path.join(dir, 'registry.yml');
-  fs.writeFileSync(cfg, `version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: ${storage}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:${port}\n`);
+  const addr = `${tls?.listenHost ?? '127.0.0.1'}:${port}`;
+  const tlsCfg = tls ? `  tls:\n    certificate: ${tls.cert}\n    key: ${tls.key}\n` : '';
+  fs.writeFileSync(cfg, `version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: ${storage}\n  delete:\n    enabled: true\nhttp:\n  addr: ${addr}\n${tlsCfg}`);
   const proc: ChildProcess = spawn('docker-registry', ['serve', cfg], { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   proc.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
   const host = `127.0.0.1:${port}`;
   for (let i = 0; ; i++) {
-    try {
-      const res = await fetch(`http://${host}/v2/`);
-      if (res.status === 200) break;
-    } catch {
-      // not listening yet
-    }
+    if (await listening(tls?.listenHost ?? '127.0.0.1', port)) break;
     if (i > 200 || proc.exitCode !== null) throw new Error(`docker-registry did not start: ${stderr}`);
     await sleep(50);
   }
