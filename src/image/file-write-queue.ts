@@ -34,6 +34,8 @@ export type NewFileMeta = Omit<NewFile, 'path' | 'data'>;
 export class FileWriteQueue {
   private batch: NewFile[] = [];
   private labels: string[] = [];
+  /** What the current batch's files asked to be told once they are written (views they hold released). */
+  private written: (() => void)[] = [];
   private batchBytes = 0;
   private readonly inflight = new Set<Promise<void>>();
   private failure: VrunError | undefined;
@@ -57,11 +59,16 @@ export class FileWriteQueue {
     return slice;
   }
 
-  /** Queues `dest` with `data` (reserved, or the caller's own buffers) and its metadata; `label` names the entry in an error. */
-  async add(dest: string, data: Buffer[], meta: NewFileMeta, label: string): Promise<void> {
+  /**
+   * Queues `dest` with `data` (reserved, or the caller's own buffers, which must stay as they are until
+   * `onWritten` is called: once the batch is written, or has failed) and its metadata; `label` names the entry
+   * in an error.
+   */
+  async add(dest: string, data: Buffer[], meta: NewFileMeta, label: string, onWritten?: () => void): Promise<void> {
     this.check();
     this.batch.push({ path: dest, data, ...meta });
     this.labels.push(label);
+    if (onWritten) this.written.push(onWritten);
     for (const b of data) this.batchBytes += b.length;
     if (this.batch.length >= BATCH_FILES || this.batchBytes >= BATCH_BYTES) await this.submit();
   }
@@ -78,9 +85,11 @@ export class FileWriteQueue {
     this.check();
     const files = this.batch;
     const labels = this.labels;
+    const written = this.written;
     const arena = this.arena;
     this.batch = [];
     this.labels = [];
+    this.written = [];
     this.batchBytes = 0;
     this.arena = null;
     this.arenaUsed = 0;
@@ -93,6 +102,7 @@ export class FileWriteQueue {
       .finally(() => {
         this.inflight.delete(job);
         if (arena) this.idleArenas.push(arena);
+        for (const done of written) done();
       });
     this.inflight.add(job);
   }

@@ -12,6 +12,7 @@ import { lstatOrNull } from './atomic-fs.js';
 import { OPAQUE_XATTR } from './store-layout.js';
 import { FileWriteQueue, MAX_RESERVE, type NewFileMeta } from './file-write-queue.js';
 import { TarReader, type TarEntry } from './tar-reader.js';
+import { ReadBuffers } from './read-buffers.js';
 
 /**
  * Unpacks one layer tar into its own directory in overlayfs format (whiteouts become 0:0 character devices,
@@ -51,9 +52,13 @@ export interface UnpackResult {
   skippedDevices: string[];
 }
 
-/** Where the current entry's data goes: a reserved batch slice, an open file (large files), or nowhere. */
+/**
+ * Where the current entry's data goes: a reserved batch slice, views held in the read buffers (small files of an
+ * uncompressed layer file), an open file (large files), or nowhere.
+ */
 type EntrySink =
   | { kind: 'queue'; dest: string; slice: Buffer; fill: number; meta: NewFileMeta; label: string }
+  | { kind: 'views'; dest: string; parts: Buffer[]; holds: (() => void)[]; meta: NewFileMeta; label: string }
   | { kind: 'stream'; dest: string; fd: number; meta: NewFileMeta; label: string }
   | { kind: 'discard' };
 
@@ -97,25 +102,27 @@ type UnpackOpts = { what: string; onBytes?: (n: number) => void };
 const READ_BYTES = 1 << 20;
 
 /**
- * An uncompressed layer file is read, hashed and parsed through two reused buffers: the next read fills one while
- * the other is hashed and parsed. A compressed file goes to unpackStream.
+ * An uncompressed layer file is read, hashed and parsed in reused buffers (ReadBuffers), one read ahead of the
+ * parser; small files keep their data as views into them until written. A compressed file goes to unpackStream.
  */
 async function unpackFile(file: string, reader: TarReader, writer: LayerWriter, limits: UnpackLimits, opts: UnpackOpts): Promise<StreamResult> {
   const fh = await fs.promises.open(file, 'r');
   try {
-    const bufs = [Buffer.allocUnsafeSlow(READ_BYTES), Buffer.allocUnsafeSlow(READ_BYTES)] as const;
-    let cur: 0 | 1 = 0;
-    let { bytesRead } = await fh.read(bufs[0], 0, READ_BYTES, 0);
-    if (detectCompression(bufs[0].subarray(0, bytesRead)) !== 'none') {
+    const buffers = new ReadBuffers(READ_BYTES);
+    let buf = buffers.acquire();
+    let { bytesRead } = await fh.read(buf, 0, READ_BYTES, 0);
+    if (detectCompression(buf.subarray(0, bytesRead)) !== 'none') {
       return await unpackStream(fs.createReadStream(file, { highWaterMark: READ_BYTES }), reader, writer, limits, opts);
     }
+    writer.keepViewsIn(buffers);
     // Not compressed: the blob digest is the diff id, one hash serves both.
     const hashing = new HashingStream({ maxBytes: limits.maxBytes, what: `${opts.what} (uncompressed)` });
     let position = 0;
     while (bytesRead > 0) {
-      const chunk = bufs[cur].subarray(0, bytesRead);
+      const chunk = buf.subarray(0, bytesRead);
       position += bytesRead;
-      const next = fh.read(bufs[cur === 0 ? 1 : 0], 0, READ_BYTES, position);
+      const nextBuf = buffers.acquire();
+      const next = fh.read(nextBuf, 0, READ_BYTES, position);
       try {
         hashing.account(chunk);
         opts.onBytes?.(bytesRead);
@@ -125,8 +132,10 @@ async function unpackFile(file: string, reader: TarReader, writer: LayerWriter, 
         await next.catch(() => undefined);
         throw err;
       }
+      // The parser is done with it; queued files may still hold parts of it.
+      buffers.release(buf);
+      buf = nextBuf;
       ({ bytesRead } = await next);
-      cur = cur === 0 ? 1 : 0;
     }
     const digest = hashing.digest();
     return { compressedDigest: digest, diffId: digest, compression: 'none', uncompressedBytes: hashing.bytes };
@@ -227,6 +236,13 @@ class LayerWriter {
   }
 
   private sink: EntrySink = { kind: 'discard' };
+  /** Set when the data handed to data() lies in these buffers and may be held there until written. */
+  private views: ReadBuffers | null = null;
+
+  /** From now on, data() gets views into `buffers`, which small files hold instead of copying. */
+  keepViewsIn(buffers: ReadBuffers): void {
+    this.views = buffers;
+  }
 
   /** Starts an entry: everything but a regular file's data, which data() and end() take. */
   async begin(h: TarEntry): Promise<void> {
@@ -272,7 +288,9 @@ class LayerWriter {
       case 'contiguous-file': {
         if (existed) this.clear(dest);
         const meta = this.fileMeta(dest, h);
-        if (h.size <= QUEUED_FILE_MAX) {
+        if (h.size <= QUEUED_FILE_MAX && this.views) {
+          this.sink = { kind: 'views', dest, parts: [], holds: [], meta, label };
+        } else if (h.size <= QUEUED_FILE_MAX) {
           this.sink = { kind: 'queue', dest, slice: await this.files.reserve(h.size), fill: 0, meta, label };
         } else {
           const fd = wrapped(label, () => fs.openSync(dest, fs.constants.O_WRONLY | fs.constants.O_CREAT | fs.constants.O_EXCL | fs.constants.O_NOFOLLOW, 0o600));
@@ -320,7 +338,10 @@ class LayerWriter {
   /** Some of the current entry's data (a view the caller reuses once this returns). */
   data(chunk: Buffer): void {
     const sink = this.sink;
-    if (sink.kind === 'queue') {
+    if (sink.kind === 'views') {
+      sink.holds.push((this.views as ReadBuffers).hold(chunk));
+      sink.parts.push(chunk);
+    } else if (sink.kind === 'queue') {
       sink.fill += chunk.copy(sink.slice, sink.fill);
     } else if (sink.kind === 'stream') {
       wrapped(sink.label, () => {
@@ -334,7 +355,11 @@ class LayerWriter {
   async end(): Promise<void> {
     const sink = this.sink;
     this.sink = { kind: 'discard' };
-    if (sink.kind === 'queue') {
+    if (sink.kind === 'views') {
+      await this.files.add(sink.dest, sink.parts, sink.meta, sink.label, () => {
+        for (const release of sink.holds) release();
+      });
+    } else if (sink.kind === 'queue') {
       await this.files.add(sink.dest, sink.slice.length > 0 ? [sink.slice] : [], sink.meta, sink.label);
     } else if (sink.kind === 'stream') {
       try {

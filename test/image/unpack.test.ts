@@ -1,3 +1,4 @@
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -7,6 +8,9 @@ import { buildBusyboxImage } from '../../src/image/builtin.js';
 import { ImageStore } from '../../src/image/image-store.js';
 import { storeBuiltImage } from '../../src/image/builtin.js';
 import { fsOps } from '../../src/image/fs-ops.js';
+import { MAX_RESERVE } from '../../src/image/file-write-queue.js';
+import { ReadBuffers } from '../../src/image/read-buffers.js';
+import { prng } from '../prng.js';
 import { cleanup, describeTree, tempDir } from './helpers.js';
 import { run, umociRootfs } from './fixtures.js';
 
@@ -83,5 +87,54 @@ describe('unpack of layers written by GNU tar', () => {
       expect(Object.keys(ours).filter((k) => k.startsWith('var/spool/setup/'))).toEqual(['var/spool/setup/ready']);
       await store.releaseRootfs(`bb-${mode}`);
     }
+  });
+});
+
+/**
+ * An uncompressed layer file's small files are queued as views into the read buffers, which are read into again
+ * once their files are written: a buffer reused too early would give files another part of the layer.
+ */
+describe('unpack from reused read buffers', () => {
+  let dir: string;
+  afterAll(() => cleanup(dir));
+
+  it('ReadBuffers reads into a buffer again only when every hold on it is released', () => {
+    const pool = new ReadBuffers(64);
+    const a = pool.acquire();
+    const release = pool.hold(a.subarray(10, 20));
+    pool.release(a); // the reader is done; a queued file still holds part of it
+    const b = pool.acquire();
+    expect(b.buffer).not.toBe(a.buffer);
+    release();
+    release(); // a second call changes nothing
+    pool.release(b);
+    // Both are idle now: the next two reads reuse them, nothing new is made.
+    const again = [pool.acquire().buffer, pool.acquire().buffer];
+    expect(new Set(again)).toEqual(new Set([a.buffer, b.buffer]));
+    expect(pool.allocated).toBe(2);
+    expect(() => pool.hold(Buffer.alloc(8))).toThrow(/not in one of this pool's buffers/);
+  });
+
+  it('writes every file intact when a layer is many times larger than the buffers in flight', async () => {
+    dir = tempDir('unpack-views');
+    const src = path.join(dir, 'src');
+    const rand = prng(20261124);
+    // Sizes around the 1 MiB read size and the queue's 2 MiB limit, and many small files: most files span a
+    // buffer boundary somewhere, and about 40 MB pass through the buffers.
+    const sizes = [0, 1, 511, 512, (1 << 20) - 1, 1 << 20, (1 << 20) + 1, MAX_RESERVE, MAX_RESERVE + 1];
+    for (let i = 0; i < 500; i++) sizes.push(Math.floor(rand() * rand() * 300_000));
+    sizes.forEach((size, i) => {
+      const d = path.join(src, `d${i % 7}`);
+      fs.mkdirSync(d, { recursive: true });
+      // Random content: a file given the wrong part of the layer cannot match by chance.
+      fs.writeFileSync(path.join(d, `f${i}`), crypto.randomBytes(size));
+    });
+    const tarFile = path.join(dir, 'layer.tar');
+    run('tar', ['-C', src, '-cf', tarFile, '.']);
+    const ours = path.join(dir, 'ours');
+    fs.mkdirSync(ours);
+    const res = await unpackLayer(tarFile, ours, { what: 'views layer' });
+    expect(res.diffId).toBe(sha256(fs.readFileSync(tarFile)));
+    expect(describeTree(ours)).toEqual(describeTree(src));
   });
 });
