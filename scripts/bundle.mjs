@@ -1,11 +1,13 @@
-// The bundles the build makes with esbuild, beside tsc's per-file output in dist/src:
-// - dist/agent/agent.mjs: the guest agent in one file for the guest initrd (the guest has node but no
-//   node_modules). Its .proto is copied beside it (dist/agent/agent.proto, which the initrd puts at
-//   /opt/vrun/agent.proto, where src/agent/proto.ts looks first); the native addon is shipped by the initrd.
-// - dist/cli/vrun.cjs (the `vrun` CLI) and dist/sandbox/daemon.cjs (the sandbox process), each one CommonJS
-//   file, whitespace-minified with names kept for --debug stacks, loaded by bin/ with a V8 code cache (see
-//   bin/load-bundle.js for why). import.meta.url becomes the bundle's own URL, which is why
-//   src/common/paths.ts finds the repository by walking up, not by a fixed depth.
+// The bundles the build makes with esbuild, beside tsc's per-file output in dist/src, each one CommonJS file,
+// whitespace-minified with names kept for --debug stacks, loaded by bin/ with a V8 code cache (see
+// bin/load-bundle.js for why):
+// - dist/cli/vrun.cjs, the `vrun` CLI, and dist/sandbox/daemon.cjs, the sandbox process;
+// - dist/agent/agent.cjs, the guest agent for the guest initrd (the guest has node but no node_modules), loaded
+//   by bin/vrun-agent.js with a code cache the initrd build makes. Its .proto is copied beside it
+//   (dist/agent/agent.proto, which the initrd puts at /opt/vrun/agent.proto, where src/agent/proto.ts looks
+//   first); the native addon is shipped by the initrd.
+// import.meta.url becomes the bundle's own URL, which is why src/common/paths.ts finds the repository by walking
+// up, not by a fixed depth.
 import { build } from 'esbuild';
 import { mkdirSync, copyFileSync, existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import path from 'node:path';
@@ -15,13 +17,7 @@ const common = { absWorkingDir: root, bundle: true, platform: 'node', target: 'n
 
 const agentOut = path.join(root, 'dist', 'agent');
 mkdirSync(agentOut, { recursive: true });
-await build({
-  ...common,
-  entryPoints: [path.join(root, 'src', 'agent', 'main.ts')],
-  format: 'esm',
-  outfile: path.join(agentOut, 'agent.mjs'),
-  banner: { js: "import { createRequire as __vrunCreateRequire } from 'node:module'; const require = __vrunCreateRequire(import.meta.url);" },
-});
+rmSync(path.join(agentOut, 'agent.mjs'), { force: true }); // the ES-module bundle of earlier builds
 const agentProto = path.join(root, 'proto', 'vrun', 'agent', 'v1', 'agent.proto');
 if (!existsSync(agentProto)) throw new Error(`${agentProto} is missing`);
 copyFileSync(agentProto, path.join(agentOut, 'agent.proto'));
@@ -53,4 +49,5 @@ async function bundleCjs(entry, outfile) {
 }
 
 await bundleCjs('src/cli/main.ts', path.join(root, 'dist', 'cli', 'vrun.cjs'));
+await bundleCjs('src/agent/main.ts', path.join(agentOut, 'agent.cjs'));
 await bundleCjs('src/sandbox/daemon.ts', path.join(root, 'dist', 'sandbox', 'daemon.cjs'));

@@ -1,5 +1,5 @@
 /**
- * Runs the bundled agent (dist/agent/agent.mjs, the same file the guest gets) as a host process, for tests
+ * Runs the bundled agent (bin/vrun-agent.js on dist/agent/agent.cjs, the same files the guest gets) as a host process, for tests
  * and benchmarks:
  * in a private mount + UTS namespace with cgroup2 mounted on /sys/fs/cgroup, because crun refuses this
  * host's hybrid cgroups. Talks to it over a unix socket with the real host client.
@@ -35,7 +35,7 @@ export async function startHostAgent(): Promise<HostAgent> {
   const socketPath = path.join(dir, 'agent.sock');
   const shareDir = path.join(dir, 'share');
   const etcDir = path.join(dir, 'etc');
-  const agent = path.join(projectRoot(), 'dist', 'agent', 'agent.mjs');
+  const agent = path.join(projectRoot(), 'bin', 'vrun-agent.js');
   const script = [
     'set -e',
     'mount -t cgroup2 none /sys/fs/cgroup',

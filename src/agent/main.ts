@@ -1,7 +1,8 @@
 /**
- * Guest agent entry point (bundled to dist/agent/agent.mjs; the guest init runs it as
- * `node /opt/vrun/agent.mjs` with VRUN_AGENT_PORT=vrun.agent). On the host, tests run the same bundle with
- * --socket/--state-dir/--share-dir. Prints "vrun-agent: serving on <socket>" once it accepts calls.
+ * Guest agent entry point, bundled to dist/agent/agent.cjs, which exports main. `bin/vrun-agent.js` loads the
+ * bundle with a code cache and calls main: the guest init runs it as `node /opt/vrun/vrun-agent.js` with
+ * VRUN_AGENT_PORT=vrun.agent; on the host, tests run it with --socket/--state-dir/--share-dir. Prints
+ * "vrun-agent: serving on <socket> ... (code cache: <state>)" once it accepts calls.
  */
 import { mkdir, rm } from 'node:fs/promises';
 import * as grpc from '@grpc/grpc-js';
@@ -13,8 +14,21 @@ import { findPortDevice, PortBridge } from './port-bridge.js';
 import { Reaper } from './reaper.js';
 import { createAgentServer } from './server.js';
 
-async function main(): Promise<void> {
-  const cfg = parseAgentConfig(process.argv.slice(2), process.env);
+/** What the launcher knows of the agent's own start: whether V8 took the bundle's code cache. */
+export interface AgentStartup {
+  codeCache?: string;
+}
+
+/** Runs the agent until it is shut down; a failure to start ends the process with status 1. */
+export function main(argv: string[], startup: AgentStartup = {}): Promise<void> {
+  return serve(argv, startup).catch((err: unknown) => {
+    process.stderr.write(`vrun-agent: ${errorMessage(err)}\n`);
+    process.exit(1);
+  });
+}
+
+async function serve(argv: string[], startup: AgentStartup): Promise<void> {
+  const cfg = parseAgentConfig(argv, process.env);
   const log = rootLogger().child({ component: 'agent' });
   await mkdir(cfg.stateDir, { recursive: true, mode: 0o700 });
   await mkdir(cfg.shareDir, { recursive: true });
@@ -48,10 +62,5 @@ async function main(): Promise<void> {
       void containers.removeAll().finally(() => exit(0));
     });
   }
-  process.stdout.write(`vrun-agent: serving on ${cfg.socketPath}${cfg.portName ? ` and port ${cfg.portName}` : ''}\n`);
+  process.stdout.write(`vrun-agent: serving on ${cfg.socketPath}${cfg.portName ? ` and port ${cfg.portName}` : ''} (code cache: ${startup.codeCache ?? 'none'})\n`);
 }
-
-main().catch((err: unknown) => {
-  process.stderr.write(`vrun-agent: ${errorMessage(err)}\n`);
-  process.exit(1);
-});

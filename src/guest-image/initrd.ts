@@ -34,6 +34,11 @@ export interface InitrdPayload {
   generated: Map<string, { content: string; mode: number }>;
   /** Directories to create (empty mount points). */
   dirs: string[];
+  /**
+   * Steps that make more files in the staged tree from the files already there (a code cache of a staged
+   * bundle): what they read is in the cache key already, so what they write is not hashed.
+   */
+  derived?: ((stagingRoot: string) => Promise<void>)[];
 }
 
 /** The shared libraries a dynamically linked program needs, as `ldd` resolves them on this host. */
@@ -103,6 +108,7 @@ export async function buildInitrd(opts: {
   for (const [guest, g] of payload.generated) {
     await writeFile(path.join(staging, guest), g.content, { mode: g.mode });
   }
+  for (const derive of payload.derived ?? []) await derive(staging);
   // busybox applets as symlinks, the way busybox --install -s lays them out, without overwriting real files.
   const applets = (await capture(path.join(staging, 'bin/busybox'), ['--list-full'])).split('\n').filter(Boolean);
   for (const rel of applets) {
@@ -117,7 +123,8 @@ export async function buildInitrd(opts: {
   const logFile = path.join(tmpOut, 'cpio.log');
   const list = (await capture('find', ['.', '-mindepth', '1'], staging)).split('\n').filter(Boolean).sort().join('\n') + '\n';
   await writeFile(path.join(tmpOut, 'files.txt'), list);
-  // Same inputs, same bytes: fixed mtimes, and cpio's --reproducible renumbers inodes.
+  // Same inputs, same bytes (but for derived files: V8's code caches are not reproducible): fixed mtimes, and
+  // cpio's --reproducible renumbers inodes.
   await runLogged('sh', ['-c', 'find . -exec touch -h -d @0 {} + && cpio --quiet -o -H newc --reproducible -R 0:0 < ../files.txt > ../initrd.cpio'], {
     cwd: staging,
     logFile,

@@ -56,6 +56,10 @@ describe('agent inside the guest under QEMU TCG, over the vrun.agent port', () =
     await virtiofsd?.stop();
   });
 
+  it('starts from the code cache made with the initrd (a refused cache means the initrd and node disagree)', () => {
+    expect(/vrun-agent: serving on .* \(code cache: (\w+)\)/.exec(guest.vm.console.recent(400))?.[1]).toBe('accepted');
+  });
+
   it('reports the guest: its own kernel, pure cgroup v2 with memory and pids for containers', async () => {
     expect(await client.health()).toBe(true);
     const d = await client.guestDetails();

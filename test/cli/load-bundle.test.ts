@@ -42,3 +42,25 @@ describe('bundles loaded with a code cache', () => {
     expect(load(file)).toBe('two');
   });
 });
+
+describe('a code cache made ahead of time (the guest agent\'s, made with the initrd)', () => {
+  const file = path.join(dir, 'agent-like.cjs');
+  const cacheFile = path.join(dir, 'agent-like.cjs.v8-cache');
+  const loadWith = (): string =>
+    execFileSync(
+      process.execPath,
+      ['-e', `let s; const m = require(${JSON.stringify(loader)}).loadBundle(${JSON.stringify(file)}, { cacheFile: ${JSON.stringify(cacheFile)}, onCache: (x) => { s = x; } }); process.stdout.write(s + ' ' + m.value());`],
+      { encoding: 'utf8' },
+    );
+
+  it('is accepted by the next load, which names it, and the bundle runs from it', () => {
+    writeFileSync(file, 'let n = 0; exports.value = () => `ran ${++n}`;\n');
+    execFileSync(process.execPath, ['-e', `require(${JSON.stringify(loader)}).writeCodeCache(${JSON.stringify(file)}, ${JSON.stringify(cacheFile)})`]);
+    expect(loadWith()).toBe('accepted ran 1');
+  });
+
+  it('is reported as rejected, not used, when it is damaged', () => {
+    writeFileSync(cacheFile, Buffer.alloc(4096, 0x5a));
+    expect(loadWith()).toBe('rejected ran 1');
+  });
+});
