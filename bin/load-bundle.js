@@ -74,7 +74,7 @@ function loadBundle(file, opts = {}) {
 
 /**
  * Makes the code cache of bundle `file` in `cacheFile`, for a bundle that will run where no cache can be kept:
- * the bundle's modules are evaluated (its top level only, which must start nothing), so the functions that runs
+ * the bundle's modules are evaluated (its top level only, which must start nothing), so the functions that run
  * are in the cache too.
  */
 function writeCodeCache(file, cacheFile) {
