@@ -58,7 +58,7 @@ export interface UnpackResult {
  */
 type EntrySink =
   | { kind: 'queue'; dest: string; slice: Buffer; fill: number; meta: NewFileMeta; label: string }
-  | { kind: 'views'; dest: string; parts: Buffer[]; holds: (() => void)[]; meta: NewFileMeta; label: string }
+  | { kind: 'views'; dest: string; buffers: ReadBuffers; parts: Buffer[]; holds: (() => void)[]; meta: NewFileMeta; label: string }
   | { kind: 'stream'; dest: string; fd: number; meta: NewFileMeta; label: string }
   | { kind: 'discard' };
 
@@ -74,8 +74,8 @@ const SET_GROUP_ID = 0o2000;
 
 /**
  * Unpacks the layer in `input` (a file's path, or a stream) into the empty directory `target`. A file that is not
- * compressed is read into two reused buffers and parsed in place: its bytes reach the files they belong to through
- * the writer's batch buffers only (see TarReader and FileWriteQueue on why fresh memory is what costs).
+ * compressed is read into reused buffers and parsed in place: small files are written from views into those
+ * buffers, never copied (see ReadBuffers and FileWriteQueue on why fresh memory is what costs).
  */
 export async function unpackLayer(input: Readable | string, target: string, opts: { what: string; limits?: UnpackLimits; onBytes?: (n: number) => void }): Promise<UnpackResult> {
   const limits = opts.limits ?? defaultUnpackLimits();
@@ -289,7 +289,7 @@ class LayerWriter {
         if (existed) this.clear(dest);
         const meta = this.fileMeta(dest, h);
         if (h.size <= QUEUED_FILE_MAX && this.views) {
-          this.sink = { kind: 'views', dest, parts: [], holds: [], meta, label };
+          this.sink = { kind: 'views', dest, buffers: this.views, parts: [], holds: [], meta, label };
         } else if (h.size <= QUEUED_FILE_MAX) {
           this.sink = { kind: 'queue', dest, slice: await this.files.reserve(h.size), fill: 0, meta, label };
         } else {
@@ -339,7 +339,7 @@ class LayerWriter {
   data(chunk: Buffer): void {
     const sink = this.sink;
     if (sink.kind === 'views') {
-      sink.holds.push((this.views as ReadBuffers).hold(chunk));
+      sink.holds.push(sink.buffers.hold(chunk));
       sink.parts.push(chunk);
     } else if (sink.kind === 'queue') {
       sink.fill += chunk.copy(sink.slice, sink.fill);

@@ -144,7 +144,7 @@ export async function startRegistry(dir: string, tls?: RegistryTls): Promise<Reg
   const proc: ChildProcess = spawn('docker-registry', ['serve', cfg], { stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   proc.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
-  const host = `127.0.0.1:${port}`;
+  const host = addr;
   for (let i = 0; ; i++) {
     if (await listening(tls?.listenHost ?? '127.0.0.1', port)) break;
     if (i > 200 || proc.exitCode !== null) throw new Error(`docker-registry did not start: ${stderr}`);
