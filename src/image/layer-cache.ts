@@ -10,7 +10,8 @@ import type { UnpackLimits, UnpackResult } from './unpack.js';
 /**
  * Unpacked layers, keyed by diff id (the digest of the uncompressed tar), so two images sharing a layer, or the
  * same layer compressed two ways, share one directory. A layer is unpacked into tmp/, its diff id checked, and
- * only then renamed into layers/, so a directory under layers/ is always complete and verified.
+ * only then renamed into layers/, so a directory under layers/ is always complete and verified. The blob itself
+ * is not hashed again: the store hashed it before it got its name.
  */
 export interface LayerMeta {
   diffId: Digest;
@@ -36,7 +37,7 @@ export async function ensureLayer(l: StoreLayout, diffId: Digest, blob: Digest, 
   });
 }
 
-/** Unpacks into a fresh directory under tmp/ and verifies both digests; the caller installs or discards it. */
+/** Unpacks into a fresh directory under tmp/ and verifies the diff id; the caller installs or discards it. */
 async function unpackToWork(l: StoreLayout, diffId: Digest, blob: Digest, blobFile: string, opts: LayerOpts): Promise<string> {
   fs.mkdirSync(l.tmp, { recursive: true });
   fs.mkdirSync(l.layers, { recursive: true });
@@ -44,13 +45,10 @@ async function unpackToWork(l: StoreLayout, diffId: Digest, blob: Digest, blobFi
   try {
     const fsDir = path.join(work, 'fs');
     fs.mkdirSync(fsDir, { mode: 0o755 });
-    const unpackOpts: LayerOpts = { what: opts.what };
-    if (opts.limits) unpackOpts.limits = opts.limits;
-    if (opts.onBytes) unpackOpts.onBytes = opts.onBytes;
+    // The blob was hashed when it was stored (blob-store.ts): only the diff id is left to check.
     // Loaded here, not at the top: listing or inspecting images should not pay for the tar and zstd code.
     const { unpackLayer } = await import('./unpack.js');
-    const res: UnpackResult = await unpackLayer(blobFile, fsDir, unpackOpts);
-    if (res.compressedDigest !== blob) throw new VrunError(`${opts.what}: blob content has digest ${res.compressedDigest}, not ${blob} (refused)`);
+    const res: UnpackResult = await unpackLayer(blobFile, fsDir, { ...opts, storedAs: blob });
     if (res.diffId !== diffId) {
       throw new VrunError(`${opts.what}: uncompressed content has digest ${res.diffId}, but the image config says ${diffId} (refused)`);
     }

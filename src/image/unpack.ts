@@ -72,12 +72,23 @@ const QUEUED_FILE_MAX = MAX_RESERVE;
 const MAX_COMPONENT = 255;
 const SET_GROUP_ID = 0o2000;
 
+export type UnpackOpts = {
+  what: string;
+  onBytes?: (n: number) => void;
+  /**
+   * The input is a store blob with this digest: the store hashed its bytes before giving it that name, so they
+   * are not hashed again. The diff id of a compressed layer is still computed (only the image config vouches for
+   * it); an uncompressed layer's diff id is this digest.
+   */
+  storedAs?: Digest;
+};
+
 /**
  * Unpacks the layer in `input` (a file's path, or a stream) into the empty directory `target`. A file that is not
  * compressed is read into reused buffers and parsed in place: small files are written from views into those
  * buffers, never copied (see ReadBuffers and FileWriteQueue on why fresh memory is what costs).
  */
-export async function unpackLayer(input: Readable | string, target: string, opts: { what: string; limits?: UnpackLimits; onBytes?: (n: number) => void }): Promise<UnpackResult> {
+export async function unpackLayer(input: Readable | string, target: string, opts: UnpackOpts & { limits?: UnpackLimits }): Promise<UnpackResult> {
   const limits = opts.limits ?? defaultUnpackLimits();
   const what = opts.what;
   if (fs.readdirSync(target).length > 0) throw new VrunError(`${what}: unpack target ${target} is not empty`);
@@ -97,7 +108,6 @@ export async function unpackLayer(input: Readable | string, target: string, opts
 }
 
 type StreamResult = Omit<UnpackResult, 'entries' | 'skippedDevices'>;
-type UnpackOpts = { what: string; onBytes?: (n: number) => void };
 
 const READ_BYTES = 1 << 20;
 
@@ -117,6 +127,7 @@ async function unpackFile(file: string, reader: TarReader, writer: LayerWriter, 
     writer.keepViewsIn(buffers);
     // Not compressed: the blob digest is the diff id, one hash serves both.
     const hashing = new HashingStream({ maxBytes: limits.maxBytes, what: `${opts.what} (uncompressed)` });
+    if (opts.storedAs) hashing.stopHashing();
     let position = 0;
     while (bytesRead > 0) {
       const chunk = buf.subarray(0, bytesRead);
@@ -137,7 +148,7 @@ async function unpackFile(file: string, reader: TarReader, writer: LayerWriter, 
       buf = nextBuf;
       ({ bytesRead } = await next);
     }
-    const digest = hashing.digest();
+    const digest = opts.storedAs ?? hashing.digest();
     return { compressedDigest: digest, diffId: digest, compression: 'none', uncompressedBytes: hashing.bytes };
   } finally {
     await fh.close();
@@ -147,6 +158,7 @@ async function unpackFile(file: string, reader: TarReader, writer: LayerWriter, 
 async function unpackStream(input: Readable, reader: TarReader, writer: LayerWriter, limits: UnpackLimits, opts: UnpackOpts): Promise<StreamResult> {
   const what = opts.what;
   const compressed = new HashingStream({ what });
+  if (opts.storedAs) compressed.stopHashing();
   const decompress = new AutoDecompress(what);
   const uncompressed = new HashingStream({ maxBytes: limits.maxBytes, what: `${what} (uncompressed)` });
   // An uncompressed layer's diff id is its blob digest: hash those bytes once.
@@ -169,7 +181,7 @@ async function unpackStream(input: Readable, reader: TarReader, writer: LayerWri
     await consuming.catch(() => undefined);
     throw err;
   }
-  const compressedDigest = compressed.digest();
+  const compressedDigest = opts.storedAs ?? compressed.digest();
   return {
     compressedDigest,
     diffId: decompress.compression === 'none' ? compressedDigest : uncompressed.digest(),
