@@ -200,8 +200,13 @@ export class PodVm {
     if (!(await within(this.serving, SERVING_GRACE_MS, () => false)) && !this.deathReason) {
       this.log.warn('the agent did not announce its port on the console; connecting anyway');
     }
+    const announced = performance.now();
     this.client = await this.connectAgent(Client);
+    const connected = performance.now();
     this.guest = await this.client.guestDetails();
+    // Where agentReady goes: the agent's own start (until it announces its port), the first connection and
+    // health check through the port, and the guest's details.
+    this.log.debug({ startMs: Math.round(announced - t), connectMs: Math.round(connected - announced), detailsMs: Math.round(performance.now() - connected) }, 'agent reached');
     onPhase?.('agentReady', t);
   }
 
