@@ -94,7 +94,9 @@ run_case hello run --vmm native --name native-hello busybox echo hello
 run_case hello-inspect inspect native-hello
 run_case hello-rm rm -f native-hello
 run_case exit3 run --rm --vmm native busybox sh -c 'cat /proc/sys/kernel/random/boot_id; exit 3'
-run_case uname run --rm --vmm native busybox uname -r
+echo "VRUN-L1 clock-before=$(date +%s)"
+run_case uname run --rm --vmm native busybox sh -c 'uname -r; date +%s'
+echo "VRUN-L1 clock-after=$(date +%s)"
 # A boot that times out: the sandbox logs where the VMM saw the guest (vCPUs, devices) before it gives up.
 VRUN_BOOT_TIMEOUT_MS=1500 run_case boot-timeout run --rm --vmm native busybox true
 # stdin through the agent port, and a volume: a second virtio-fs device with its own virtiofsd.
@@ -231,10 +233,14 @@ describe('vrun run --vmm native (KVM lab)', () => {
     expect(vmm.virtio.map((d) => d.device.replace(/^virtio-mmio:/, '').replace(/:.*/, '')).sort()).toEqual(['console', 'fs', 'rng']);
   });
 
-  it('runs uname -r on the guest kernel', () => {
+  it('runs uname -r on the guest kernel, whose clock (kvmclock) is the lab\'s', () => {
     const c = get('uname');
     expect(c.status, `${c.err}\n${raw}`).toBe(0);
-    expect(c.out).toBe(`${image.kernelRelease}\n`);
+    const [release, clock] = c.out.split('\n');
+    expect(release).toBe(image.kernelRelease);
+    const l1 = (key: string) => Number(new RegExp(`^VRUN-L1 clock-${key}=(\\d+)$`, 'm').exec(raw)?.[1]);
+    expect(Number(clock)).toBeGreaterThanOrEqual(l1('before') - 2);
+    expect(Number(clock)).toBeLessThanOrEqual(l1('after') + 2);
   });
 
   it('pipes stdin with -i and shares a volume read-write (a second virtio-fs device)', () => {

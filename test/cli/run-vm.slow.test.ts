@@ -172,11 +172,18 @@ describe('vrun run --vm (QEMU TCG)', () => {
     expect(r.status).toBe(0);
   });
 
-  it('runs each container on its own kernel, not the host\'s', async () => {
-    const cmd = ['run', '--rm', 'busybox', 'sh', '-c', 'uname -r; cat /proc/sys/kernel/random/boot_id'];
+  it('runs each container on its own kernel, not the host\'s, with the host\'s wall-clock time', async () => {
+    const cmd = ['run', '--rm', 'busybox', 'sh', '-c', 'uname -r; cat /proc/sys/kernel/random/boot_id; date +%s'];
+    const before = Math.floor(Date.now() / 1000);
     const [a, b] = await Promise.all([vrun(cmd), vrun(cmd)]);
-    const [relA, bootA] = a.stdout.trim().split('\n');
-    const [relB, bootB] = b.stdout.trim().split('\n');
+    const after = Math.ceil(Date.now() / 1000);
+    const [relA, bootA, clockA] = a.stdout.trim().split('\n');
+    const [relB, bootB, clockB] = b.stdout.trim().split('\n');
+    // A guest without a time source starts at 1970; the RTC (TCG) or kvmclock (KVM) gives it the host's.
+    for (const clock of [clockA, clockB]) {
+      expect(Number(clock)).toBeGreaterThanOrEqual(before - 2);
+      expect(Number(clock)).toBeLessThanOrEqual(after + 2);
+    }
     const hostBoot = readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
     expect(relA).toMatch(/^\d+\.\d+/);
     expect(relA).not.toBe(os.release());

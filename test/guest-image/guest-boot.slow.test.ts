@@ -12,9 +12,11 @@ function checks(consoleText: string): Map<string, string> {
 describe('guest image under QEMU TCG', () => {
   let guest: BootedGuest;
   let facts: Map<string, string>;
+  let bootedAt: number;
 
   beforeAll(async () => {
     await ensureGuestImage();
+    bootedAt = Date.now();
     guest = await bootGuestImage({ accel: 'tcg', cmdlineExtra: 'vrun.check=1 vrun.cmd=true', timeoutMs: 180_000 });
     facts = checks(guest.vm.console.recent(200));
   });
@@ -45,6 +47,12 @@ describe('guest image under QEMU TCG', () => {
   it('has crun and sees both vCPUs', () => {
     expect(facts.get('crun')).toMatch(/^crun version \d+\.\d+/);
     expect(facts.get('nproc')).toBe('2');
+  });
+
+  it('starts with the host\'s wall-clock time (from the RTC under TCG), not at 1970', () => {
+    const clock = Number(facts.get('clock'));
+    expect(clock).toBeGreaterThanOrEqual(Math.floor(bootedAt / 1000) - 5);
+    expect(clock).toBeLessThanOrEqual(Date.now() / 1000 + 2);
   });
 
   it('runs a different kernel than the host', async () => {

@@ -32,7 +32,9 @@ export function qemuArgs(spec: QemuSpec): string[] {
     '-nographic',
     '-no-reboot',
     '-M',
-    `microvm,x-option-roms=off,rtc=off,acpi=off,memory-backend=mem${spec.accel === 'kvm' ? ',pit=off,pic=off' : ''}`,
+    // Under TCG the guest has no kvmclock, so its wall-clock time comes from the CMOS RTC; without one the kernel
+    // waits a second for it at boot and the guest's clock starts at 1970. Under KVM, kvmclock gives the time.
+    `microvm,x-option-roms=off,rtc=${spec.accel === 'kvm' ? 'off' : 'on'},acpi=off,memory-backend=mem${spec.accel === 'kvm' ? ',pit=off,pic=off' : ''}`,
     '-accel',
     spec.accel === 'tcg' ? 'tcg,thread=multi' : 'kvm',
     '-cpu',
