@@ -1,22 +1,28 @@
 /**
- * Loads the agent's .proto for both ends of the channel. The generated types in ./generated match the
- * loader options below; regenerate them after editing the .proto with:
+ * Loads the agent's .proto for both ends of the channel, with protobufjs: the service definition grpc-js takes
+ * (methods with their serializers) and the field tables the agent's strict decoding checks requests against.
+ * @grpc/proto-loader built the same service but also a descriptor of every message in descriptor.proto's own
+ * format, which nothing here uses: that was about a third of the agent's start-up (protobufjs generating code
+ * for descriptor.proto's types), 14 times as long under TCG. Messages convert as proto-loader's options below
+ * would have them, so the types it generates still describe them; regenerate those after editing the .proto:
  *   node_modules/.bin/proto-loader-gen-types --longs=Number --enums=String --defaults --oneofs \
  *     --grpcLib=@grpc/grpc-js --importFileExtension=.js -O src/agent/generated proto/vrun/agent/v1/agent.proto
  *   (then delete src/agent/generated/agent.ts, whose `any` the lint refuses: the service is typed here instead,
  *   and prefix files with an empty interface with an eslint-disable of no-empty-object-type)
  */
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import * as protoLoader from '@grpc/proto-loader';
+import type * as grpc from '@grpc/grpc-js';
+import protobuf from 'protobufjs';
 import type { AgentDefinition } from './generated/vrun/agent/v1/Agent.js';
 import { VrunError } from '../common/errors.js';
+import type { Descriptors } from './strict-decode.js';
 
 export const AGENT_SERVICE = 'vrun.agent.v1.Agent';
 
-/** Options shared by the agent, the client and the type generator (see the header). */
-export const LOADER_OPTIONS: protoLoader.Options = { keepCase: false, longs: Number, enums: String, defaults: true, oneofs: true };
+/** How decoded messages become objects: the type generator's options (see the header). */
+const CONVERSION: protobuf.IConversionOptions = { longs: Number, enums: String, defaults: true, oneofs: true };
 
 /**
  * gRPC message size bound, both directions. Stdio chunks are far smaller (64 KiB); the largest legitimate
@@ -45,19 +51,81 @@ export function agentProtoPath(): string {
 }
 
 export interface AgentProto {
-  packageDefinition: protoLoader.PackageDefinition;
+  /** The service as grpc-js takes it (addService, makeClientConstructor), typed by the generated definition. */
   service: AgentDefinition;
+  /** Full name of each method's request message ("vrun.agent.v1.HealthRequest"), by method name. */
+  requestTypes: Record<string, string>;
+  /** Field tables of every message in the package, for strict-decode.ts. */
+  descriptors: Descriptors;
 }
 
 let cached: AgentProto | undefined;
 
 export function loadAgentProto(): AgentProto {
   if (!cached) {
-    const packageDefinition = protoLoader.loadSync(agentProtoPath(), LOADER_OPTIONS);
-    const service = packageDefinition[AGENT_SERVICE];
-    if (!service || !('Health' in service)) throw new VrunError(`agent.proto does not define service ${AGENT_SERVICE}`);
+    const file = agentProtoPath();
+    let root: protobuf.Root;
+    let agent: protobuf.Service;
+    try {
+      root = protobuf.parse(readFileSync(file, 'utf8'), { keepCase: false }).root;
+      root.resolveAll();
+      agent = root.lookupService(AGENT_SERVICE);
+    } catch (err) {
+      throw new VrunError(`${file}: ${(err as Error).message}`);
+    }
+    const service: Record<string, grpc.MethodDefinition<object, object>> = {};
+    const requestTypes: Record<string, string> = {};
+    for (const m of agent.methodsArray) {
+      const req = m.resolvedRequestType as protobuf.Type;
+      const res = m.resolvedResponseType as protobuf.Type;
+      service[m.name] = {
+        path: `/${AGENT_SERVICE}/${m.name}`,
+        requestStream: m.requestStream === true,
+        responseStream: m.responseStream === true,
+        requestSerialize: serializer(req),
+        requestDeserialize: deserializer(req),
+        responseSerialize: serializer(res),
+        responseDeserialize: deserializer(res),
+        // makeClientConstructor also names each method this way (client.createContainer as well as CreateContainer).
+        originalName: m.name.charAt(0).toLowerCase() + m.name.slice(1),
+      };
+      requestTypes[m.name] = fullName(req);
+    }
+    if (!service.Health) throw new VrunError(`${file}: service ${AGENT_SERVICE} has no Health method`);
     // The generated AgentDefinition is the typed view of exactly this service object.
-    cached = { packageDefinition, service: service as unknown as AgentDefinition };
+    cached = { service: service as unknown as AgentDefinition, requestTypes, descriptors: fieldTables(root, 'vrun.agent.v1') };
   }
   return cached;
+}
+
+function fullName(t: protobuf.ReflectionObject): string {
+  return t.fullName.replace(/^\./, '');
+}
+
+function serializer(type: protobuf.Type): grpc.serialize<object> {
+  return (msg: object) => {
+    if (Array.isArray(msg)) throw new Error(`cannot serialize an array as ${type.name}`);
+    return type.encode(type.fromObject(msg)).finish() as Buffer;
+  };
+}
+
+function deserializer(type: protobuf.Type): grpc.deserialize<object> {
+  return (buf: Buffer) => type.toObject(type.decode(buf), CONVERSION);
+}
+
+/** Every message type of `pkg` (nested ones too), field number -> the message type it holds, if any. */
+function fieldTables(root: protobuf.Root, pkg: string): Descriptors {
+  const out: Descriptors = new Map();
+  const visit = (ns: protobuf.NamespaceBase) => {
+    for (const obj of ns.nestedArray) {
+      if (obj instanceof protobuf.Type) {
+        const fields = new Map<number, { messageType: string | null }>();
+        for (const f of obj.fieldsArray) fields.set(f.id, { messageType: f.resolvedType instanceof protobuf.Type ? fullName(f.resolvedType) : null });
+        out.set(fullName(obj), fields);
+      }
+      if (obj instanceof protobuf.Namespace) visit(obj);
+    }
+  };
+  visit(root.lookup(pkg) as protobuf.Namespace);
+  return out;
 }

@@ -23,7 +23,7 @@ import { sendWireChunksUncopied } from './framed-output-send.js';
 import { isWireChunk, type WireChunk } from './output-chunk-wire.js';
 import { loadAgentProto, MAX_MESSAGE_BYTES } from './proto.js';
 import { invalid, RpcError } from './rpc-error.js';
-import { findUnknownField, messageDescriptors } from './strict-decode.js';
+import { findUnknownField } from './strict-decode.js';
 
 export const AGENT_VERSION = '0.1.0';
 
@@ -63,14 +63,13 @@ async function guestDetails(cfg: AgentConfig) {
 }
 
 export function createAgentServer(s: AgentServices): grpc.Server {
-  const { packageDefinition, service } = loadAgentProto();
-  const descriptors = messageDescriptors(packageDefinition, 'vrun.agent.v1');
+  const { service, requestTypes, descriptors } = loadAgentProto();
   // Requests carrying fields the .proto lacks are marked while decoding and refused by the handler, which
   // can name the field (a throwing deserializer would only give the caller a bare INTERNAL).
   const rejected = new WeakMap<object, string>();
   const strict: Record<string, MethodDefinition<object, object, object, object>> = {};
   for (const [name, def] of Object.entries(service as unknown as Record<string, MethodDefinition<object, object, object, object>>)) {
-    const typeName = `vrun.agent.v1.${(def.requestType.type as { name: string }).name}`;
+    const typeName = requestTypes[name] as string;
     const outputStream = name === 'ReadStdout' || name === 'ReadStderr';
     strict[name] = {
       ...def,

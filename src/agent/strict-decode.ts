@@ -3,37 +3,12 @@
  * fields; for a hostile peer that hides mistakes and probing, so the agent walks the wire bytes against
  * the message descriptors first and refuses anything it would not understand.
  */
-import type { PackageDefinition } from '@grpc/proto-loader';
-
 interface FieldInfo {
   messageType: string | null;
 }
 
-type Descriptors = Map<string, Map<number, FieldInfo>>;
-
-interface DescriptorField {
-  number: number;
-  type: string;
-  typeName: string;
-}
-
-function isDescriptor(v: unknown): v is { name: string; field: DescriptorField[] } {
-  return typeof v === 'object' && v !== null && Array.isArray((v as { field?: unknown }).field);
-}
-
-/** Field tables of every message in `pkg` ("vrun.agent.v1"), keyed by full name. */
-export function messageDescriptors(def: PackageDefinition, pkg: string): Descriptors {
-  const out: Descriptors = new Map();
-  for (const [name, entry] of Object.entries(def)) {
-    if (!name.startsWith(`${pkg}.`) || !('type' in entry) || !isDescriptor(entry.type)) continue;
-    const fields = new Map<number, FieldInfo>();
-    for (const f of entry.type.field) {
-      fields.set(f.number, { messageType: f.type === 'TYPE_MESSAGE' ? f.typeName.replace(/^\./, '') : null });
-    }
-    out.set(name, fields);
-  }
-  return out;
-}
+/** Per message (full name), its fields by number; made by proto.ts from the .proto. */
+export type Descriptors = Map<string, Map<number, FieldInfo>>;
 
 function readVarint(buf: Uint8Array, pos: number): [number, number] {
   let value = 0;
