@@ -48,7 +48,7 @@ export interface AgentServices {
 async function guestDetails(cfg: AgentConfig) {
   const cg = cfg.cgroupRoot;
   const mode = existsSync(path.join(cg, 'cgroup.controllers')) ? 'v2' : existsSync(path.join(cg, 'unified')) ? 'hybrid' : 'v1';
-  const crunVersion = await runTracked(cfg.crun, ['--version']).then((r) => r.stdout.split('\n')[0] ?? '', () => '');
+  const crunVersion = cfg.crunVersion ?? (await runTracked(cfg.crun, ['--version']).then((r) => r.stdout.split('\n')[0] ?? '', () => ''));
   const controllers = await readFile(path.join(cg, 'cgroup.subtree_control'), 'utf8').catch(() => '');
   return {
     kernelRelease: os.release(),

@@ -65,6 +65,8 @@ export async function guestPayload(): Promise<InitrdPayload> {
     ['/etc/group', { content: 'root:x:0:\nnogroup:x:65534:\n', mode: 0o644 }],
     ['/etc/hosts', { content: '127.0.0.1 localhost\n::1 localhost\n', mode: 0o644 }],
     ['/etc/resolv.conf', { content: '', mode: 0o644 }],
+    // What the agent reports for GuestDetails without starting crun (see AgentConfig.crunVersion).
+    ['/opt/vrun/crun.version', { content: `${(await execFileAsync(tools.crun as string, ['--version'])).stdout.split('\n')[0] ?? ''}\n`, mode: 0o644 }],
   ]);
   return { files, generated, dirs: [...BASE_DIRS, 'newroot', 'var/lib', 'opt/vrun'], derived: [agentCodeCache] };
 }

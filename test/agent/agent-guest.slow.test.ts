@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { chmod, copyFile, mkdir, readFile, symlink, writeFile } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import path from 'node:path';
@@ -67,6 +68,8 @@ describe('agent inside the guest under QEMU TCG, over the vrun.agent port', () =
     expect(d.cgroupMode).toBe('v2');
     expect(d.cgroupControllers).toEqual(expect.arrayContaining(['memory', 'pids', 'cpu']));
     expect(d.nodeVersion).toBe(process.version);
+    // The initrd's crun is the host's: the version the initrd build recorded for it must be the host crun's.
+    expect(d.crunVersion).toBe(execFileSync('crun', ['--version'], { encoding: 'utf8' }).split('\n')[0]);
   });
 
   it('creates, starts and waits for echo: output and exit code', async () => {
