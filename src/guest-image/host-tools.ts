@@ -59,4 +59,5 @@ export const INITRD_TOOLS: HostTool[] = [
   { what: 'crun', path: 'crun', debianPackage: 'crun' },
   { what: 'cpio', path: 'cpio', debianPackage: 'cpio' },
   { what: 'ldd', path: 'ldd', debianPackage: 'libc-bin' },
+  { what: 'strip', path: 'strip', debianPackage: 'binutils' },
 ];

@@ -35,10 +35,11 @@ export interface InitrdPayload {
   /** Directories to create (empty mount points). */
   dirs: string[];
   /**
-   * Steps that make more files in the staged tree from the files already there (a code cache of a staged
-   * bundle): what they read is in the cache key already, so what they write is not hashed.
+   * Steps that make or rewrite files in the staged tree from the files already there (a code cache of a staged
+   * bundle, a stripped binary): what they read is in the cache key already, so what they write is not hashed;
+   * their names are, so adding or changing a step means a rebuild.
    */
-  derived?: ((stagingRoot: string) => Promise<void>)[];
+  derived?: { name: string; run: (stagingRoot: string) => Promise<void> }[];
 }
 
 /** The shared libraries a dynamically linked program needs, as `ldd` resolves them on this host. */
@@ -60,6 +61,7 @@ async function inputHashes(p: InitrdPayload): Promise<Record<string, string>> {
   for (const [guest, host] of [...p.files].sort()) out[guest] = await sha256File(host);
   for (const [guest, g] of [...p.generated].sort()) out[guest] = sha256Text(g.content, String(g.mode));
   out['dirs'] = sha256Text(...p.dirs);
+  out['derived'] = (p.derived ?? []).map((d) => d.name).join(',');
   return out;
 }
 
@@ -108,7 +110,7 @@ export async function buildInitrd(opts: {
   for (const [guest, g] of payload.generated) {
     await writeFile(path.join(staging, guest), g.content, { mode: g.mode });
   }
-  for (const derive of payload.derived ?? []) await derive(staging);
+  for (const derive of payload.derived ?? []) await derive.run(staging);
   // busybox applets as symlinks, the way busybox --install -s lays them out, without overwriting real files.
   const applets = (await capture(path.join(staging, 'bin/busybox'), ['--list-full'])).split('\n').filter(Boolean);
   for (const rel of applets) {
