@@ -3,19 +3,21 @@
 #include <errno.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <sys/xattr.h>
 
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace vrun {
 namespace {
 
-// Throws an Error shaped like Node's own fs errors (code, errno, syscall, path), so callers can
-// branch on err.code exactly as they do for node:fs.
-void ThrowErrno(Napi::Env env, int err, const char* syscall, const std::string& path) {
+// An Error shaped like Node's own fs errors (code, errno, syscall, path), so callers can branch on err.code
+// exactly as they do for node:fs.
+Napi::Error ErrnoError(Napi::Env env, int err, const char* syscall, const std::string& path) {
   const char* name = strerrorname_np(err);
   std::string code = name != nullptr ? name : "EUNKNOWN";
   Napi::Error e = Napi::Error::New(env, code + ": " + strerror(err) + ", " + syscall + " '" + path + "'");
@@ -23,7 +25,11 @@ void ThrowErrno(Napi::Env env, int err, const char* syscall, const std::string& 
   e.Set("errno", Napi::Number::New(env, -err));
   e.Set("syscall", Napi::String::New(env, syscall));
   e.Set("path", Napi::String::New(env, path));
-  e.ThrowAsJavaScriptException();
+  return e;
+}
+
+void ThrowErrno(Napi::Env env, int err, const char* syscall, const std::string& path) {
+  ErrnoError(env, err, syscall, path).ThrowAsJavaScriptException();
 }
 
 bool ArgsOk(const Napi::CallbackInfo& info, const char* usage, std::initializer_list<napi_valuetype> types) {
@@ -156,6 +162,88 @@ Napi::Value Funlock(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// mount(2) on libuv's thread pool. The agent mounts virtio-fs shares with it: a process per mount (busybox
+// mount) cost 50-70 ms each under TCG, and a virtio-fs mount waits for virtiofsd's answer, which must not stall
+// the event loop if virtiofsd is gone.
+class MountWorker : public Napi::AsyncWorker {
+ public:
+  MountWorker(Napi::Env env, std::string source, std::string target, std::string fstype, unsigned long flags, std::string data)
+      : Napi::AsyncWorker(env),
+        deferred_(Napi::Promise::Deferred::New(env)),
+        source_(std::move(source)),
+        target_(std::move(target)),
+        fstype_(std::move(fstype)),
+        flags_(flags),
+        data_(std::move(data)) {}
+
+  Napi::Promise Promise() { return deferred_.Promise(); }
+
+ protected:
+  void Execute() override {
+    if (mount(source_.empty() ? nullptr : source_.c_str(), target_.c_str(), fstype_.empty() ? nullptr : fstype_.c_str(), flags_,
+              data_.empty() ? nullptr : data_.c_str()) != 0) {
+      err_ = errno;
+    }
+  }
+
+  void OnOK() override {
+    if (err_ == 0) {
+      deferred_.Resolve(Env().Undefined());
+    } else {
+      deferred_.Reject(ErrnoError(Env(), err_, "mount", target_).Value());
+    }
+  }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  std::string source_;
+  std::string target_;
+  std::string fstype_;
+  unsigned long flags_;
+  std::string data_;
+  int err_ = 0;
+};
+
+// fsMount(source, target, fstype, flags: string[], data): Promise<void>. Empty source, fstype or data pass NULL;
+// flags are names ("bind", "remount", "rdonly", "nosuid", "nodev", "noexec"), anything else is refused.
+Napi::Value Mount(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const char* usage = "fsMount(source: string, target: string, fstype: string, flags: string[], data: string)";
+  if (!ArgsOk(info, usage, {napi_string, napi_string, napi_string, napi_object, napi_string}) || !info[3].IsArray()) {
+    if (!env.IsExceptionPending()) Napi::TypeError::New(env, usage).ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  static const std::pair<const char*, unsigned long> kFlags[] = {{"bind", MS_BIND},     {"remount", MS_REMOUNT}, {"rdonly", MS_RDONLY},
+                                                                  {"nosuid", MS_NOSUID}, {"nodev", MS_NODEV},     {"noexec", MS_NOEXEC}};
+  unsigned long flags = 0;
+  Napi::Array names = info[3].As<Napi::Array>();
+  for (uint32_t i = 0; i < names.Length(); i++) {
+    Napi::Value v = names.Get(i);
+    std::string name = v.IsString() ? v.As<Napi::String>().Utf8Value() : "";
+    bool known = false;
+    for (const auto& [flag_name, bit] : kFlags) {
+      if (name == flag_name) {
+        flags |= bit;
+        known = true;
+      }
+    }
+    if (!known) {
+      Napi::TypeError::New(env, std::string("fsMount: unknown mount flag \"") + name + "\"").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+  }
+  std::string target = info[1].As<Napi::String>().Utf8Value();
+  if (target.empty()) {
+    Napi::TypeError::New(env, "fsMount: empty target").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  auto* worker = new MountWorker(env, info[0].As<Napi::String>().Utf8Value(), target, info[2].As<Napi::String>().Utf8Value(), flags,
+                                 info[4].As<Napi::String>().Utf8Value());
+  Napi::Promise promise = worker->Promise();
+  worker->Queue();
+  return promise;
+}
+
 }  // namespace
 
 void InitFsOps(Napi::Env env, Napi::Object exports) {
@@ -165,6 +253,7 @@ void InitFsOps(Napi::Env env, Napi::Object exports) {
   exports.Set("fsLlistxattr", Napi::Function::New(env, Llistxattr));
   exports.Set("fsFlock", Napi::Function::New(env, Flock));
   exports.Set("fsFunlock", Napi::Function::New(env, Funlock));
+  exports.Set("fsMount", Napi::Function::New(env, Mount));
 }
 
 }  // namespace vrun

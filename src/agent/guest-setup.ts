@@ -3,6 +3,7 @@ import { copyFile, mkdir, symlink, writeFile, chmod } from 'node:fs/promises';
 import path from 'node:path';
 import { status } from '@grpc/grpc-js';
 import type { AgentConfig } from './config.js';
+import { agentNative } from './native-ops.js';
 import { runTracked } from './own-children.js';
 import { checkRelativeUnder } from './request-checks.js';
 import { invalid, RpcError } from './rpc-error.js';
@@ -25,21 +26,22 @@ export async function mountShare(cfg: AgentConfig, req: { tag: string; path: str
   if (!TAG.test(req.tag)) throw invalid(`share tag ${JSON.stringify(req.tag.slice(0, 40))} is not allowed: 1-36 of [A-Za-z0-9_.-]`);
   const target = checkRelativeUnder('share path', req.path, cfg.shareDir);
   const base = path.join(cfg.stateDir, 'shares', req.tag);
-  const step = async (what: string, args: string[]) => {
+  const step = async (what: string, mounting: Promise<void>) => {
     try {
-      await run('mount', args);
+      await mounting;
     } catch (err) {
-      throw new RpcError(status.FAILED_PRECONDITION, `${what} for virtio-fs share ${req.tag} failed: ${(err as { stderr?: string }).stderr?.trim() || (err as Error).message}`);
+      throw new RpcError(status.FAILED_PRECONDITION, `${what} for virtio-fs share ${req.tag} failed: ${(err as Error).message}`);
     }
   };
+  const { fsMount } = agentNative();
   if (!mountedTags.has(req.tag)) {
     await mkdir(base, { recursive: true });
-    await step(`mounting the tag at ${base}`, ['-t', 'virtiofs', req.tag, base]);
+    await step(`mounting the tag at ${base}`, fsMount(req.tag, base, 'virtiofs', [], ''));
     mountedTags.add(req.tag);
   }
   await mkdir(target, { recursive: true });
-  await step(`bind-mounting it at ${target}`, ['--bind', base, target]);
-  if (req.readonly) await step(`making ${target} read-only`, ['-o', 'remount,bind,ro', target]);
+  await step(`bind-mounting it at ${target}`, fsMount(base, target, '', ['bind'], ''));
+  if (req.readonly) await step(`making ${target} read-only`, fsMount('', target, '', ['remount', 'bind', 'rdonly'], ''));
   return target;
 }
 

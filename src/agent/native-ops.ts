@@ -1,4 +1,4 @@
-/** The slice of the native addon (native/src/process_ops.cc, fd_passing.cc) the agent uses. */
+/** The slice of the native addon (native/src/process_ops.cc, fd_passing.cc, fs_ops.cc) the agent uses. */
 import { loadNative } from '../common/native.js';
 
 export interface AgentNative {
@@ -17,6 +17,8 @@ export interface AgentNative {
   fdRecvFromListener(listenFd: number, timeoutMs: number): Promise<number>;
   fdClose(fd: number): void;
   fdWaitReadable(fd: number, timeoutMs: number): Promise<'readable' | 'hup' | 'timeout' | 'error'>;
+  /** mount(2) on the thread pool; '' passes NULL; rejects with a node:fs-shaped error (code, syscall 'mount'). */
+  fsMount(source: string, target: string, fstype: string, flags: ('bind' | 'remount' | 'rdonly' | 'nosuid' | 'nodev' | 'noexec')[], data: string): Promise<void>;
 }
 
 export function agentNative(): AgentNative {
