@@ -5,7 +5,7 @@
 // - dist/agent/agent.cjs, the guest agent for the guest initrd (the guest has node but no node_modules), loaded
 //   by bin/vrun-agent.js with a code cache the initrd build makes. Its .proto is copied beside it
 //   (dist/agent/agent.proto, which the initrd puts at /opt/vrun/agent.proto, where src/agent/proto.ts looks
-//   first); the native addon is shipped by the initrd.
+//   first), with its parsed form (agent.proto.json); the native addon is shipped by the initrd.
 // import.meta.url becomes the bundle's own URL, which is why src/common/paths.ts finds the repository by walking
 // up, not by a fixed depth.
 import { build } from 'esbuild';
@@ -21,6 +21,9 @@ rmSync(path.join(agentOut, 'agent.mjs'), { force: true }); // the ES-module bund
 const agentProto = path.join(root, 'proto', 'vrun', 'agent', 'v1', 'agent.proto');
 if (!existsSync(agentProto)) throw new Error(`${agentProto} is missing`);
 copyFileSync(agentProto, path.join(agentOut, 'agent.proto'));
+// Its parsed form beside it (agent.proto.json), which saves the agent parsing the text at every start.
+const { writeParsedProto } = await import(path.join(root, 'dist', 'src', 'agent', 'proto.js'));
+writeParsedProto(path.join(agentOut, 'agent.proto'));
 
 // The CommonJS bundles bin/load-bundle.js loads with a code cache.
 async function bundleCjs(entry, outfile) {

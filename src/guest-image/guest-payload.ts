@@ -62,6 +62,7 @@ export async function guestPayload(): Promise<InitrdPayload> {
   files.set('/opt/vrun/vrun-agent.js', path.join(root, 'bin', 'vrun-agent.js'));
   const proto = path.join(root, 'dist', 'agent', 'agent.proto');
   if (existsSync(proto)) files.set('/opt/vrun/agent.proto', proto);
+  if (existsSync(`${proto}.json`)) files.set('/opt/vrun/agent.proto.json', `${proto}.json`);
   const addon = nativeAddonPath();
   if (!existsSync(addon)) throw new VrunError(`native addon ${addon} is missing: run "npm ci" (it builds native/)`);
   await addBinary(files, addon, '/opt/vrun/vrun_native.node');
