@@ -1,25 +1,24 @@
-import { open } from 'node:fs/promises';
+import { open, type FileHandle } from 'node:fs/promises';
 
 /**
  * `--debug`: mirrors the sandbox's pino log (sandbox.log, written by the detached sandbox process) to
- * stderr while the CLI waits, so the JSON lines show up as if the CLI had written them.
+ * stderr while the CLI waits, so the JSON lines show up as if the CLI had written them. The file stays open
+ * from the first read on: a `--rm` sandbox deletes its directory, log included, as its last step, and what it
+ * logged about its teardown must still reach stderr.
  */
 export function mirrorLog(file: string, out: NodeJS.WritableStream = process.stderr): () => Promise<void> {
   let stopped = false;
   let pos = 0;
+  let fh: FileHandle | undefined;
   const buf = Buffer.alloc(1 << 16);
   const pump = async () => {
-    const fh = await open(file, 'r').catch(() => undefined);
+    fh ??= await open(file, 'r').catch(() => undefined);
     if (!fh) return;
-    try {
-      for (;;) {
-        const { bytesRead } = await fh.read(buf, 0, buf.length, pos);
-        if (bytesRead === 0) return;
-        pos += bytesRead;
-        out.write(Buffer.from(buf.subarray(0, bytesRead)));
-      }
-    } finally {
-      await fh.close();
+    for (;;) {
+      const { bytesRead } = await fh.read(buf, 0, buf.length, pos);
+      if (bytesRead === 0) return;
+      pos += bytesRead;
+      out.write(Buffer.from(buf.subarray(0, bytesRead)));
     }
   };
   let running = Promise.resolve();
@@ -31,5 +30,6 @@ export function mirrorLog(file: string, out: NodeJS.WritableStream = process.std
     clearInterval(timer);
     await running;
     await pump();
+    await fh?.close();
   };
 }
