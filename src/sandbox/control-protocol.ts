@@ -7,9 +7,10 @@ import { VrunError } from '../common/errors.js';
  * (frames.ts) after the request line.
  */
 export type ControlRequest =
-  | { op: 'attach'; start: boolean; stdin: boolean }
+  /** `size`: the client's terminal (-t), applied before the start so the process sees it from its first instruction. */
+  | { op: 'attach'; start: boolean; stdin: boolean; size?: TerminalSize }
   | { op: 'start' }
-  | { op: 'exec'; args: string[]; env: string[]; workdir?: string; user?: string; tty: boolean; stdin: boolean }
+  | { op: 'exec'; args: string[]; env: string[]; workdir?: string; user?: string; tty: boolean; stdin: boolean; size?: TerminalSize }
   | { op: 'kill'; signal: string }
   | { op: 'stop'; timeoutS: number }
   | { op: 'stats' };
@@ -29,6 +30,19 @@ function optString(v: unknown, what: string): string | undefined {
   return v;
 }
 
+export interface TerminalSize {
+  rows: number;
+  cols: number;
+}
+
+/** A window size a client sent, or undefined unless both sides are whole numbers in 1..9999. */
+export function terminalSize(v: unknown): TerminalSize | undefined {
+  if (typeof v !== 'object' || v === null) return undefined;
+  const { rows, cols } = v as Record<string, unknown>;
+  const ok = (n: unknown): n is number => Number.isInteger(n) && (n as number) > 0 && (n as number) < 10000;
+  return ok(rows) && ok(cols) ? { rows, cols } : undefined;
+}
+
 export function parseControlRequest(line: string): ControlRequest {
   let v: unknown;
   try {
@@ -39,11 +53,14 @@ export function parseControlRequest(line: string): ControlRequest {
   if (typeof v !== 'object' || v === null) throw new VrunError('control request is not an object');
   const r = v as Record<string, unknown>;
   switch (r.op) {
-    case 'attach':
-      return { op: 'attach', start: r.start === true, stdin: r.stdin === true };
+    case 'attach': {
+      const size = terminalSize(r.size);
+      return { op: 'attach', start: r.start === true, stdin: r.stdin === true, ...(size ? { size } : {}) };
+    }
     case 'start':
       return { op: 'start' };
-    case 'exec':
+    case 'exec': {
+      const size = terminalSize(r.size);
       return {
         op: 'exec',
         args: strings(r.args, 'exec args'),
@@ -52,7 +69,9 @@ export function parseControlRequest(line: string): ControlRequest {
         user: optString(r.user, 'exec user'),
         tty: r.tty === true,
         stdin: r.stdin === true,
+        ...(size ? { size } : {}),
       };
+    }
     case 'kill': {
       const signal = optString(r.signal, 'signal') ?? 'SIGKILL';
       if (!/^(SIG)?[A-Z0-9+-]{1,12}$|^\d{1,2}$/.test(signal)) throw new VrunError(`invalid signal "${signal.slice(0, 20)}"`);

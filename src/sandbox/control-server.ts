@@ -2,7 +2,7 @@ import net from 'node:net';
 import { rm } from 'node:fs/promises';
 import { errorMessage } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
-import { type ControlReply, type ControlRequest, parseControlRequest, readRequestLine } from './control-protocol.js';
+import { type ControlReply, type ControlRequest, parseControlRequest, readRequestLine, terminalSize } from './control-protocol.js';
 import { FrameDecoder, FrameType, type FrameTypeValue, encodeFrame, encodeJsonFrame, parseJsonPayload } from './frames.js';
 import type { Sandbox } from './sandbox.js';
 
@@ -62,7 +62,7 @@ export class ControlServer {
       try {
         switch (req.op) {
           case 'attach':
-            await this.attach(sock, req.start, req.stdin, rest);
+            await this.attach(sock, req, rest);
             return;
           case 'exec':
             await this.exec(sock, req, rest);
@@ -94,7 +94,8 @@ export class ControlServer {
   }
 
   /** The foreground `vrun run`: output to the client, its stdin and signals to the container, then the exit. */
-  private async attach(sock: net.Socket, start: boolean, stdin: boolean, rest: Buffer): Promise<void> {
+  private async attach(sock: net.Socket, req: Extract<ControlRequest, { op: 'attach' }>, rest: Buffer): Promise<void> {
+    const { start, stdin, size } = req;
     await this.sandbox.ready;
     const removeSink = this.sandbox.addSink({
       stdout: (c) => send(sock, encodeFrame(FrameType.stdout, c)),
@@ -107,7 +108,11 @@ export class ControlServer {
       onResize: (rows, cols) => void this.sandbox.resize(rows, cols).catch(() => undefined),
       onSignal: (s) => void this.sandbox.signal(s).catch(() => undefined),
     });
-    if (start) await this.sandbox.start({ keepStdin: stdin });
+    if (start) {
+      // The first resize frame would race the start: a process that reads its size at once saw 0x0.
+      if (size) await this.sandbox.resize(size.rows, size.cols).catch(() => undefined);
+      await this.sandbox.start({ keepStdin: stdin });
+    }
     send(sock, encodeJsonFrame(FrameType.started, {}));
     await this.sandbox.whenDone();
     removeSink();
@@ -155,10 +160,8 @@ export class ControlServer {
           if (f.type === FrameType.stdin) h.onStdin(f.payload);
           else if (f.type === FrameType.stdinEof) h.onStdinEof();
           else if (f.type === FrameType.resize) {
-            const v = parseJsonPayload(f.payload, 'resize');
-            const rows = Number(v.rows);
-            const cols = Number(v.cols);
-            if (Number.isInteger(rows) && Number.isInteger(cols) && rows > 0 && cols > 0 && rows < 10000 && cols < 10000) h.onResize(rows, cols);
+            const size = terminalSize(parseJsonPayload(f.payload, 'resize'));
+            if (size) h.onResize(size.rows, size.cols);
           } else if (f.type === FrameType.signal) {
             const v = parseJsonPayload(f.payload, 'signal');
             if (typeof v.signal === 'string' && /^SIG[A-Z0-9]{2,8}$/.test(v.signal)) h.onSignal(v.signal);

@@ -29,6 +29,8 @@ export interface ExecRequest {
   workdir?: string;
   user?: string;
   tty: boolean;
+  /** With tty: the client's window, the terminal's size from the start (OCI process.consoleSize). */
+  size?: { rows: number; cols: number };
 }
 
 /** What the guest shares are mounted as inside the guest (relative to the agent's share dir). */
@@ -311,6 +313,7 @@ export class Sandbox {
       cwd: req.workdir ?? spec.process.cwd,
       user,
       terminal: req.tty,
+      ...(req.tty && req.size ? { consoleSize: { height: req.size.rows, width: req.size.cols } } : {}),
     };
     await agent.execProcess({ containerId: this.state.id, execId, process: proc, stdio: req.tty ? 'terminal' : 'pipes' });
     const ref = { containerId: this.state.id, execId };

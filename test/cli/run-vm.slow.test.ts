@@ -242,6 +242,17 @@ describe('vrun run --vm (QEMU TCG)', () => {
     expect(ex.status).toBe(5);
     const execIn = await vrun(['exec', '-i', 'ticker', 'cat'], { input: 'piped\n' });
     expect(execIn.stdout).toBe('piped\n');
+    // exec -t: the local terminal's size from the process's first instruction (OCI consoleSize), not after a resize.
+    const execTty = await new Promise<Result>((resolve) => {
+      const cmd = `stty rows 21 cols 71; "${process.execPath}" "${path.join(root, 'bin/vrun.js')}" exec -t ticker stty size`;
+      const child = spawn('script', ['-qec', cmd, '/dev/null'], { env: { ...process.env, VRUN_RUN: runDir, VRUN_DEBUG: '' }, stdio: ['ignore', 'pipe', 'pipe'] });
+      let stdout = '';
+      let stderr = '';
+      child.stdout.on('data', (b: Buffer) => (stdout += b.toString()));
+      child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
+      child.on('close', (status) => resolve({ status, stdout, stderr }));
+    });
+    expect(execTty.stdout.split(/\r?\n|\r/).map((l) => l.trim()).filter(Boolean), execTty.stdout + execTty.stderr).toEqual(['21 71']);
     const st = await vrun(['stats', '--format', 'json', 'ticker']);
     expect(st.status, st.stderr).toBe(0);
     const stats = (JSON.parse(st.stdout) as Record<string, { memory: { currentBytes: number }; pids: { current: number } }>).ticker;

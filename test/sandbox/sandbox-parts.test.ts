@@ -38,6 +38,11 @@ describe('control requests', () => {
     expect(() => parseControlRequest('{"op":"exec","args":"sh"}')).toThrow(/list of strings/);
     expect(() => parseControlRequest('{"op":"kill","signal":"$(reboot)"}')).toThrow(/invalid signal/);
     expect(() => parseControlRequest('nope')).toThrow(/not JSON/);
+    // A terminal size rides along with attach only when both sides are whole numbers in 1..9999.
+    expect(parseControlRequest('{"op":"attach","start":true,"stdin":false,"size":{"rows":20,"cols":70}}')).toEqual({ op: 'attach', start: true, stdin: false, size: { rows: 20, cols: 70 } });
+    for (const size of ['{"rows":0,"cols":70}', '{"rows":20.5,"cols":70}', '{"rows":20,"cols":10000}', '{"rows":"20","cols":70}', '"20x70"']) {
+      expect(parseControlRequest(`{"op":"attach","start":true,"stdin":false,"size":${size}}`)).toEqual({ op: 'attach', start: true, stdin: false });
+    }
   });
 });
 

@@ -32,7 +32,16 @@ export const execCommand: Command = {
     if (s.status !== 'running') throw new VrunError(`container ${s.name} is not running`);
     const session = await controlStream(
       sandboxPaths(s.id).control,
-      { op: 'exec', args, env, workdir: flags.workdir, user: flags.user, tty: flags.tty, stdin: flags.interactive },
+      {
+        op: 'exec',
+        args,
+        env,
+        workdir: flags.workdir,
+        user: flags.user,
+        tty: flags.tty,
+        stdin: flags.interactive,
+        ...(flags.tty && process.stdout.isTTY ? { size: { rows: process.stdout.rows, cols: process.stdout.columns } } : {}),
+      },
       { stdout: (b) => process.stdout.write(b), stderr: (b) => process.stderr.write(b) },
     );
     const restore = wireLocalIo(session, { stdin: flags.interactive, tty: flags.tty });

@@ -61,7 +61,12 @@ export const runCommand: Command = {
     try {
       const session = await controlStream(
         sb.paths.control,
-        { op: 'attach', start: true, stdin: config.interactive },
+        {
+          op: 'attach',
+          start: true,
+          stdin: config.interactive,
+          ...(config.tty && process.stdout.isTTY ? { size: { rows: process.stdout.rows, cols: process.stdout.columns } } : {}),
+        },
         { stdout: (b) => process.stdout.write(b), stderr: (b) => process.stderr.write(b) },
         { timeoutMs: CONNECT_TIMEOUT_MS, alive },
       );
