@@ -1,4 +1,13 @@
 import type { StreamSession } from '../sandbox/control-client.js';
+import type { TerminalSize } from '../sandbox/control-protocol.js';
+
+/**
+ * With -t on a terminal: its window size, for the attach or exec request, so the process has it from the start
+ * (a first resize frame would race the start).
+ */
+export function initialSize(tty: boolean): { size?: TerminalSize } {
+  return tty && process.stdout.isTTY ? { size: { rows: process.stdout.rows, cols: process.stdout.columns } } : {};
+}
 
 /**
  * Wires the local terminal to a container process: stdin into it (-i), raw mode and window size (-t),

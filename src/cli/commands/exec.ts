@@ -5,7 +5,7 @@ import { sandboxPaths } from '../../sandbox/state.js';
 import { parseUserSpec } from '../../sandbox/user.js';
 import { formatFlagHelp, parseArgs } from '../args.js';
 import type { Command } from '../command.js';
-import { flushStdio, wireLocalIo } from '../attach-io.js';
+import { flushStdio, initialSize, wireLocalIo } from '../attach-io.js';
 import { parseEnvEntry } from '../run-options.js';
 
 const FLAGS = {
@@ -40,7 +40,7 @@ export const execCommand: Command = {
         user: flags.user,
         tty: flags.tty,
         stdin: flags.interactive,
-        ...(flags.tty && process.stdout.isTTY ? { size: { rows: process.stdout.rows, cols: process.stdout.columns } } : {}),
+        ...initialSize(flags.tty),
       },
       { stdout: (b) => process.stdout.write(b), stderr: (b) => process.stderr.write(b) },
     );

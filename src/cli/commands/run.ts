@@ -10,7 +10,7 @@ import { chooseBackend } from '../../sandbox/vmm-backend.js';
 import { formatFlagHelp } from '../args.js';
 import type { Command } from '../command.js';
 import { RUN_FLAGS, parseRunArgs } from '../run-options.js';
-import { flushStdio, wireLocalIo } from '../attach-io.js';
+import { flushStdio, initialSize, wireLocalIo } from '../attach-io.js';
 import { vrunRunDir } from '../../common/paths.js';
 import { mirrorLog } from '../log-mirror.js';
 import path from 'node:path';
@@ -65,7 +65,7 @@ export const runCommand: Command = {
           op: 'attach',
           start: true,
           stdin: config.interactive,
-          ...(config.tty && process.stdout.isTTY ? { size: { rows: process.stdout.rows, cols: process.stdout.columns } } : {}),
+          ...initialSize(config.tty),
         },
         { stdout: (b) => process.stdout.write(b), stderr: (b) => process.stderr.write(b) },
         { timeoutMs: CONNECT_TIMEOUT_MS, alive },
