@@ -10,7 +10,6 @@
  *   (then delete src/agent/generated/agent.ts, whose `any` the lint refuses: the service is typed here instead,
  *   and prefix files with an empty interface with an eslint-disable of no-empty-object-type)
  */
-import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -18,6 +17,7 @@ import type * as grpc from '@grpc/grpc-js';
 import protobuf from 'protobufjs';
 import type { AgentDefinition } from './generated/vrun/agent/v1/Agent.js';
 import { VrunError } from '../common/errors.js';
+import { sha256 } from '../image/digest.js';
 import type { Descriptors } from './strict-decode.js';
 
 export const AGENT_SERVICE = 'vrun.agent.v1.Agent';
@@ -112,7 +112,7 @@ export function loadProtoRoot(file: string): protobuf.Root {
   } catch {
     parsed = undefined;
   }
-  if (parsed?.root && parsed.protoSha256 === sha256Hex(text)) return protobuf.Root.fromJSON(parsed.root);
+  if (parsed?.root && parsed.protoSha256 === sha256(text)) return protobuf.Root.fromJSON(parsed.root);
   return protobuf.parse(text, { keepCase: false }).root;
 }
 
@@ -120,11 +120,7 @@ export function loadProtoRoot(file: string): protobuf.Root {
 export function writeParsedProto(file: string): void {
   const text = readFileSync(file, 'utf8');
   const root = protobuf.parse(text, { keepCase: false }).root;
-  writeFileSync(`${file}.json`, JSON.stringify({ protoSha256: sha256Hex(text), root: root.toJSON() }));
-}
-
-function sha256Hex(text: string): string {
-  return createHash('sha256').update(text).digest('hex');
+  writeFileSync(`${file}.json`, JSON.stringify({ protoSha256: sha256(text), root: root.toJSON() }));
 }
 
 function fullName(t: protobuf.ReflectionObject): string {

@@ -42,8 +42,8 @@ async function agentCodeCache(staging: string): Promise<void> {
  * mostly node, at roughly 130 MB/s under TCG, and the unpacked copy stays in guest memory. The dynamic symbols
  * the native addon links against stay. Runs before agentCodeCache, which uses the host's node (same code).
  */
-async function stripNode(staging: string): Promise<void> {
-  await execFileAsync(requireTools(INITRD_TOOLS).strip as string, ['--strip-all', path.join(staging, 'usr', 'bin', 'node')]);
+async function stripNode(strip: string, staging: string): Promise<void> {
+  await execFileAsync(strip, ['--strip-all', path.join(staging, 'usr', 'bin', 'node')]);
 }
 
 /** The guest's initrd: init, node, crun, busybox, the bundled agent and the native addon. */
@@ -83,7 +83,7 @@ export async function guestPayload(): Promise<InitrdPayload> {
     generated,
     dirs: [...BASE_DIRS, 'newroot', 'var/lib', 'opt/vrun'],
     derived: [
-      { name: 'strip node', run: stripNode },
+      { name: 'strip node', run: (staging) => stripNode(tools.strip as string, staging) },
       { name: 'agent code cache', run: agentCodeCache },
     ],
   };

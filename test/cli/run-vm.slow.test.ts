@@ -19,6 +19,23 @@ interface Result {
   stderr: string;
 }
 
+/** Runs a shell command on a terminal of its own (script(1)), as vrun -t needs, with vrun's run dir. */
+function underScript(cmd: string): Promise<Result> {
+  return new Promise((resolve) => {
+    const child = spawn('script', ['-qec', cmd, '/dev/null'], { env: { ...process.env, VRUN_RUN: runDir, VRUN_DEBUG: '' }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.on('close', (status) => resolve({ status, stdout, stderr }));
+  });
+}
+
+/** A terminal's output as its non-empty lines (a pty ends lines with \r\n, and may send bare \r). */
+function terminalLines(out: string): string[] {
+  return out.split(/\r?\n|\r/).map((l) => l.trim()).filter(Boolean);
+}
+
 function vrun(args: string[], opts: { input?: string } = {}): Promise<Result> {
   return new Promise((resolve) => {
     const child = spawn(process.execPath, [path.join(root, 'bin/vrun.js'), ...args], {
@@ -134,15 +151,8 @@ describe('vrun run --vm (QEMU TCG)', () => {
       ].join('\n'),
     );
     try {
-      const r = await new Promise<Result>((resolve) => {
-        const child = spawn('script', ['-qec', `sh ${dir}/outer.sh`, '/dev/null'], { env: { ...process.env, VRUN_RUN: runDir, VRUN_DEBUG: '' }, stdio: ['ignore', 'pipe', 'pipe'] });
-        let stdout = '';
-        let stderr = '';
-        child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-        child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-        child.on('close', (status) => resolve({ status, stdout, stderr }));
-      });
-      const lines = r.stdout.split(/\r?\n|\r/).map((l) => l.trim()).filter(Boolean);
+      const r = await underScript(`sh ${dir}/outer.sh`);
+      const lines = terminalLines(r.stdout);
       expect(lines, r.stdout + r.stderr).toContain('20 70');
       expect(lines).toContain('resized to 33 101');
       expect(r.status).toBe(0);
@@ -243,16 +253,8 @@ describe('vrun run --vm (QEMU TCG)', () => {
     const execIn = await vrun(['exec', '-i', 'ticker', 'cat'], { input: 'piped\n' });
     expect(execIn.stdout).toBe('piped\n');
     // exec -t: the local terminal's size from the process's first instruction (OCI consoleSize), not after a resize.
-    const execTty = await new Promise<Result>((resolve) => {
-      const cmd = `stty rows 21 cols 71; "${process.execPath}" "${path.join(root, 'bin/vrun.js')}" exec -t ticker stty size`;
-      const child = spawn('script', ['-qec', cmd, '/dev/null'], { env: { ...process.env, VRUN_RUN: runDir, VRUN_DEBUG: '' }, stdio: ['ignore', 'pipe', 'pipe'] });
-      let stdout = '';
-      let stderr = '';
-      child.stdout.on('data', (b: Buffer) => (stdout += b.toString()));
-      child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
-      child.on('close', (status) => resolve({ status, stdout, stderr }));
-    });
-    expect(execTty.stdout.split(/\r?\n|\r/).map((l) => l.trim()).filter(Boolean), execTty.stdout + execTty.stderr).toEqual(['21 71']);
+    const execTty = await underScript(`stty rows 21 cols 71; "${process.execPath}" "${path.join(root, 'bin/vrun.js')}" exec -t ticker stty size`);
+    expect(terminalLines(execTty.stdout), execTty.stdout + execTty.stderr).toEqual(['21 71']);
     const st = await vrun(['stats', '--format', 'json', 'ticker']);
     expect(st.status, st.stderr).toBe(0);
     const stats = (JSON.parse(st.stdout) as Record<string, { memory: { currentBytes: number }; pids: { current: number } }>).ticker;
