@@ -15,8 +15,12 @@ async function execFileP(file: string, args: string[], opts: { cwd?: string } = 
 
 /**
  * One writable rootfs per container: an overlayfs mount of the image's layers (read-only, shared) with a
- * private upper directory, or, where overlayfs is unavailable, a copy of the layers applied in order.
- * containers/<id>/record.json names the layers in use so prune never removes them.
+ * private upper directory, or, when asked for (VRUN_ROOTFS_MODE=copy, for hosts without overlayfs), a copy
+ * of the layers applied in order in the store and bind-mounted at the target. Either way the target is a
+ * mount point and the guest-writable data lives in the store, never in the target's directory itself, so a
+ * guest cannot replace the rootfs with a symlink for the host to follow at teardown. There is no silent
+ * fallback from overlay to copy. containers/<id>/record.json names the layers in use so prune never removes
+ * them.
  */
 export type RootfsMode = 'overlay' | 'copy';
 
@@ -58,18 +62,21 @@ export function listRootfsRecords(l: StoreLayout): RootfsRecord[] {
   return ids.map((id) => readRootfsRecord(l, id)).filter((r): r is RootfsRecord => r !== undefined);
 }
 
-/** The mode asked for by VRUN_ROOTFS_MODE (overlay|copy), else overlay with copy as the fallback. */
-function wantedMode(): RootfsMode | 'auto' {
+/** The mode asked for by VRUN_ROOTFS_MODE (overlay|copy); overlay by default. */
+function wantedMode(): RootfsMode {
   const v = process.env.VRUN_ROOTFS_MODE;
-  if (v === undefined || v === '' || v === 'auto') return 'auto';
-  if (v === 'overlay' || v === 'copy') return v;
-  throw new VrunError(`invalid VRUN_ROOTFS_MODE="${v}": expected overlay, copy or auto`);
+  if (v === undefined || v === '' || v === 'overlay') return 'overlay';
+  if (v === 'copy') return v;
+  throw new VrunError(`invalid VRUN_ROOTFS_MODE="${v}": expected overlay or copy`);
 }
+
+/** Mount flags of a rootfs the guest writes: nothing it makes there is usable through the mount on the host. */
+const GUEST_DATA_FLAGS = 'nosuid,nodev,noexec';
 
 export async function createRootfs(
   l: StoreLayout,
   rec: Omit<RootfsRecord, 'mode' | 'created'>,
-  mode: RootfsMode | 'auto' = wantedMode(),
+  mode: RootfsMode = wantedMode(),
 ): Promise<RootfsRecord> {
   checkContainerId(rec.containerId);
   const dir = containerDir(l, rec.containerId);
@@ -78,22 +85,24 @@ export async function createRootfs(
   fs.mkdirSync(rec.target, { recursive: true });
   if (fs.readdirSync(rec.target).length > 0) throw new VrunError(`rootfs target ${rec.target} is not empty`);
   // Record first: if we die half-way, release/prune still know what to undo.
-  const full: RootfsRecord = { ...rec, mode: mode === 'copy' ? 'copy' : 'overlay', created: new Date().toISOString() };
+  const full: RootfsRecord = { ...rec, mode, created: new Date().toISOString() };
   writeFileAtomic(path.join(dir, 'record.json'), JSON.stringify(full));
   const lowers = rec.diffIds.map((d) => layerFsDir(l, d));
-  if (mode !== 'copy') {
-    try {
-      await mountOverlay(l, dir, lowers, rec.target);
-      return full;
-    } catch (err) {
-      if (mode === 'overlay') throw err;
-      (await import('../common/log.js')).rootLogger().warn({ err: errorMessage(err) }, 'overlayfs unavailable, copying the image layers instead'); // pino is slow to load
-    }
+  if (mode === 'overlay') {
+    await mountOverlay(l, dir, lowers, rec.target);
+    return full;
   }
-  full.mode = 'copy';
-  writeFileAtomic(path.join(dir, 'record.json'), JSON.stringify(full));
-  const { applyLayerDir } = await import('./apply-layer.js'); // the fallback only: pulls and listings skip it
-  for (const lower of lowers) applyLayerDir(lower, rec.target);
+  const copy = path.join(dir, 'copy');
+  fs.mkdirSync(copy, { mode: 0o755 });
+  const { applyLayerDir } = await import('./apply-layer.js'); // copy mode only: pulls and listings skip it
+  for (const lower of lowers) applyLayerDir(lower, copy);
+  try {
+    await execFileP('mount', ['--bind', copy, rec.target]);
+    await execFileP('mount', ['-o', `remount,bind,${GUEST_DATA_FLAGS}`, rec.target]);
+  } catch (err) {
+    const stderr = (err as { stderr?: string }).stderr ?? '';
+    throw new VrunError(`bind-mounting the copied rootfs at ${rec.target} failed: ${stderr.trim() || errorMessage(err)}`);
+  }
   return full;
 }
 
@@ -109,12 +118,12 @@ async function mountOverlay(l: StoreLayout, dir: string, lowers: string[], targe
     .reverse()
     .join(':');
   if (lowerOpt.length + upper.length + work.length > 3900) throw new VrunError(`image has too many layers (${lowers.length}) for one overlayfs mount`);
-  const opts = `lowerdir=${lowerOpt},upperdir=${upper},workdir=${work}`;
+  const opts = `${GUEST_DATA_FLAGS},lowerdir=${lowerOpt},upperdir=${upper},workdir=${work}`;
   try {
     await execFileP('mount', ['-t', 'overlay', 'overlay', '-o', opts, target], { cwd: l.layers });
   } catch (err) {
     const stderr = (err as { stderr?: string }).stderr ?? '';
-    throw new VrunError(`overlayfs mount of ${target} failed: ${stderr.trim() || errorMessage(err)}`);
+    throw new VrunError(`overlayfs mount of ${target} failed: ${stderr.trim() || errorMessage(err)} (on a host without overlayfs, VRUN_ROOTFS_MODE=copy copies the layers instead)`);
   }
 }
 
@@ -132,7 +141,11 @@ function unescapeMount(s: string): string {
   return s.replace(/\\([0-7]{3})/g, (_m, oct: string) => String.fromCharCode(parseInt(oct, 8)));
 }
 
-/** Undoes createRootfs: unmounts (or removes the copied tree), then drops the container's store directory. */
+/**
+ * Undoes createRootfs: unmounts the target, then drops the container's store directory (upper layer or copy).
+ * Call it once the guest has lost access (its VM is gone): the store directory holds what the guest wrote,
+ * and it is removed without following symlinks. The target itself is only ever an empty mount point.
+ */
 export async function destroyRootfs(l: StoreLayout, id: string): Promise<void> {
   checkContainerId(id);
   const rec = readRootfsRecord(l, id);
@@ -147,9 +160,7 @@ export async function destroyRootfs(l: StoreLayout, id: string): Promise<void> {
         });
       }
     }
-    if (fs.existsSync(rec.target)) {
-      for (const name of fs.readdirSync(rec.target)) removeTree(path.join(rec.target, name));
-    }
+    if (isMountPoint(rec.target)) throw new VrunError(`the rootfs of container ${id} is still mounted at ${rec.target}`);
   }
   removeTree(dir);
 }

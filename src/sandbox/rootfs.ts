@@ -5,14 +5,14 @@ import { openImageStore } from '../image/image-store.js';
 import type { ImageRuntimeConfig } from './oci-spec.js';
 
 /**
- * The container's root filesystem, made by the image store inside the sandbox's shared directory (which
- * virtiofsd serves to the guest): an overlay of the image's layers with a private upper layer.
+ * The container's root filesystem, made by the image store at a mount point in the sandbox's share (see
+ * GuestShare): an overlay of the image's layers with a private upper layer in the store.
  */
 export interface PreparedRootfs {
   config: ImageRuntimeConfig;
   /** The rootfs on the host. */
   hostPath: string;
-  /** The rootfs relative to the shared directory (the guest sees it under the share's mount). */
+  /** The rootfs relative to the share (the guest sees it under the share's mount). */
   guestRelPath: string;
   release(): Promise<void>;
 }
@@ -32,14 +32,15 @@ export async function checkImage(image: string): Promise<void> {
   throw new VrunError(`unable to find image "${image}" locally: pull or import it first (vrun pull ${image})`);
 }
 
-export async function prepareRootfs(image: string, containerId: string, sharedDir: string): Promise<PreparedRootfs> {
+/** `target` is the share's `rootfs` mount point (on the host side). */
+export async function prepareRootfs(image: string, containerId: string, target: string): Promise<PreparedRootfs> {
   const store = openImageStore();
-  const prepared = await store.prepareRootfs(containerId, image, path.join(sharedDir, 'rootfs'));
+  const prepared = await store.prepareRootfs(containerId, image, target);
   const rt = prepared.image.runtime;
   return {
     config: { Entrypoint: rt.Entrypoint, Cmd: rt.Cmd, Env: rt.Env, WorkingDir: rt.WorkingDir, User: rt.User },
     hostPath: prepared.path,
-    guestRelPath: 'rootfs',
+    guestRelPath: path.basename(target),
     release: () => store.releaseRootfs(containerId),
   };
 }

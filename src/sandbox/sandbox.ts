@@ -1,16 +1,16 @@
 import { randomBytes } from 'node:crypto';
-import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import type { AgentClient, OciProcess, WaitResult } from '../agent/client.js';
 import { VrunError, errorMessage } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
 import { ContainerLogWriter } from './container-log.js';
+import { GuestShare } from './guest-share.js';
 import { buildSpec, type OciSpec } from './oci-spec.js';
 import { PodVm } from './pod-vm.js';
 import { prepareRootfs, type PreparedRootfs } from './rootfs.js';
 import { type SandboxPaths, type SandboxState, writeState } from './state.js';
-import { bindReadOnly } from './ro-bind.js';
+import { bindVolume } from './volume-bind.js';
 import { resolveUser } from './user.js';
 
 /**
@@ -38,6 +38,7 @@ const ROOTFS_TAG = 'vrun-root';
 
 export class Sandbox {
   private pod: PodVm | undefined;
+  private share: GuestShare | undefined;
   private readonly unbinds: (() => Promise<void>)[] = [];
   private agent: AgentClient | undefined;
   private rootfs: PreparedRootfs | undefined;
@@ -109,17 +110,14 @@ export class Sandbox {
     await this.save({ pids: { ...this.state.pids, sandbox: process.pid } });
 
     const t = performance.now();
-    await mkdir(this.paths.shared, { recursive: true, mode: 0o700 });
-    this.rootfs = await prepareRootfs(cfg.image, this.state.id, this.paths.shared);
+    this.share = await GuestShare.create(this.paths.dir);
+    this.rootfs = await prepareRootfs(cfg.image, this.state.id, await this.share.mkdir('rootfs'));
     const userSpec = cfg.user ?? (this.rootfs.config.User || undefined);
     const user = userSpec !== undefined ? await resolveUser(userSpec, this.rootfs.hostPath) : undefined;
-    const shares = [{ tag: ROOTFS_TAG, dir: this.paths.shared, what: 'rootfs' }];
+    const shares = [{ tag: ROOTFS_TAG, dir: this.share.servedDir, what: 'rootfs' }];
     for (const [i, v] of cfg.volumes.entries()) {
-      let dir = v.hostPath;
-      if (v.readonly) {
-        dir = path.join(this.paths.dir, `ro${i}`);
-        this.unbinds.push(await bindReadOnly(v.hostPath, dir));
-      }
+      const dir = path.join(this.paths.dir, `vol${i}`);
+      this.unbinds.push(await bindVolume(v.hostPath, dir, v.readonly));
       shares.push({ tag: `vrun-vol${i}`, dir, what: `volume ${i} (${v.hostPath})` });
     }
     this.phase('imagePrep', t);
@@ -131,7 +129,7 @@ export class Sandbox {
         memoryMiB: Math.max(512, Math.ceil((cfg.memoryBytes ?? 0) / 2 ** 20) + 384),
         cmdlineExtra: `vrun.hostname=${this.state.id.slice(0, 12)}`,
         shares,
-        paths: { agent: this.paths.agent, console: this.paths.console, qmp: this.paths.qmp, fsSocket: (i) => this.paths.fsSocket(i) },
+        paths: { runDir: this.paths.runDir, agent: this.paths.agent, console: this.paths.console, fsSocket: (i) => this.paths.fsSocket(i) },
       },
       this.log,
       {
@@ -287,10 +285,12 @@ export class Sandbox {
       await this.teardown({ status: 'exited', exitCode: 137 });
       return;
     }
-    await this.signal('SIGTERM').catch(() => undefined);
+    // A guest that never answers must not hold the clock: the signals go out without waiting for their replies,
+    // and the caller (control server, SIGTERM handler) bounds the wait for `done` with a teardown of its own.
+    void this.signal('SIGTERM').catch(() => undefined);
     const done = this.whenDone();
     const timedOut = await Promise.race([done.then(() => false), new Promise<boolean>((r) => setTimeout(() => r(true), timeoutS * 1000))]);
-    if (timedOut) await this.signal('SIGKILL', true).catch(() => undefined);
+    if (timedOut) void this.signal('SIGKILL', true).catch(() => undefined);
     await done;
   }
 
@@ -366,6 +366,7 @@ export class Sandbox {
     for (const u of this.unbinds) await u().catch((err: unknown) => this.log.warn({ err: errorMessage(err) }, 'undoing a volume bind mount failed'));
     await this.containerLog?.close();
     if (this.rootfs) await this.rootfs.release().catch((err: unknown) => this.log.warn({ err: errorMessage(err) }, 'releasing the rootfs failed'));
+    await this.share?.destroy().catch((err: unknown) => this.log.warn({ err: errorMessage(err) }, 'taking the share down failed'));
     this.phase('teardown', t);
     await this.save({ ...final, finishedAt: new Date().toISOString() });
     this.finished = true;

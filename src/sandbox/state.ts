@@ -67,10 +67,9 @@ export function sandboxPaths(id: string, runDir = vrunRunDir()) {
     console: path.join(dir, 'console.log'),
     containerLog: path.join(dir, 'container.log'),
     control: path.join(dir, 'ctl.sock'),
-    agent: path.join(dir, 'agent.sock'),
-    qmp: path.join(dir, 'qmp.sock'),
-    shared: path.join(dir, 'shared'),
-    fsSocket: (i: number) => path.join(dir, `fs${i}.sock`),
+    runDir: path.join(dir, 'vm'),
+    agent: path.join(dir, 'vm', 'agent.sock'),
+    fsSocket: (i: number) => path.join(dir, 'vm', `fs${i}.sock`),
   };
 }
 

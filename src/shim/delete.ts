@@ -1,8 +1,8 @@
-import { rm } from 'node:fs/promises';
 import { processBelongsTo, removeSandboxDir } from '../sandbox/cleanup.js';
 import { timestampFromDate } from '../ttrpc/protobuf/well-known.js';
 import type { ShimFlags } from './flags.js';
-import { unmountAll } from './host-mounts.js';
+import { GuestShare } from '../sandbox/guest-share.js';
+import { reclaimStaleJailIds } from '../vmm/jail/ids.js';
 import { groupIdOf, podDirFor, podPaths, readBundleAnnotations, readPodRecord } from './pod-paths.js';
 import { DeleteResponse } from './protocol/task-messages.js';
 
@@ -20,14 +20,13 @@ export async function deleteAfterShim(flags: ShimFlags): Promise<Uint8Array> {
   const shimPid = rec?.pids.shim;
   const shimAlive = shimPid !== undefined && processBelongsTo(shimPid, dir);
   if (shimAlive) {
-    const cdir = paths.containerDir(flags.id);
-    await unmountAll(cdir);
-    await rm(cdir, { recursive: true, force: true });
+    await GuestShare.existing(dir).remove(flags.id);
   } else {
     const fsds: unknown[] = Array.isArray(rec?.pids.virtiofsd) ? rec.pids.virtiofsd.slice(0, 16) : [];
     const pids = [rec?.pids.shim, rec?.pids.vmm, ...fsds].filter((p): p is number => typeof p === 'number' && Number.isSafeInteger(p) && p > 1);
     const problem = await removeSandboxDir(dir, pids);
     if (problem) throw new Error(problem);
+    reclaimStaleJailIds();
   }
   return DeleteResponse.encode({ pid: 0, exitStatus: 137, exitedAt: timestampFromDate(new Date()) });
 }

@@ -26,11 +26,9 @@ export function podPaths(dir: string) {
     state: path.join(dir, 'pod.json'),
     log: path.join(dir, 'shim.log'),
     console: path.join(dir, 'console.log'),
-    agent: path.join(dir, 'agent.sock'),
-    qmp: path.join(dir, 'qmp.sock'),
-    fsSocket: path.join(dir, 'fs.sock'),
-    shared: path.join(dir, 'shared'),
-    containerDir: (id: string) => path.join(dir, 'shared', id),
+    runDir: path.join(dir, 'vm'),
+    agent: path.join(dir, 'vm', 'agent.sock'),
+    fsSocket: path.join(dir, 'vm', 'fs.sock'),
   };
 }
 export type PodPaths = ReturnType<typeof podPaths>;

@@ -6,7 +6,7 @@ import { fileLogger, setRootLogger } from '../common/log.js';
 import { TtrpcServer } from '../ttrpc/server.js';
 import { EventPublisher } from './events.js';
 import type { ShimFlags } from './flags.js';
-import { unmountAll } from './host-mounts.js';
+import { removeSandboxDir } from '../sandbox/cleanup.js';
 import { podPaths, writePodRecord, type PodRecord } from './pod-paths.js';
 import { mountTaskService } from './protocol/task-service.js';
 import { VrunTasks } from './tasks.js';
@@ -16,6 +16,8 @@ import { VrunTasks } from './tasks.js';
  * exits after containerd's Shutdown once the pod's last container was deleted (or on SIGTERM).
  */
 export async function serve(flags: ShimFlags, dir: string, groupId: string): Promise<void> {
+  // Sockets, logs and state are for root alone; what the jailed VMM must reach is opened up on purpose.
+  process.umask(0o077);
   const paths = podPaths(dir);
   const dest = pino.destination({ fd: openSync(paths.log, 'a'), sync: false });
   const log = fileLogger(dest, { level: flags.debug ? 'debug' : 'info' }).child({ pod: groupId, ns: flags.namespace });
@@ -49,8 +51,9 @@ export async function serve(flags: ShimFlags, dir: string, groupId: string): Pro
   await new Promise((r) => setTimeout(r, 100));
   await events.close().catch((err: unknown) => log.warn({ err: errorMessage(err) }, 'closing the event publisher'));
   await server.close({ graceful: true, timeoutMs: 2000 }).catch(() => undefined);
-  await unmountAll(paths.dir);
-  await rm(paths.dir, { recursive: true, force: true });
+  // Removed only once nothing is mounted under it any more: a mount left behind is never emptied.
+  const problem = await removeSandboxDir(paths.dir, []);
+  if (problem) log.error({ problem }, 'the pod directory was not removed');
   log.info('shim done');
   dest.flushSync();
 }

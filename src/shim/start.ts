@@ -59,12 +59,12 @@ export async function startShim(flags: ShimFlags): Promise<string> {
   const dir = podDirFor(flags.namespace, groupId);
   const paths = podPaths(dir);
   const address = `unix://${paths.socket}`;
-  await mkdir(shimRunDir(), { recursive: true, mode: 0o711 });
+  await mkdir(shimRunDir(), { recursive: true, mode: 0o700 });
 
   for (let attempt = 0; attempt < 2; attempt++) {
     let created = true;
     try {
-      await mkdir(dir, { mode: 0o711 });
+      await mkdir(dir, { mode: 0o700 });
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
       created = false;

@@ -1,4 +1,4 @@
-import { mkdir, readFile, rm } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { AgentClient, OciProcess, ProcessRef, WaitResult } from '../agent/client.js';
 import { AgentError } from '../agent/client.js';
@@ -10,7 +10,8 @@ import { Code, TtrpcError, isTtrpcError } from '../ttrpc/status.js';
 import type { EventPublisher, TaskEventInit } from './events.js';
 import { FifoStdio, type StdioPaths } from './fifo-stdio.js';
 import { guestSpecFromBundle, parseExecProcess } from './guest-spec.js';
-import { bindMount, mountRootfs, unmountAll } from './host-mounts.js';
+import { bindMount, mountRootfs } from './host-mounts.js';
+import { GuestShare } from '../sandbox/guest-share.js';
 import { metricsAny } from './metrics.js';
 import type { PodPaths } from './pod-paths.js';
 import type { TaskEventKind } from './protocol/event-messages.js';
@@ -56,7 +57,6 @@ interface Proc {
 interface Container {
   id: string;
   bundle: string;
-  hostDir: string;
   init: Proc;
   execs: Map<string, Proc>;
 }
@@ -101,6 +101,7 @@ function toTtrpc(err: unknown): Error {
 export class VrunTasks implements ShimTaskService {
   private readonly containers = new Map<string, Container>();
   private pod: Promise<Pod> | undefined;
+  private share: Promise<GuestShare> | undefined;
   private podLost: string | undefined;
   private shuttingDown = false;
   /** containerd asked to shut down while a container still existed (e.g. during a Create that then failed). */
@@ -145,7 +146,7 @@ export class VrunTasks implements ShimTaskService {
 
   /** Boots the pod's VM (the first Create does) and mounts the pod's shared directory in the guest. */
   private async bootPod(cfg: PodVmConfig): Promise<Pod> {
-    await mkdir(this.paths.shared, { recursive: true, mode: 0o711 });
+    const share = await (this.share ??= GuestShare.create(this.paths.dir));
     let vm: PodVm | undefined;
     try {
       vm = await PodVm.boot(
@@ -153,8 +154,8 @@ export class VrunTasks implements ShimTaskService {
           vmm: cfg.vmm,
           vcpus: cfg.vcpus,
           memoryMiB: cfg.memoryMiB,
-          shares: [{ tag: SHARE_TAG, dir: this.paths.shared, what: "pod's shared directory" }],
-          paths: { agent: this.paths.agent, console: this.paths.console, qmp: this.paths.qmp, fsSocket: () => this.paths.fsSocket },
+          shares: [{ tag: SHARE_TAG, dir: share.servedDir, what: "pod's shared directory" }],
+          paths: { runDir: this.paths.runDir, agent: this.paths.agent, console: this.paths.console, fsSocket: () => this.paths.fsSocket },
         },
         this.log,
         { onDeath: (reason) => this.onPodDeath(reason), onLaunched: (launched) => this.onPodStarted(launched.pids, launched.backend) },
@@ -164,6 +165,12 @@ export class VrunTasks implements ShimTaskService {
       await vm?.stop({ graceful: false });
       throw new VrunError(`the pod's VM did not come up: ${errorMessage(err).split('\n')[0]}`);
     }
+  }
+
+  /** The container's mounts and mount points in the pod's share (a host-only tree: see GuestShare). */
+  private async removeContainerDir(id: string): Promise<void> {
+    const share = await this.share?.catch(() => undefined);
+    await share?.remove(id).catch((err: unknown) => this.log.warn({ err: errorMessage(err), id }, 'removing the container from the pod share failed'));
   }
 
   private async guarded<T>(fn: () => Promise<T>): Promise<T> {
@@ -244,16 +251,17 @@ export class VrunTasks implements ShimTaskService {
       const pod = this.pod;
       pod.catch(() => undefined);
       const stdio: StdioPaths = { stdin: req.stdin, stdout: req.stdout, stderr: req.stderr, terminal: req.terminal };
-      const c: Container = { id: req.id, bundle: req.bundle, hostDir: this.paths.containerDir(req.id), init: newProc('', stdio), execs: new Map() };
+      const c: Container = { id: req.id, bundle: req.bundle, init: newProc('', stdio), execs: new Map() };
       this.containers.set(req.id, c);
       let vm: PodVm | undefined;
       try {
         const booted = await pod;
         vm = booted.vm;
-        await mountRootfs(req.rootfs, path.join(req.bundle, 'rootfs'), path.join(c.hostDir, 'rootfs'));
+        const share = await (this.share as Promise<GuestShare>);
+        await mountRootfs(share, req.id, req.rootfs, path.join(req.bundle, 'rootfs'));
         const guestDir = `${booted.guestShare}/${req.id}`;
         for (const b of guest.binds) {
-          await bindMount(b.source, path.join(c.hostDir, 'mounts', String(b.index)), b.readonly);
+          await bindMount(share, req.id, b.index, b.source, b.readonly);
           const mnt = guest.spec.mounts?.[b.index];
           if (mnt) mnt.source = `${guestDir}/mounts/${b.index}`;
         }
@@ -267,8 +275,7 @@ export class VrunTasks implements ShimTaskService {
       } catch (err) {
         this.containers.delete(req.id);
         if (vm && c.init.pid !== 0) await vm.agent.removeContainer(req.id, { force: true }).catch(() => undefined);
-        await unmountAll(c.hostDir);
-        await rm(c.hostDir, { recursive: true, force: true }).catch(() => undefined);
+        await this.removeContainerDir(req.id);
         if (this.shutdownAsked && this.containers.size === 0) void this.stopPod();
         throw err;
       }
@@ -323,8 +330,7 @@ export class VrunTasks implements ShimTaskService {
         const { agent } = await this.agent();
         await agent.removeContainer(req.id, { force: true }).catch((err: unknown) => this.log.warn({ err: errorMessage(err), id: req.id }, 'removing the container in the guest failed'));
       }
-      await unmountAll(c.hostDir);
-      await rm(c.hostDir, { recursive: true, force: true }).catch(() => undefined);
+      await this.removeContainerDir(req.id);
       this.containers.delete(req.id);
       this.emit('TaskDelete', { containerId: req.id, pid: p.pid, exitStatus: p.exitStatus, exitedAt: ts(exitedAt) });
       return { pid: p.pid, exitStatus: p.exitStatus, exitedAt: ts(exitedAt) };
@@ -473,7 +479,8 @@ export class VrunTasks implements ShimTaskService {
       const booted = await pod.catch(() => undefined);
       await booted?.vm.stop({ graceful: true });
     }
-    for (const c of this.containers.values()) await unmountAll(c.hostDir);
+    const share = await this.share?.catch(() => undefined);
+    await share?.destroy().catch((err: unknown) => this.log.warn({ err: errorMessage(err) }, 'taking the pod share down failed'));
     this.finish();
   }
 }

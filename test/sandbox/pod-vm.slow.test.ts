@@ -21,10 +21,10 @@ describe('PodVm boot failures', () => {
     memoryMiB: 256,
     shares,
     paths: {
-      agent: path.join(dir, 'agent.sock'),
+      runDir: path.join(dir, 'vm'),
+      agent: path.join(dir, 'vm', 'agent.sock'),
       console: path.join(dir, 'console.log'),
-      qmp: path.join(dir, 'qmp.sock'),
-      fsSocket: (i) => path.join(dir, `fs${i}.sock`),
+      fsSocket: (i) => path.join(dir, 'vm', `fs${i}.sock`),
     },
   });
 

@@ -7,9 +7,13 @@ import type { Logger } from '../../common/log.js';
 export const VIRTIOFSD = '/usr/lib/qemu/virtiofsd';
 
 /**
- * One virtiofsd child serving a host directory to the guest over vhost-user. It runs sandboxed in a
- * chroot of the shared directory, so a guest that subverts it reaches only that directory.
+ * One virtiofsd child serving a host directory to the guest over vhost-user. It runs in its own mount, pid and
+ * net namespaces, pivot_root'ed into the shared directory, under its own seccomp filter (`sandbox=namespace`),
+ * so a guest that subverts it reaches only that directory. It keeps only the capabilities a file server
+ * needs: without CAP_MKNOD the guest cannot make device nodes on the host, without CAP_SETFCAP it cannot give
+ * files capabilities; trusted.* xattrs need CAP_SYS_ADMIN, which it never had.
  */
+const SERVER_OPTIONS = ['sandbox=namespace', 'cache=auto', 'xattr', 'modcaps=-mknod:-setfcap'];
 export class Virtiofsd {
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   private stderr = '';
@@ -34,7 +38,7 @@ export class Virtiofsd {
     if (!existsSync(binary)) throw new MissingDependencyError(`virtiofsd (${binary})`, 'qemu-system-common');
     if (!existsSync(opts.sharedDir)) throw new VrunError(`shared directory ${opts.sharedDir} does not exist`);
     await rm(opts.socketPath, { force: true });
-    const args = [`--socket-path=${opts.socketPath}`, '-o', `source=${opts.sharedDir}`, '-o', 'sandbox=chroot', '-o', 'cache=auto', '-o', 'xattr'];
+    const args = [`--socket-path=${opts.socketPath}`, '-o', `source=${opts.sharedDir}`, ...SERVER_OPTIONS.flatMap((o) => ['-o', o])];
     opts.logger?.debug({ binary, args }, 'starting virtiofsd');
     const child = spawn(binary, args, { stdio: ['ignore', 'ignore', 'pipe'] });
     const d = new Virtiofsd(child, opts.socketPath, opts.sharedDir);

@@ -1,0 +1,229 @@
+import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { lstat, mkdir, readdir, rmdir, stat, unlink, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { VrunError } from '../common/errors.js';
+import { mountsUnder } from './cleanup.js';
+
+const run = promisify(execFile);
+
+/**
+ * The directory tree a pod's virtiofsd serves to the guest, built so that a hostile guest (a privileged pod
+ * is root in its guest) can write only inside the mounts the host put there — a container's rootfs, its
+ * volumes — and never in the tree's own directories, where the host creates mount points and later removes
+ * them by path. A guest that could plant `mounts/0 -> /etc/cron.d` there would steer a host bind mount.
+ *
+ * Under the pod's directory (0700):
+ * - `share-host/`: a small tmpfs, the host's writable view. The host makes directories and mount points here.
+ * - `share/`: a read-only bind of `share-host` in the same peer group. virtiofsd serves this one: every mount
+ *   the host makes under `share-host` appears here too, but the directories around them are read-only, so
+ *   the guest gets EROFS for any create, rename or delete outside a mount.
+ * - `share-stage/`: a private tmpfs where a bind mount gets its flags (read-only, nosuid, nodev, noexec)
+ *   before it is moved in. A remount of a mount that was already propagated does not reach its copies: a
+ *   bind made read-only in place would stay writable in `share`.
+ *
+ * Every host-side mount of guest-writable data is nosuid,nodev,noexec: nothing the guest makes (setuid-root
+ * files, file capabilities, device nodes) is usable through it on the host.
+ */
+const HOST = 'share-host';
+const VIEW = 'share';
+const STAGE = 'share-stage';
+/** Mount flags for anything the guest can write. */
+export const GUEST_DATA_FLAGS = ['nosuid', 'nodev', 'noexec'] as const;
+/** The tree holds only directories and empty mount-point files: a small tmpfs bounds what it can hold. */
+const TREE_TMPFS = 'size=4m,nr_inodes=16384,mode=0755,nosuid,nodev,noexec';
+
+const REL_SEGMENT = /^[A-Za-z0-9_.-]{1,128}$/;
+
+async function mountCmd(args: string[], what: string): Promise<void> {
+  try {
+    await run('mount', args, { timeout: 30_000 });
+  } catch (err) {
+    const e = err as { stderr?: string; message?: string };
+    throw new VrunError(`mounting ${what} failed: ${(e.stderr || e.message || String(err)).trim()}`);
+  }
+}
+
+async function umountLazy(target: string): Promise<void> {
+  await run('umount', ['-l', target]).catch(() => undefined);
+}
+
+/** A path below the tree, made only of plain names: no `..`, no absolute parts, nothing the guest chose. */
+function checkRel(rel: string): string[] {
+  const parts = rel.split('/');
+  for (const p of parts) {
+    if (!REL_SEGMENT.test(p) || p === '.' || p === '..') throw new VrunError(`invalid path in the pod's share: ${JSON.stringify(rel)}`);
+  }
+  return parts;
+}
+
+export interface BindOptions {
+  readonly: boolean;
+}
+
+export class GuestShare {
+  private constructor(
+    /** The pod's own directory (0700); the three trees live in it. */
+    readonly podDir: string,
+  ) {}
+
+  /** What virtiofsd serves. */
+  get servedDir(): string {
+    return path.join(this.podDir, VIEW);
+  }
+
+  private get hostRoot(): string {
+    return path.join(this.podDir, HOST);
+  }
+
+  private get stageRoot(): string {
+    return path.join(this.podDir, STAGE);
+  }
+
+  /** Where `rel` is in the host's writable view: mount there, never in `servedDir`. */
+  hostPath(rel: string): string {
+    return path.join(this.hostRoot, ...checkRel(rel));
+  }
+
+  /** Where the guest's view of `rel` is on the host (for reading what the guest sees, e.g. in tests). */
+  servedPath(rel: string): string {
+    return path.join(this.servedDir, ...checkRel(rel));
+  }
+
+  /**
+   * Sets the three trees up under `podDir` (created 0700 if missing); if a previous run of the same pod left
+   * them mounted, they are taken down first.
+   */
+  static async create(podDir: string): Promise<GuestShare> {
+    const s = new GuestShare(podDir);
+    await mkdir(podDir, { recursive: true, mode: 0o700 });
+    await s.unmountTrees();
+    for (const d of [s.hostRoot, s.servedDir, s.stageRoot]) await mkdir(d, { recursive: true, mode: 0o700 });
+    try {
+      await mountCmd(['-t', 'tmpfs', '-o', TREE_TMPFS, 'vrun-share', s.hostRoot], "the pod's share");
+      // Its own peer group: mounts made here reach `share` (and virtiofsd's copy of it), nothing else.
+      await mountCmd(['--make-private', s.hostRoot], "the pod's share (private)");
+      await mountCmd(['--make-shared', s.hostRoot], "the pod's share (shared)");
+      await mountCmd(['--bind', s.hostRoot, s.servedDir], "the pod's served share");
+      await mountCmd(['-o', `remount,bind,ro,${GUEST_DATA_FLAGS.join(',')}`, s.servedDir], "the pod's served share (read-only)");
+      await mountCmd(['-t', 'tmpfs', '-o', 'size=64k,mode=0700,nosuid,nodev,noexec', 'vrun-stage', s.stageRoot], "the pod's mount stage");
+      await mountCmd(['--make-private', s.stageRoot], "the pod's mount stage (private)");
+    } catch (err) {
+      await s.unmountTrees();
+      throw err;
+    }
+    return s;
+  }
+
+  /** The share of a pod whose trees were set up earlier (by a process that may be gone), to take down. */
+  static existing(podDir: string): GuestShare {
+    return new GuestShare(podDir);
+  }
+
+  /** Makes a directory (and its parents) in the tree, for the host's own layout. */
+  async mkdir(rel: string): Promise<string> {
+    const p = this.hostPath(rel);
+    await mkdir(p, { recursive: true, mode: 0o755 });
+    return p;
+  }
+
+  /**
+   * A new filesystem mount (an overlay, a tmpfs) at `rel`, made in one mount(2) call so that its copy in the
+   * served view has the guest-data flags from the start.
+   */
+  async mountFs(rel: string, type: string, source: string, options: string[], what: string): Promise<void> {
+    const target = await this.mkdir(rel);
+    const opts = [...GUEST_DATA_FLAGS, ...options.filter((o) => o !== '')];
+    await mountCmd(['-t', type, '-o', opts.join(','), source, target], what);
+  }
+
+  /**
+   * A recursive bind of the host path `source` (file or directory) at `rel`: made in the private stage, given
+   * its flags there, made a slave (the host's later mounts under `source` still show; nothing propagates
+   * back), then moved into the tree in one step.
+   */
+  async bind(source: string, rel: string, opts: BindOptions, what = source): Promise<void> {
+    let st;
+    try {
+      // The source is a host path the caller chose (kubelet's hostPath, a CLI volume), not the guest's.
+      st = await stat(source);
+    } catch (err) {
+      throw new VrunError(`bind mount source ${source}: ${(err as Error).message}`);
+    }
+    const isDir = st.isDirectory();
+    const staged = path.join(this.stageRoot, randomBytes(8).toString('hex'));
+    const target = this.hostPath(rel);
+    await mkdir(path.dirname(target), { recursive: true, mode: 0o755 });
+    if (isDir) {
+      await mkdir(staged, { mode: 0o700 });
+      await mkdir(target, { mode: 0o755 }).catch((e: NodeJS.ErrnoException) => {
+        if (e.code !== 'EEXIST') throw e;
+      });
+    } else {
+      await writeFile(staged, '', { flag: 'wx', mode: 0o600 });
+      await writeFile(target, '', { flag: 'a', mode: 0o644 });
+    }
+    try {
+      await mountCmd(['--rbind', source, staged], what);
+      await mountCmd(['--make-rslave', staged], `${what} (slave)`);
+      await mountCmd(['-o', `remount,bind,${opts.readonly ? 'ro' : 'rw'},${GUEST_DATA_FLAGS.join(',')}`, staged], `${what} (flags)`);
+      await mountCmd(['--move', staged, target], `${what} (into the share)`);
+    } catch (err) {
+      await umountLazy(staged);
+      throw err;
+    } finally {
+      await (isDir ? rmdir(staged) : unlink(staged)).catch(() => undefined);
+    }
+  }
+
+  /**
+   * Unmounts everything at or under `rel` (deepest first), then removes what the host made there. The tree
+   * holds only directories and empty files the host created (the guest cannot write it), and the walk never
+   * leaves the tree's own filesystem: anything else found is left alone and reported.
+   */
+  async remove(rel: string): Promise<void> {
+    const target = this.hostPath(rel);
+    for (const mp of await mountsUnder(target)) await umountLazy(mp);
+    const rootDev = (await lstat(this.hostRoot)).dev;
+    await removeHostTree(target, rootDev);
+  }
+
+  /** Takes the whole share down: every mount under the three trees, then the trees. Safe to repeat. */
+  async destroy(): Promise<void> {
+    await this.unmountTrees();
+    for (const d of [this.hostRoot, this.servedDir, this.stageRoot]) await rmdir(d).catch(() => undefined);
+  }
+
+  private async unmountTrees(): Promise<void> {
+    for (const root of [this.servedDir, this.hostRoot, this.stageRoot]) {
+      for (const mp of await mountsUnder(root)) await umountLazy(mp);
+    }
+  }
+}
+
+/**
+ * Removes a host-made tree of directories and empty regular files on the filesystem `dev`. Symlinks are never
+ * followed (lstat); a non-empty file, another filesystem or any other kind of entry stops the removal with
+ * an error naming it, so a mount that is somehow still there is never emptied.
+ */
+export async function removeHostTree(p: string, dev: number): Promise<void> {
+  let st;
+  try {
+    st = await lstat(p);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+    throw err;
+  }
+  if (st.dev !== dev) throw new VrunError(`not removing ${p}: it is on another filesystem (still mounted?)`);
+  if (st.isDirectory()) {
+    for (const name of await readdir(p)) await removeHostTree(path.join(p, name), dev);
+    await rmdir(p);
+    return;
+  }
+  if (st.isFile() && st.size === 0) {
+    await unlink(p);
+    return;
+  }
+  throw new VrunError(`not removing ${p}: the pod's share holds only directories and mount points, this is not one`);
+}
