@@ -9,6 +9,13 @@
       "cflags_cc!": ["-fno-exceptions"],
       "cflags_cc": ["-std=c++20", "-Wall", "-Wextra", "-Werror", "-fexceptions"],
       "cflags": ["-Wall", "-Wextra", "-Werror"]
+    },
+    {
+      "target_name": "vrun-jailer",
+      "type": "executable",
+      "sources": ["jailer/vrun-jailer.cc"],
+      "cflags_cc": ["-std=c++20", "-Wall", "-Wextra", "-Werror"],
+      "cflags": ["-Wall", "-Wextra", "-Werror"]
     }
   ]
 }

@@ -1,5 +1,5 @@
 import { constants, existsSync } from 'node:fs';
-import { access, mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { access, mkdir, readFile, rename, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { VrunError } from '../common/errors.js';
 import { guestImageCacheDir, projectRoot } from '../common/paths.js';
@@ -8,7 +8,7 @@ import { buildKernel } from './kernel.js';
 import { buildInitrd } from './initrd.js';
 import { agentBundlePath, guestPayload, labPayload } from './guest-payload.js';
 import { sha256File } from './hash.js';
-import { readVerifiedManifest, type ArtifactFile } from './manifest.js';
+import { makeBootable, readVerifiedManifest, type ArtifactFile } from './manifest.js';
 import { requireRoot } from './host-tools.js';
 import { withLock } from '../image/lock.js';
 
@@ -108,6 +108,8 @@ export async function loadGuestImage(kind: 'guest-image' | 'lab-image' = 'guest-
     const dir = path.dirname(f);
     const check = await readVerifiedManifest<{ files: Record<string, ArtifactFile> }>(dir, 'stat');
     if (!check.ok) throw new VrunError(`the ${kind} artifact ${f} is not usable (${check.reason})`, { hint: 'run "npm run guest-image" to rebuild it' });
+    // A cache built before the VMM was jailed may be private to root; a chmod keeps size and mtime.
+    if (((await stat(f)).mode & 0o004) === 0 && process.getuid?.() === 0) await makeBootable(dir, Object.keys(check.manifest.files));
   }
   if (kind === 'guest-image' && existsSync(agentBundlePath()) && m.agentSha256 !== (await sha256File(agentBundlePath()))) {
     // The initrd carries another build of the agent (vrun was upgraded, or another checkout built the image

@@ -1,4 +1,4 @@
-import { stat, readFile, writeFile, rename } from 'node:fs/promises';
+import { chmod, stat, readFile, writeFile, rename } from 'node:fs/promises';
 import path from 'node:path';
 import { sha256File } from './hash.js';
 
@@ -19,10 +19,20 @@ export async function recordFiles(dir: string, names: string[]): Promise<Record<
   return out;
 }
 
-export async function writeManifest(dir: string, manifest: object): Promise<void> {
+export async function writeManifest(dir: string, manifest: { files: Record<string, ArtifactFile> }): Promise<void> {
   const tmp = path.join(dir, `.manifest.json.${process.pid}`);
-  await writeFile(tmp, JSON.stringify(manifest, null, 2) + '\n');
+  await writeFile(tmp, JSON.stringify(manifest, null, 2) + '\n', { mode: 0o644 });
   await rename(tmp, path.join(dir, 'manifest.json'));
+  await makeBootable(dir, Object.keys(manifest.files));
+}
+
+/**
+ * The boot files are opened by the jailed VMM, under a uid of its own: readable by all, whatever umask the
+ * builder ran with (a sandbox process that rebuilt the initrd on use runs with 077). They hold nothing secret.
+ */
+export async function makeBootable(dir: string, names: string[]): Promise<void> {
+  await chmod(dir, 0o755);
+  for (const n of names) await chmod(path.join(dir, n), 0o644);
 }
 
 export type ManifestCheck<T> = { ok: true; manifest: T } | { ok: false; reason: string };

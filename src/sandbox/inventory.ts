@@ -5,6 +5,7 @@ import { vrunRunDir } from '../common/paths.js';
 import { allPids, isAlive, killSandboxProcesses, processBelongsTo, removeSandboxDir, unmountUnder } from './cleanup.js';
 import { nameOwner, releaseName } from './names.js';
 import { releaseRootfsOf } from './rootfs.js';
+import { reclaimStaleJailIds } from '../vmm/jail/ids.js';
 import { type SandboxState, ID_RE, hostBootId, listSandboxIds, namesDir, readState, sandboxPaths, shortId, writeState } from './state.js';
 
 /**
@@ -87,6 +88,8 @@ export async function removeSandbox(state: SandboxState, runDir = vrunRunDir()):
   const paths = sandboxPaths(state.id, runDir);
   const problem = await removeSandboxDir(paths.dir, allPids(state.pids));
   if (problem) throw new VrunError(problem);
+  // A sandbox killed with -9 left its VMM's jail id and cgroups behind: free them now, not at the next start.
+  reclaimStaleJailIds();
   await releaseRootfsOf(state.id);
   await releaseName(state.name, state.id, runDir);
 }

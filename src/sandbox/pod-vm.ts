@@ -1,3 +1,4 @@
+import { mkdir } from 'node:fs/promises';
 import type { AgentClient, GuestDetails } from '../agent/client.js';
 import { VrunError, errorMessage } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
@@ -19,7 +20,11 @@ export interface PodVmSpec {
   cmdlineExtra?: string;
   /** Host directories served to the guest under their virtio-fs tags; `what` names one in error messages. */
   shares: { tag: string; dir: string; what: string }[];
-  paths: { agent: string; console: string; qmp: string; fsSocket: (index: number) => string };
+  /**
+   * `runDir` holds the sockets the VMM uses (the agent's, every virtiofsd's): the only host directory its jail
+   * sees besides the boot files.
+   */
+  paths: { runDir: string; agent: string; console: string; fsSocket: (index: number) => string };
 }
 
 export type BootPhase = 'vmmStart' | 'guestBoot' | 'agentReady';
@@ -116,6 +121,7 @@ export class PodVm {
     // 130 ms). The native VMM's device models run on this loop, so there they load before the guest runs.
     let agentModule = decision.backend === 'native' ? loadAgentModules() : undefined;
     const image = await loadGuestImage('guest-image');
+    await mkdir(spec.paths.runDir, { recursive: true, mode: 0o700 });
     const tFsd = performance.now();
     const started = await Promise.allSettled(spec.shares.map((s, i) => Virtiofsd.start({ socketPath: spec.paths.fsSocket(i), sharedDir: s.dir, logger: log })));
     const fsds = started.flatMap((r, i) => (r.status === 'fulfilled' ? [{ what: spec.shares[i]?.what ?? 'share', d: r.value }] : []));
@@ -133,7 +139,7 @@ export class PodVm {
         agentSocket: spec.paths.agent,
         shares: fsds.map((f, i) => ({ tag: spec.shares[i]?.tag ?? '', socketPath: f.d.socketPath })),
         consoleLog: spec.paths.console,
-        qmpSocket: spec.paths.qmp,
+        runDir: spec.paths.runDir,
       };
       vm = nativeModule ? await (await nativeModule).launchNative(decision, launch, log) : launchQemu(decision, launch, log);
     } catch (err) {

@@ -1,10 +1,12 @@
-import { existsSync } from 'node:fs';
-import { VrunError } from '../common/errors.js';
+import { existsSync, realpathSync } from 'node:fs';
+import { VrunError, errorMessage } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
 import { hasHardwareVirtualization } from '../kvm-lab/placement.js';
 import type { ConsoleLog } from '../vmm/console-log.js';
 import { kvmAddon } from '../vmm/kvm/native.js';
+import type { QemuSpec } from '../vmm/qemu/command.js';
 import { QemuVm } from '../vmm/qemu/machine.js';
+import { canonicalPath, prepareQemuJail, TCG_TB_MIB, type QemuJail } from '../vmm/jail/qemu-jail.js';
 
 /**
  * The VMM behind a sandbox. Both backends boot the same guest image with the same devices: a serial
@@ -18,10 +20,14 @@ export interface VmLaunch {
   cmdline: string;
   vcpus: number;
   memoryMiB: number;
+  /**
+   * A root-owned directory, made by the caller, holding agentSocket and every share's socketPath and nothing
+   * else: the jailed QEMU gets it read-write (it is chowned to the pod's jail uid).
+   */
+  runDir: string;
   agentSocket: string;
   shares: { tag: string; socketPath: string }[];
   consoleLog: string;
-  qmpSocket: string;
 }
 
 export interface VmExit {
@@ -33,8 +39,13 @@ export interface VmExit {
 
 export interface RunningVm {
   backend: string;
-  /** The process running the VM: QEMU's, or the sandbox's own for the native VMM (it runs in-process). */
+  /**
+   * The process running the VM: QEMU's jailer (killing it kills QEMU), or the sandbox's own for the native VMM
+   * (it runs in-process).
+   */
   pid: number | undefined;
+  /** The VMM process itself where that differs from `pid` (QEMU under its jailer), once it runs. */
+  vmmPid?(): number | undefined;
   console: ConsoleLog;
   exited: Promise<VmExit>;
   kill(): Promise<void>;
@@ -109,33 +120,68 @@ export function parseVmmChoice(value: string | undefined): VmmChoice {
   throw new VrunError(`invalid --vmm "${v}": expected auto, native, qemu, qemu-kvm or qemu-tcg`);
 }
 
+/**
+ * QEMU runs confined by native/jailer (own uid/gid, namespaces, a read-only root of just what it needs,
+ * host cgroups, rlimits) and by its own seccomp filter. VRUN_JAIL=0 starts it unconfined, for debugging only.
+ */
 export function launchQemu(decision: BackendDecision, spec: VmLaunch, logger?: Logger): RunningVm {
-  const vm = QemuVm.start(
-    {
-      kernel: spec.kernel,
-      initrd: spec.initrd,
-      cmdline: spec.cmdline,
-      vcpus: spec.vcpus,
-      memoryMiB: spec.memoryMiB,
+  const unjailed = process.env.VRUN_JAIL === '0';
+  const kernel = realpathSync(spec.kernel);
+  const initrd = realpathSync(spec.initrd);
+  const qemuSpec: QemuSpec = {
+    kernel,
+    initrd,
+    cmdline: spec.cmdline,
+    vcpus: spec.vcpus,
+    memoryMiB: spec.memoryMiB,
+    accel: decision.accel,
+    ports: [{ name: 'vrun.agent', socketPath: canonicalPath(spec.agentSocket) }],
+    shares: spec.shares.map((s) => ({ tag: s.tag, socketPath: canonicalPath(s.socketPath) })),
+    sandbox: true,
+    tcgTbMiB: TCG_TB_MIB,
+  };
+  let jail: QemuJail | undefined;
+  if (unjailed) {
+    logger?.warn('VRUN_JAIL=0: QEMU runs as root, unconfined (no jail, no per-pod uid, no cgroups); for debugging only');
+  } else {
+    jail = prepareQemuJail({
+      runDir: spec.runDir,
+      files: [kernel, initrd],
+      sockets: qemuSpec.shares?.map((s) => s.socketPath) ?? [],
       accel: decision.accel,
-      ports: [{ name: 'vrun.agent', socketPath: spec.agentSocket }],
-      shares: spec.shares,
-      qmpSocket: spec.qmpSocket,
-    },
-    { consoleLog: spec.consoleLog, logger },
-  );
-  return {
-    backend: `qemu-${decision.accel}`,
-    pid: vm.pid,
-    console: vm.console,
-    exited: vm.exited.then((e) => ({
+      memoryMiB: spec.memoryMiB,
+      vcpus: spec.vcpus,
+      logger,
+    });
+  }
+  let vm: QemuVm;
+  try {
+    vm = QemuVm.start(qemuSpec, { consoleLog: spec.consoleLog, logger, wrap: jail?.wrap });
+  } catch (err) {
+    void jail?.teardown();
+    throw err;
+  }
+  jail?.started(vm.pid);
+  const exited = vm.exited.then(async (e): Promise<VmExit> => {
+    await jail?.teardown().catch((err: unknown) => logger?.warn({ err: errorMessage(err) }, 'tearing down the VMM jail failed'));
+    // The jailer's own failures (exit 125) say what went wrong on stderr in one line; QEMU's start-up errors too.
+    const said = e.code ? e.stderr.split('\n').find((l) => l.startsWith('vrun-jailer: ') || l.startsWith('qemu-system-')) : undefined;
+    return {
       reason: e.reason,
       guestStatus: e.guestStatus,
       panic: e.panic,
-      detail: e.signal ? `QEMU killed by ${e.signal}` : `QEMU exited with code ${e.code}`,
-    })),
+      detail: e.signal ? `QEMU killed by ${e.signal}` : `QEMU exited with code ${e.code}${said ? ` (${said})` : ''}`,
+    };
+  });
+  return {
+    backend: `qemu-${decision.accel}`,
+    pid: vm.pid,
+    vmmPid: () => vm.vmmPid(),
+    console: vm.console,
+    exited,
     kill: async () => {
       await vm.kill();
+      await exited;
     },
   };
 }

@@ -97,6 +97,7 @@ describe('vrun run --vm (QEMU TCG)', () => {
     for (const id of ps.stdout.split('\n').filter(Boolean)) await vrun(['rm', '-f', id]);
     // Only the bookkeeping is left; a non-recursive rmdir refuses if anything else stayed behind.
     rmSync(path.join(runDir, 'names'), { recursive: true, force: true });
+    rmSync(path.join(runDir, 'jail-ids'), { recursive: true, force: true });
     rmSync(path.join(runDir, 'emulation-notice-shown'), { force: true });
     rmdirSync(runDir);
   });

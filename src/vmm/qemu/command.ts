@@ -17,7 +17,15 @@ export interface QemuSpec {
   shares?: { tag: string; socketPath: string }[];
   /** 9p shares (used by the KVM lab to share the host's /). */
   ninePShares?: { tag: string; path: string; readonly: boolean }[];
+  /** Tests only: production launches have no QMP (nothing uses it, and it is one more way into QEMU). */
   qmpSocket?: string;
+  /**
+   * QEMU's own seccomp filter (-sandbox): no obsolete syscalls, no setuid/setgid, no fork/exec, no
+   * scheduler/affinity changes. Off for the KVM lab, whose L1 QEMU runs tests that need none of this.
+   */
+  sandbox?: boolean;
+  /** Caps TCG's translated-code cache (MiB); QEMU's default lets it grow to 1 GiB. */
+  tcgTbMiB?: number;
   /** -cpu model; defaults to host under KVM and max under TCG (max exposes SVM, which the KVM lab needs). */
   cpu?: string;
   extraArgs?: string[];
@@ -36,7 +44,7 @@ export function qemuArgs(spec: QemuSpec): string[] {
     // waits a second for it at boot and the guest's clock starts at 1970. Under KVM, kvmclock gives the time.
     `microvm,x-option-roms=off,rtc=${spec.accel === 'kvm' ? 'off' : 'on'},acpi=off,memory-backend=mem${spec.accel === 'kvm' ? ',pit=off,pic=off' : ''}`,
     '-accel',
-    spec.accel === 'tcg' ? 'tcg,thread=multi' : 'kvm',
+    spec.accel === 'tcg' ? `tcg,thread=multi${spec.tcgTbMiB ? `,tb-size=${spec.tcgTbMiB}` : ''}` : 'kvm',
     '-cpu',
     spec.cpu ?? (spec.accel === 'kvm' ? 'host' : 'max'),
     '-smp',
@@ -57,6 +65,7 @@ export function qemuArgs(spec: QemuSpec): string[] {
     'virtio-rng-device',
   ];
   if (spec.initrd) args.push('-initrd', spec.initrd);
+  if (spec.sandbox) args.push('-sandbox', 'on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny');
   if (spec.qmpSocket) args.push('-qmp', `unix:${spec.qmpSocket},server=on,wait=off`);
   const ports = spec.ports ?? [];
   if (ports.length > 0) {

@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { VrunError } from '../../common/errors.js';
 import type { Logger } from '../../common/log.js';
 import { findOnPath } from '../../guest-image/host-tools.js';
@@ -14,7 +15,12 @@ export interface QemuExit {
   /** The status the guest init printed before it ended (VRUN-EXIT status=N), if any. */
   guestStatus?: number;
   panic: boolean;
+  /** QEMU's (or its jailer's) stderr, the first 8 KiB. */
+  stderr: string;
 }
+
+/** Runs QEMU through another program (the jailer): `program args` becomes `command ...`. */
+export type QemuWrapper = (program: string, args: string[]) => { command: string; args: string[] };
 
 /**
  * One QEMU process running a vrun guest. The serial console is QEMU's stdout, fed into a ConsoleLog;
@@ -32,6 +38,7 @@ export class QemuVm {
     private readonly spec: QemuSpec,
     consoleLogPath: string | undefined,
     private readonly log?: Logger,
+    private readonly wrapped = false,
   ) {
     this.console = new ConsoleLog(consoleLogPath);
     this.console.onLine((line) => {
@@ -50,22 +57,38 @@ export class QemuVm {
         this.console.close(signal ? `QEMU killed by ${signal}` : `QEMU exited with ${code}${stderr ? `: ${stderr.trim()}` : ''}`);
         this.qmp?.close();
         this.log?.info({ code, signal, guestStatus: this.guestStatus, panic: this.panic }, 'qemu exited');
-        resolve({ reason, code, signal, guestStatus: this.guestStatus, panic: this.panic });
+        resolve({ reason, code, signal, guestStatus: this.guestStatus, panic: this.panic, stderr: stderr.trim() });
       });
     });
   }
 
-  static start(spec: QemuSpec, opts: { consoleLog?: string; logger?: Logger; binary?: string } = {}): QemuVm {
+  static start(spec: QemuSpec, opts: { consoleLog?: string; logger?: Logger; binary?: string; wrap?: QemuWrapper } = {}): QemuVm {
     const binary = opts.binary ?? findOnPath(QEMU_BINARY);
     if (!binary) throw new VrunError(`${QEMU_BINARY} not found: install the Debian package "qemu-system-x86"`);
-    const args = qemuArgs(spec);
-    opts.logger?.debug({ binary, args }, 'starting qemu');
-    const child = spawn(binary, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    return new QemuVm(child, spec, opts.consoleLog, opts.logger);
+    const run = opts.wrap ? opts.wrap(binary, qemuArgs(spec)) : { command: binary, args: qemuArgs(spec) };
+    opts.logger?.debug({ command: run.command, args: run.args }, 'starting qemu');
+    const child = spawn(run.command, run.args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    return new QemuVm(child, spec, opts.consoleLog, opts.logger, opts.wrap !== undefined);
   }
 
+  /** The process started: QEMU, or its jailer (killing which kills QEMU too). */
   get pid(): number | undefined {
     return this.child.pid;
+  }
+
+  /**
+   * QEMU's own pid: the jailer's only child when jailed (undefined until the jailer has forked, and once
+   * QEMU is gone).
+   */
+  vmmPid(): number | undefined {
+    const pid = this.child.pid;
+    if (!this.wrapped || pid === undefined) return pid;
+    try {
+      const first = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/)[0];
+      return first ? Number(first) : undefined;
+    } catch {
+      return undefined;
+    }
   }
 
   async qmpClient(): Promise<QmpClient> {

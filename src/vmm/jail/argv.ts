@@ -1,0 +1,49 @@
+/**
+ * The command line of native/jailer/vrun-jailer (see the header comment there for what each option does).
+ * Paths are host paths: the jail mirrors each bound path at the same place, so PROGRAM's own arguments
+ * need no rewriting.
+ */
+export type RlimitName = 'nofile' | 'nproc' | 'fsize' | 'core' | 'memlock' | 'as';
+export type RlimitValue = number | 'unlimited';
+
+export interface JailSpec {
+  uid: number;
+  gid: number;
+  groups?: number[];
+  /** Existing, empty, root-owned directory without symlinks on its path. */
+  root: string;
+  roBinds?: string[];
+  rwBinds?: string[];
+  /** Besides null, zero and urandom, which the jailer always provides. */
+  devs?: string[];
+  symlinks?: { target: string; link: string }[];
+  proc?: boolean;
+  hostname?: string;
+  /** 'new' (the default) or a network namespace to join, e.g. /run/netns/NAME. */
+  netns?: string;
+  cgroups?: string[];
+  rlimits?: Partial<Record<RlimitName, RlimitValue | [RlimitValue, RlimitValue]>>;
+  env?: Record<string, string>;
+  keepFds?: number[];
+}
+
+export function jailerArgs(spec: JailSpec, program: string, args: string[] = []): string[] {
+  const out = ['--uid', String(spec.uid), '--gid', String(spec.gid), '--root', spec.root];
+  if (spec.groups?.length) out.push('--groups', spec.groups.join(','));
+  for (const p of spec.roBinds ?? []) out.push('--ro-bind', p);
+  for (const p of spec.rwBinds ?? []) out.push('--rw-bind', p);
+  for (const d of spec.devs ?? []) out.push('--dev', d);
+  for (const s of spec.symlinks ?? []) out.push('--symlink', `${s.target}:${s.link}`);
+  if (spec.proc) out.push('--proc');
+  if (spec.hostname) out.push('--hostname', spec.hostname);
+  out.push('--netns', spec.netns ?? 'new');
+  for (const c of spec.cgroups ?? []) out.push('--cgroup', c);
+  for (const [name, v] of Object.entries(spec.rlimits ?? {})) {
+    if (v === undefined) continue;
+    out.push('--rlimit', `${name}=${Array.isArray(v) ? `${v[0]}:${v[1]}` : v}`);
+  }
+  for (const [k, v] of Object.entries(spec.env ?? {})) out.push('--env', `${k}=${v}`);
+  for (const fd of spec.keepFds ?? []) out.push('--keep-fd', String(fd));
+  out.push('--', program, ...args);
+  return out;
+}

@@ -1,0 +1,154 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { AgentClient } from '../../src/agent/client.js';
+import { ensureGuestImage, loadGuestImage } from '../../src/guest-image/image.js';
+import { launchQemu, type RunningVm } from '../../src/sandbox/vmm-backend.js';
+import { isJailIdReserved } from '../../src/vmm/jail/ids.js';
+import { pidsMax } from '../../src/vmm/jail/qemu-jail.js';
+import { BASE_CMDLINE, READY_PATTERN } from '../../src/vmm/qemu/guest-runner.js';
+import { Virtiofsd } from '../../src/vmm/vhost-user/virtiofsd.js';
+
+/**
+ * The real guest image under a jailed QEMU, through the sandbox's own launchQemu: QEMU must come up confined
+ * (non-root, seccomp, no_new_privs, its own namespaces, in its cgroups), still reach its sockets and the guest
+ * agent must answer through the jail; killing it must leave no cgroup, jail root or id reservation behind.
+ */
+
+function statusField(pid: number, name: string): string {
+  const m = new RegExp(`^${name}:[ \\t]*(.*)$`, 'm').exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return (m?.[1] ?? '').trim();
+}
+
+function alive(pid: number): boolean {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return !/^[ZX]/.test(stat.slice(stat.lastIndexOf(')') + 2));
+  } catch {
+    return false;
+  }
+}
+
+describe('QEMU under the jailer (TCG)', () => {
+  let work: string;
+  let runDir: string;
+  let vm: RunningVm;
+  let fsd: Virtiofsd;
+  let qemuPid: number;
+  let jailId: number;
+  let cgroupDirs: string[];
+  const lines: string[] = [];
+
+  beforeAll(async () => {
+    await ensureGuestImage();
+    const image = await loadGuestImage('guest-image');
+    work = fs.mkdtempSync(path.join(os.tmpdir(), 'vrun-jailed-qemu-'));
+    runDir = path.join(work, 'vm');
+    fs.mkdirSync(runDir, { mode: 0o700 });
+    const shared = path.join(work, 'shared');
+    fs.mkdirSync(shared);
+    fsd = await Virtiofsd.start({ socketPath: path.join(runDir, 'fs0.sock'), sharedDir: shared });
+    const logger = (await import('pino')).default({ level: 'info' }, { write: (l: string) => void lines.push(l) });
+    vm = launchQemu(
+      { backend: 'qemu', accel: 'tcg' },
+      {
+        kernel: image.kernel,
+        initrd: image.initrd,
+        cmdline: `${BASE_CMDLINE} quiet`,
+        vcpus: 2,
+        memoryMiB: 512,
+        runDir,
+        agentSocket: path.join(runDir, 'agent.sock'),
+        shares: [{ tag: 'test-share', socketPath: fsd.socketPath }],
+        consoleLog: path.join(work, 'console.log'),
+      },
+      logger,
+    );
+    await vm.console.waitFor(READY_PATTERN, 240_000, 'VRUN-READY');
+    qemuPid = vm.vmmPid?.() ?? 0;
+    const jailLine = lines.map((l) => JSON.parse(l) as { jailId?: number; cgroups?: string[] }).find((l) => l.jailId !== undefined);
+    jailId = jailLine?.jailId ?? 0;
+    cgroupDirs = fs
+      .readFileSync(`/proc/${qemuPid}/cgroup`, 'utf8')
+      .split('\n')
+      .flatMap((l) => {
+        const [, ctrl, p] = l.split(':');
+        return ctrl && p && ['memory', 'pids', 'cpu'].includes(ctrl) ? [path.join('/sys/fs/cgroup', ctrl, p)] : [];
+      });
+  });
+
+  afterAll(async () => {
+    await vm?.kill();
+    await fsd?.stop();
+    if (work) fs.rmSync(work, { recursive: true, force: true });
+  });
+
+  it('runs QEMU under the jailer, not as root, with its seccomp filter and no_new_privs', () => {
+    expect(qemuPid).toBeGreaterThan(0);
+    expect(qemuPid).not.toBe(vm.pid);
+    expect(fs.readFileSync(`/proc/${qemuPid}/cmdline`, 'utf8').split('\0')).toContain('on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny');
+    const uids = statusField(qemuPid, 'Uid').split(/\s+/).map(Number);
+    expect(uids).toEqual([jailId, jailId, jailId, jailId]);
+    expect(jailId).toBeGreaterThanOrEqual(0x6b000000);
+    expect(statusField(qemuPid, 'Gid').split(/\s+/).map(Number)).toEqual([jailId, jailId, jailId, jailId]);
+    expect(statusField(qemuPid, 'Seccomp')).toBe('2');
+    expect(statusField(qemuPid, 'NoNewPrivs')).toBe('1');
+    expect(statusField(qemuPid, 'CapEff')).toBe('0000000000000000');
+    expect(statusField(qemuPid, 'NSpid').split(/\s+/)).toEqual([String(qemuPid), '1']);
+  });
+
+  it('runs QEMU in its own namespaces, with a root of only what it needs', () => {
+    for (const ns of ['mnt', 'pid', 'net', 'ipc', 'uts']) {
+      expect(fs.readlinkSync(`/proc/${qemuPid}/ns/${ns}`), ns).not.toBe(fs.readlinkSync(`/proc/self/ns/${ns}`));
+    }
+    const top = fs.readdirSync(`/proc/${qemuPid}/root`).sort();
+    expect(top).toEqual(expect.arrayContaining(['dev', 'etc', 'usr', 'var', 'tmp']));
+    expect(top).not.toContain('root');
+    expect(top).not.toContain('home');
+    expect(fs.readdirSync(`/proc/${qemuPid}/root/dev`).sort()).toEqual(['null', 'urandom', 'zero']);
+    // Its one network namespace has nothing but loopback.
+    const ifaces = fs.readFileSync(`/proc/${qemuPid}/net/dev`, 'utf8').trim().split('\n').slice(2).map((l) => l.trim().split(':')[0]);
+    expect(ifaces).toEqual(['lo']);
+  });
+
+  it('puts QEMU in its own memory and pids cgroups, limited to guest RAM plus the VMM overhead', () => {
+    const mem = cgroupDirs.find((d) => d.includes('/memory/'));
+    const pids = cgroupDirs.find((d) => d.includes('/pids/'));
+    expect(mem).toMatch(new RegExp(`/vrun/vm-${jailId}$`));
+    expect(pids).toMatch(new RegExp(`/vrun/vm-${jailId}$`));
+    const limit = Number(fs.readFileSync(path.join(mem ?? '', 'memory.limit_in_bytes'), 'utf8'));
+    expect(limit).toBeGreaterThan(512 * 1024 * 1024);
+    expect(fs.readFileSync(path.join(pids ?? '', 'pids.max'), 'utf8').trim()).toBe(String(pidsMax(2)));
+    expect(lines.join('')).toMatch(/cgroup controllers applied: memory, pids, cpu/);
+    // What the sizing rests on, printed for the record.
+    const threads = Number(statusField(qemuPid, 'Threads'));
+    const peak = Number(fs.readFileSync(path.join(mem ?? '', 'memory.max_usage_in_bytes'), 'utf8'));
+    console.log(`jailed QEMU after boot: ${threads} threads, VmRSS ${statusField(qemuPid, 'VmRSS')}, cgroup peak ${Math.round(peak / 2 ** 20)} MiB`);
+  });
+
+  it('hands QEMU its run directory and sockets, and the guest agent answers through the jail', async () => {
+    expect(fs.statSync(runDir).uid).toBe(jailId);
+    expect(fs.statSync(path.join(runDir, 'agent.sock')).uid).toBe(jailId);
+    expect(fs.statSync(fsd.socketPath).uid).toBe(jailId);
+    const client = await AgentClient.connect(path.join(runDir, 'agent.sock'), { timeoutMs: 240_000 });
+    try {
+      const details = await client.guestDetails();
+      expect(details.kernelRelease).toMatch(/^6\.1\./);
+    } finally {
+      client.close();
+    }
+  });
+
+  it('on kill, takes QEMU down and removes its cgroups, jail root and id reservation', async () => {
+    const jailer = vm.pid ?? 0;
+    await vm.kill();
+    const exit = await vm.exited;
+    expect(exit.detail).toBe('QEMU killed by SIGKILL');
+    expect(alive(jailer)).toBe(false);
+    expect(alive(qemuPid)).toBe(false);
+    for (const dir of cgroupDirs) expect(fs.existsSync(dir), dir).toBe(false);
+    expect(fs.existsSync(`${runDir}.jail`)).toBe(false);
+    expect(isJailIdReserved(jailId)).toBe(false);
+  });
+});
