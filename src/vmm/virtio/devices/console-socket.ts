@@ -23,9 +23,13 @@ interface Waiting {
 
 /**
  * A console port surfaced on the host as a unix socket: one client at a time; its bytes go to the
- * guest and the guest's bytes go to it, with backpressure both ways (the socket pauses while the
- * port's backlog is above its high-water mark). Bytes the guest sends while no client is connected
- * are dropped, like a serial line with nobody listening.
+ * guest and the guest's bytes go to it, with backpressure both ways. Towards the guest, the socket is
+ * read only while the guest has taken everything read so far (one read, at most 64 KiB, waits in the
+ * port), so what the guest has not posted buffers for stays in the kernel's socket buffer and the
+ * client's writes block. From the guest, the device stops taking the port's transmit chains while the
+ * socket's write buffer holds HOST_TX_CAP (console.ts) and starts again on 'drain', so a client that
+ * does not read blocks the guest's writer instead of growing this process. Bytes the guest sends while
+ * no client is connected are dropped, like a serial line with nobody listening.
  *
  * Like QEMU's chardev socket server, a client that connects while another is attached is not refused:
  * it waits (a few at most) and is taken once the current one is gone. The guest sees each client as a
@@ -48,10 +52,9 @@ export class PortSocket {
     private readonly logger?: Logger,
   ) {
     this.server = net.createServer((s) => this.accept(s));
-    port.on('data', (d) => {
-      if (this.client && !this.client.write(d)) this.logger?.debug({ port: port.name }, 'console socket client is slow');
-    });
-    port.on('drain', () => this.client?.resume());
+    port.setHostBuffer(() => this.client?.writableLength ?? 0);
+    port.on('data', (d) => this.client?.write(d));
+    port.on('flushed', () => this.client?.resume());
   }
 
   static async listen(path: string, port: ConsolePort, logger?: Logger): Promise<PortSocket> {
@@ -70,6 +73,11 @@ export class PortSocket {
   /** Clients waiting for the current one to go. */
   get waitingClients(): number {
     return this.waiting.length;
+  }
+
+  /** Whether the attached client's bytes are being read (false while the guest has not taken the last read). */
+  get clientReading(): boolean {
+    return this.client !== undefined && !this.client.isPaused();
   }
 
   private accept(s: net.Socket): void {
@@ -117,10 +125,13 @@ export class PortSocket {
   private attach(s: net.Socket, held: Buffer[]): void {
     this.client = s;
     this.port.setHostConnected(true);
-    let blocked = false;
-    for (const d of held) blocked = !this.port.write(d) || blocked;
+    for (const d of held) this.port.write(d);
     s.on('data', (d: Buffer) => {
-      if (!this.port.write(d)) s.pause();
+      this.port.write(d);
+      if (this.port.pendingBytes > 0) s.pause();
+    });
+    s.on('drain', () => {
+      if (this.client === s) this.port.hostDrained();
     });
     s.on('error', (err) => this.logger?.debug({ port: this.port.name, err }, 'console socket client failed'));
     s.on('close', () => {
@@ -132,7 +143,7 @@ export class PortSocket {
         this.takeNext();
       }, HANDOVER_MS);
     });
-    if (blocked) s.pause();
+    if (this.port.pendingBytes > 0) s.pause();
     else s.resume();
   }
 

@@ -2,7 +2,7 @@ import { EventEmitter } from 'node:events';
 import { VrunError } from '../../../common/errors.js';
 import type { Logger } from '../../../common/log.js';
 import type { ActivateContext, VirtioDevice } from '../mmio.js';
-import type { Virtqueue } from '../queue.js';
+import type { DescriptorChain, Virtqueue } from '../queue.js';
 
 /**
  * virtio-console (device id 3) with VIRTIO_CONSOLE_F_MULTIPORT: named ports the guest sees as
@@ -11,8 +11,10 @@ import type { Virtqueue } from '../queue.js';
  *
  * Data from the host waits in a bounded backlog until the guest posts receive buffers; `write`
  * returns false past the high-water mark and the port emits 'drain' once the guest caught up, so a
- * stream can apply backpressure. Data from the guest is copied out of guest memory before it is
- * emitted ('data'), so listeners never hold views into guest RAM.
+ * stream can apply backpressure ('flushed' says the guest took everything, for a host side that keeps
+ * nothing in the backlog it does not have to). Data from the guest is copied out of guest memory in
+ * pieces of at most MAX_TX_COPY before it is emitted ('data'), so listeners never hold views into guest
+ * RAM, and a host side that buffers (a socket) holds the guest back once HOST_TX_CAP bytes wait in it.
  *
  * The host side of a port has a connection state the guest sees (PORT_OPEN from the device: Linux's
  * host_connected; while it is 0 guest reads return EOF and writes block). A port starts connected, since
@@ -41,6 +43,35 @@ const MAX_NAME = 64;
 const HIGH_WATER = 1024 * 1024;
 /** Control messages from the guest that are larger than this are not control messages. */
 const MAX_CTRL_IN = 4096;
+/**
+ * Control messages waiting for the guest to post control buffers. A driver needs about four per port
+ * (DEVICE_ADD, CONSOLE_PORT, PORT_NAME, PORT_OPEN) and posts a full queue of buffers, so this is only
+ * reached by a guest that asks again and again (DEVICE_READY) and never reads: at most ~80 bytes each.
+ */
+const MAX_CTRL_OUT = 1024;
+
+/**
+ * The most guest bytes copied out of guest RAM at once. A transmit chain is a piece of a byte stream
+ * whose size neither the spec nor Linux bounds (splice_write sends a whole pipe, up to pipe-max-size, as
+ * one chain), so a chain past this is not cut short (that corrupts a legitimate stream) and not a broken
+ * queue (that kills a legitimate guest): it is forwarded in pieces of at most this size, each only while
+ * the host side has room, and stays in flight in between. QEMU's virtio-serial does the same (it keeps
+ * the element and an offset into it while the chardev is throttled); Firecracker's vsock refuses
+ * packets over 64 KiB, but a vsock packet has a length the protocol bounds, a console write does not.
+ */
+export const MAX_TX_COPY = 64 * 1024;
+/**
+ * Guest bytes the host side of a port may hold unsent (a socket's write buffer). At this mark the device
+ * takes no more of the port's transmit chains: they stay in the available ring, the guest's writer
+ * blocks, and the host side's 'drain' (ConsolePort.hostDrained) starts them again.
+ */
+export const HOST_TX_CAP = 1024 * 1024;
+/**
+ * What one notification may make the device do before it yields to the event loop: vCPUs run in
+ * parallel with us, so a guest that posts as fast as we take would otherwise hold the loop for ever.
+ */
+const PASS_BYTES = HOST_TX_CAP;
+const PASS_CHAINS = QUEUE_SIZE;
 
 export interface ConsolePortSpec {
   name: string;
@@ -53,9 +84,28 @@ interface PortHooks {
   kick: () => void;
   /** The host side connected or disconnected: tell the guest, if it has the port yet. */
   hostChanged: (port: ConsolePort) => void;
+  /** The host side has room for guest bytes again. */
+  txReady: (port: ConsolePort) => void;
 }
 
-export class ConsolePort extends EventEmitter<{ data: [Buffer]; open: []; close: []; drain: [] }> {
+export interface ConsolePortStats {
+  /** Guest bytes handed to the host side ('data'). */
+  txForwarded: number;
+  /** Guest bytes consumed and not forwarded: no host connected, or the console port's host side was full. */
+  txDropped: number;
+  /** Transmit chains completed. */
+  txChains: number;
+  /** The largest single copy out of guest RAM; never above MAX_TX_COPY. */
+  txLargestCopy: number;
+  /** Guest bytes the host side holds unsent; never above HOST_TX_CAP. */
+  hostQueued: number;
+  /** Host bytes delivered into the guest's receive buffers. */
+  rxDelivered: number;
+  /** Host bytes waiting for receive buffers. */
+  rxPending: number;
+}
+
+export class ConsolePort extends EventEmitter<{ data: [Buffer]; open: []; close: []; drain: []; flushed: [] }> {
   /** The guest has the port open. */
   guestOpen = false;
   /** The guest driver added the port (PORT_READY), so it takes control messages about it. */
@@ -64,6 +114,8 @@ export class ConsolePort extends EventEmitter<{ data: [Buffer]; open: []; close:
   private backlog: Buffer[] = [];
   private backlogBytes = 0;
   private blocked = false;
+  private hostBuffer: () => number = () => 0;
+  private readonly counters = { txForwarded: 0, txDropped: 0, txChains: 0, txLargestCopy: 0, rxDelivered: 0 };
 
   constructor(
     readonly id: number,
@@ -108,8 +160,45 @@ export class ConsolePort extends EventEmitter<{ data: [Buffer]; open: []; close:
     return this.backlogBytes;
   }
 
+  /**
+   * For a host side that keeps what 'data' gives it until it can send it on: `queued` says how much that
+   * is, and the device stops taking the guest's bytes at HOST_TX_CAP until `hostDrained`. An in-process
+   * listener consumes each 'data' as it comes and needs neither.
+   */
+  setHostBuffer(queued: () => number): void {
+    this.hostBuffer = queued;
+  }
+
+  /** The host side sent on what it held: the guest's waiting transmit chains are taken again. */
+  hostDrained(): void {
+    this.hooks.txReady(this);
+  }
+
+  /** Guest bytes the host side takes now. */
+  hostRoom(): number {
+    return HOST_TX_CAP - this.hostBuffer();
+  }
+
+  get stats(): ConsolePortStats {
+    return { ...this.counters, hostQueued: this.hostBuffer(), rxPending: this.backlogBytes };
+  }
+
+  /** Called by the device for each piece of a transmit chain: not `forwarded` means consumed and dropped. */
+  countTx(bytes: number, forwarded: boolean): void {
+    if (forwarded) {
+      this.counters.txForwarded += bytes;
+      this.counters.txLargestCopy = Math.max(this.counters.txLargestCopy, bytes);
+    } else {
+      this.counters.txDropped += bytes;
+    }
+  }
+
+  countTxChain(): void {
+    this.counters.txChains++;
+  }
+
   debugState(): Record<string, unknown> {
-    return { name: this.name, guestReady: this.guestReady, guestOpen: this.guestOpen, hostConnected: this.connected, backlogBytes: this.backlogBytes, blocked: this.blocked };
+    return { name: this.name, guestReady: this.guestReady, guestOpen: this.guestOpen, hostConnected: this.connected, backlogBytes: this.backlogBytes, blocked: this.blocked, ...this.stats };
   }
 
   /** Moves backlog into the guest's receive buffers; returns true if any chain was used. */
@@ -132,12 +221,14 @@ export class ConsolePort extends EventEmitter<{ data: [Buffer]; open: []; close:
         }
       }
       rx.pushUsed(chain, written);
+      this.counters.rxDelivered += written;
       used = true;
     }
     if (this.blocked && this.backlogBytes < HIGH_WATER / 2) {
       this.blocked = false;
       this.emit('drain');
     }
+    if (used && this.backlogBytes === 0) this.emit('flushed');
     return used;
   }
 
@@ -161,6 +252,10 @@ export class VirtioConsole implements VirtioDevice {
   readonly ports: ConsolePort[];
   private ctx: ActivateContext | undefined;
   private ctrlOut: Buffer[] = [];
+  /** Per port, the transmit chain being forwarded piece by piece. */
+  private txCursor: (TxCursor | undefined)[] = [];
+  /** Work left over from a pass that hit its budget, waiting for setImmediate (keys: port id, or 'ctrl'). */
+  private readonly scheduled = new Set<number | 'ctrl'>();
 
   constructor(
     specs: ConsolePortSpec[],
@@ -174,7 +269,9 @@ export class VirtioConsole implements VirtioDevice {
       names.add(s.name);
     }
     if (specs.filter((s) => s.console).length > 1) throw new VrunError('only one console port can be the console');
-    this.ports = specs.map((s, i) => new ConsolePort(i, s.name, s.console === true, { kick: () => this.flush(), hostChanged: (p) => this.hostChanged(p) }));
+    this.ports = specs.map(
+      (s, i) => new ConsolePort(i, s.name, s.console === true, { kick: () => this.flush(), hostChanged: (p) => this.hostChanged(p), txReady: (p) => this.dataIn(p) }),
+    );
     this.queueMaxSizes = Array.from({ length: 2 * specs.length + 2 }, () => QUEUE_SIZE);
   }
 
@@ -199,22 +296,35 @@ export class VirtioConsole implements VirtioDevice {
   reset(): void {
     this.ctx = undefined;
     this.ctrlOut = [];
+    this.txCursor = [];
     for (const p of this.ports) p.reset();
   }
 
+  /** Per port: what went each way and what waits where. */
+  stats(): Record<string, ConsolePortStats> {
+    return Object.fromEntries(this.ports.map((p) => [p.name, p.stats]));
+  }
+
   debugState(): Record<string, unknown> {
-    return { ports: this.ports.map((p) => p.debugState()), controlMessagesWaiting: this.ctrlOut.length };
+    return { ports: this.ports.map((p) => ({ ...p.debugState(), txChainInFlight: this.txCursor[p.id] !== undefined })), controlMessagesWaiting: this.ctrlOut.length };
   }
 
   private rxQueue(port: number): number {
     return port === 0 ? 0 : 2 * port + 2;
   }
 
+  private txQueue(port: number): number {
+    return port === 0 ? 1 : 2 * port + 3;
+  }
+
   notify(index: number): void {
     if (!this.ctx) return;
     if (index === 3) this.controlIn();
     else if (index === 2 || this.isRx(index)) this.flush();
-    else this.dataIn(index);
+    else {
+      const port = this.portOfTx(index);
+      if (port) this.dataIn(port);
+    }
   }
 
   private isRx(index: number): boolean {
@@ -225,14 +335,52 @@ export class VirtioConsole implements VirtioDevice {
     return index === 1 ? this.ports[0] : this.ports[(index - 3) / 2];
   }
 
-  private dataIn(index: number): void {
-    const q = this.ctx?.queues[index];
-    const port = this.portOfTx(index);
-    if (!this.ctx || !q || !port) return;
-    for (let chain = q.pop(); chain; chain = q.pop()) {
-      const data = Buffer.concat(chain.readable);
-      q.pushUsed(chain, 0);
-      if (data.length > 0) port.emit('data', data);
+  /**
+   * Forwards the port's transmit chains to the host side while it has room. A chain is completed (used)
+   * once all of it went to the host, or was dropped: with no host connected (a serial line nobody
+   * listens on), or on the console port once its host side is full. The console port is never held
+   * back because Linux's hvc driver spins for the used buffer with interrupts off (put_chars): holding
+   * it would stall the guest kernel, not one writer. QEMU drops console-port bytes for the same reason.
+   */
+  private dataIn(port: ConsolePort): void {
+    const q = this.ctx?.queues[this.txQueue(port.id)];
+    if (!this.ctx || !q) return;
+    let bytes = 0;
+    let chains = 0;
+    for (;;) {
+      if (bytes >= PASS_BYTES || chains >= PASS_CHAINS) {
+        this.later(port.id, () => this.dataIn(port));
+        break;
+      }
+      const room = port.hostConnected ? port.hostRoom() : Infinity;
+      const drop = !port.hostConnected || (room <= 0 && port.isConsole);
+      let cur = this.txCursor[port.id];
+      if (!cur) {
+        if (room <= 0 && !drop) break;
+        const chain = q.pop();
+        if (!chain) break;
+        chains++;
+        cur = { chain, seg: 0, off: 0, done: 0 };
+        this.txCursor[port.id] = cur;
+      }
+      const left = cur.chain.readableBytes - cur.done;
+      if (drop) {
+        port.countTx(left, false);
+        cur.done += left;
+      } else if (left > 0) {
+        if (room <= 0) break;
+        const piece = take(cur, Math.min(left, room, MAX_TX_COPY));
+        bytes += piece.length;
+        port.countTx(piece.length, true);
+        port.emit('data', piece);
+        // A listener may have reset the device (or failed it) from inside 'data'.
+        if (this.txCursor[port.id] !== cur) break;
+      }
+      if (cur.done === cur.chain.readableBytes) {
+        this.txCursor[port.id] = undefined;
+        q.pushUsed(cur.chain, 0);
+        port.countTxChain();
+      }
     }
     this.finish(q);
   }
@@ -240,17 +388,32 @@ export class VirtioConsole implements VirtioDevice {
   private controlIn(): void {
     const q = this.ctx?.queues[3];
     if (!this.ctx || !q) return;
+    let chains = 0;
     for (let chain = q.pop(); chain; chain = q.pop()) {
-      const msg = chain.readableBytes <= MAX_CTRL_IN ? Buffer.concat(chain.readable) : Buffer.alloc(0);
+      // Linux's control messages are 8 bytes; only those are copied, whatever the chain's length.
+      const len = chain.readableBytes;
+      const msg = len >= CTRL_MSG_SIZE && len <= MAX_CTRL_IN ? take({ chain, seg: 0, off: 0, done: 0 }, CTRL_MSG_SIZE) : undefined;
       q.pushUsed(chain, 0);
-      if (msg.length < CTRL_MSG_SIZE) {
-        this.logger?.debug({ len: chain.readableBytes }, 'virtio-console: malformed control message ignored');
-        continue;
+      if (!msg) this.logger?.debug({ len }, 'virtio-console: malformed control message ignored');
+      else this.handleControl(msg.readUInt32LE(0), msg.readUInt16LE(4), msg.readUInt16LE(6));
+      if (++chains >= PASS_CHAINS) {
+        this.later('ctrl', () => this.controlIn());
+        break;
       }
-      this.handleControl(msg.readUInt32LE(0), msg.readUInt16LE(4), msg.readUInt16LE(6));
     }
     this.finish(q);
     this.flush();
+  }
+
+  /** Runs `fn` on a later turn of the event loop, once per key, if the device was not reset meanwhile. */
+  private later(key: number | 'ctrl', fn: () => void): void {
+    if (this.scheduled.has(key)) return;
+    this.scheduled.add(key);
+    const ctx = this.ctx;
+    setImmediate(() => {
+      this.scheduled.delete(key);
+      if (this.ctx && this.ctx === ctx) fn();
+    });
   }
 
   private handleControl(id: number, event: number, value: number): void {
@@ -285,6 +448,9 @@ export class VirtioConsole implements VirtioDevice {
   }
 
   private hostChanged(p: ConsolePort): void {
+    if (!this.ctx) return;
+    // A host that went takes nothing: what the guest holds in flight or waiting is dropped now.
+    this.dataIn(p);
     // Before PORT_READY the guest has no such port yet; PORT_READY announces the state then.
     if (!this.ctx || !p.guestReady) return;
     this.sendControl(p.id, CTRL.PORT_OPEN, p.hostConnected ? 1 : 0);
@@ -298,7 +464,7 @@ export class VirtioConsole implements VirtioDevice {
     msg.writeUInt16LE(value, 6);
     extra?.copy(msg, CTRL_MSG_SIZE);
     // Bounded: a guest that never posts control buffers cannot make the host queue grow forever.
-    if (this.ctrlOut.length < 1024) this.ctrlOut.push(msg);
+    if (this.ctrlOut.length < MAX_CTRL_OUT) this.ctrlOut.push(msg);
   }
 
   /** Delivers pending control messages and port data into the guest's receive buffers. */
@@ -327,7 +493,40 @@ export class VirtioConsole implements VirtioDevice {
 
   private finish(q: Virtqueue): void {
     if (!this.ctx) return;
-    if (q.error) this.ctx.fail(q.error.message);
-    else if (q.needsInterrupt()) this.ctx.signalUsed();
+    if (q.error) {
+      // The transport stops the device (DEVICE_NEEDS_RESET); nothing here may touch its queues until the
+      // driver resets it, not even host data or a 'drain' arriving later.
+      const ctx = this.ctx;
+      this.ctx = undefined;
+      this.txCursor = [];
+      ctx.fail(q.error.message);
+    } else if (q.needsInterrupt()) this.ctx.signalUsed();
   }
+}
+
+/** A transmit chain part of which has been forwarded: `done` bytes, up to segment `seg`, offset `off`. */
+interface TxCursor {
+  chain: DescriptorChain;
+  seg: number;
+  off: number;
+  done: number;
+}
+
+/** Copies the next `n` bytes of the chain's readable buffers out of guest RAM; `n` must not exceed what is left. */
+function take(cur: TxCursor, n: number): Buffer {
+  const out = Buffer.allocUnsafe(n);
+  let at = 0;
+  while (at < n) {
+    const seg = cur.chain.readable[cur.seg];
+    if (!seg) break;
+    const k = seg.copy(out, at, cur.off, Math.min(seg.length, cur.off + n - at));
+    at += k;
+    cur.off += k;
+    cur.done += k;
+    if (cur.off >= seg.length) {
+      cur.seg++;
+      cur.off = 0;
+    }
+  }
+  return at === n ? out : out.subarray(0, at);
 }
