@@ -5,20 +5,33 @@ import { open, type FileHandle } from 'node:fs/promises';
  * stderr while the CLI waits, so the JSON lines show up as if the CLI had written them. The file stays open
  * from the first read on: a `--rm` sandbox deletes its directory, log included, as its last step, and what it
  * logged about its teardown must still reach stderr.
+ *
+ * A debugging aid must never be what fails the command: a read error (the log is not a readable file) or a
+ * broken `out` (EPIPE) ends the mirroring, once, and nothing else.
  */
 export function mirrorLog(file: string, out: NodeJS.WritableStream = process.stderr): () => Promise<void> {
   let stopped = false;
+  let broken = false;
   let pos = 0;
   let fh: FileHandle | undefined;
   const buf = Buffer.alloc(1 << 16);
+  const onOutError = () => {
+    broken = true;
+  };
+  out.on('error', onOutError);
   const pump = async () => {
-    fh ??= await open(file, 'r').catch(() => undefined);
-    if (!fh) return;
-    for (;;) {
-      const { bytesRead } = await fh.read(buf, 0, buf.length, pos);
-      if (bytesRead === 0) return;
-      pos += bytesRead;
-      out.write(Buffer.from(buf.subarray(0, bytesRead)));
+    if (broken) return;
+    try {
+      fh ??= await open(file, 'r').catch(() => undefined);
+      if (!fh) return;
+      for (;;) {
+        const { bytesRead } = await fh.read(buf, 0, buf.length, pos);
+        if (bytesRead === 0 || broken) return;
+        pos += bytesRead;
+        out.write(Buffer.from(buf.subarray(0, bytesRead)));
+      }
+    } catch {
+      broken = true;
     }
   };
   let running = Promise.resolve();
@@ -30,6 +43,7 @@ export function mirrorLog(file: string, out: NodeJS.WritableStream = process.std
     clearInterval(timer);
     await running;
     await pump();
-    await fh?.close();
+    await fh?.close().catch(() => undefined);
+    out.off('error', onOutError);
   };
 }

@@ -1,5 +1,9 @@
-import { VrunError, errorMessage } from '../common/errors.js';
+import { VrunError } from '../common/errors.js';
+import { terminalSafe, terminalSafeError } from '../common/terminal-text.js';
 import { commands } from './registry.js';
+
+/** Longest error message printed (a guest's console tail quoted in one fits). */
+const ERROR_MAX = 8192;
 
 function usage(): string {
   const width = Math.max(...commands.map((c) => c.name.length));
@@ -30,7 +34,7 @@ export async function main(argvIn: string[]): Promise<number> {
   if (argv[0] === '--version') argv[0] = 'version';
   const found = findCommand(argv);
   if (!found) {
-    process.stderr.write(`vrun: unknown command "${argv[0]}"\nSee 'vrun --help'.\n`);
+    process.stderr.write(`vrun: unknown command "${terminalSafe(argv[0] ?? '', { singleLine: true, maxLength: 200 })}"\nSee 'vrun --help'.\n`);
     return 125;
   }
   try {
@@ -41,14 +45,16 @@ export async function main(argvIn: string[]): Promise<number> {
     }
     return await cmd.run(found.rest);
   } catch (err) {
+    // Messages may carry what a guest sent (agent errors, console lines, GuestDetails): made safe for a terminal.
     const debug = Boolean(process.env.VRUN_DEBUG);
+    const stack = (e: Error) => (debug && e.stack ? `${terminalSafe(e.stack, { maxLength: 16_384 })}\n` : '');
     if (err instanceof VrunError) {
-      process.stderr.write(`vrun: ${err.message}\n${err.hint ? `hint: ${err.hint}\n` : ''}`);
-      if (debug && err.stack) process.stderr.write(`${err.stack}\n`);
+      process.stderr.write(`vrun: ${terminalSafeError(err, { maxLength: ERROR_MAX })}\n${err.hint ? `hint: ${terminalSafe(err.hint, { maxLength: ERROR_MAX })}\n` : ''}`);
+      process.stderr.write(stack(err));
       return err.exitCode;
     }
-    process.stderr.write(`vrun: ${errorMessage(err)}\n`);
-    if (debug && err instanceof Error && err.stack) process.stderr.write(`${err.stack}\n`);
+    process.stderr.write(`vrun: ${terminalSafeError(err, { maxLength: ERROR_MAX })}\n`);
+    if (err instanceof Error) process.stderr.write(stack(err));
     return 125;
   }
 }

@@ -1,7 +1,23 @@
 import net from 'node:net';
 import { VrunError } from '../common/errors.js';
-import type { ControlReply, ControlRequest } from './control-protocol.js';
+import { type ControlReply, type ControlRequest, SLOW_CLIENT } from './control-protocol.js';
 import { FrameDecoder, FrameType, type FrameTypeValue, encodeFrame, encodeJsonFrame, parseJsonPayload } from './frames.js';
+
+/** The sandbox dropped this client for not reading the output fast enough; the container runs on. */
+export class ClientDroppedError extends VrunError {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ClientDroppedError';
+  }
+}
+
+/** The sandbox did not answer a request in time (it may be stuck). */
+export class ControlTimeoutError extends VrunError {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ControlTimeoutError';
+  }
+}
 
 /** The CLI's end of a sandbox's ctl.sock. */
 export async function connectControl(socketPath: string, opts: { timeoutMs?: number; alive?: () => boolean } = {}): Promise<net.Socket> {
@@ -23,11 +39,23 @@ export async function connectControl(socketPath: string, opts: { timeoutMs?: num
   }
 }
 
-/** One request, one JSON reply. */
-export async function controlCall(socketPath: string, req: ControlRequest, opts: { connectTimeoutMs?: number; alive?: () => boolean } = {}): Promise<unknown> {
+/** One request, one JSON reply; with `replyTimeoutMs`, a ControlTimeoutError if the reply takes longer. */
+export async function controlCall(
+  socketPath: string,
+  req: ControlRequest,
+  opts: { connectTimeoutMs?: number; alive?: () => boolean; replyTimeoutMs?: number } = {},
+): Promise<unknown> {
   const sock = await connectControl(socketPath, { timeoutMs: opts.connectTimeoutMs ?? 10_000, alive: opts.alive });
   return new Promise((resolve, reject) => {
     let buf = '';
+    const timer =
+      opts.replyTimeoutMs === undefined
+        ? undefined
+        : setTimeout(() => {
+            reject(new ControlTimeoutError(`the sandbox did not answer "${req.op}" within ${Math.round(opts.replyTimeoutMs as number) / 1000} s`));
+            sock.destroy();
+          }, opts.replyTimeoutMs);
+    sock.on('close', () => clearTimeout(timer));
     sock.setEncoding('utf8');
     sock.on('data', (d: string) => {
       buf += d;
@@ -35,6 +63,7 @@ export async function controlCall(socketPath: string, req: ControlRequest, opts:
     });
     sock.on('error', (e) => reject(new VrunError(`sandbox connection failed: ${e.message}`)));
     sock.on('end', () => {
+      clearTimeout(timer);
       const line = buf.split('\n')[0] ?? '';
       let r: ControlReply;
       try {
@@ -89,22 +118,30 @@ export async function controlStream(socketPath: string, req: ControlRequest, h: 
         sock.destroy();
         return;
       }
-      for (const f of frames) {
-        if (f.type === FrameType.stdout) h.stdout(f.payload);
-        else if (f.type === FrameType.stderr) h.stderr(f.payload);
-        else if (f.type === FrameType.started) h.started?.();
-        else if (f.type === FrameType.exit) {
-          const v = parseJsonPayload(f.payload, 'exit');
-          const code = Number(v.exitCode);
-          settle(() => resolve({ exitCode: Number.isInteger(code) && code >= 0 && code <= 255 ? code : 125, oomKilled: v.oomKilled === true }));
-        } else if (f.type === FrameType.error) {
-          const v = parseJsonPayload(f.payload, 'error');
-          settle(() => reject(new VrunError(typeof v.message === 'string' ? v.message.slice(0, 2000) : 'the sandbox failed')));
+      try {
+        for (const f of frames) {
+          if (f.type === FrameType.stdout) h.stdout(f.payload);
+          else if (f.type === FrameType.stderr) h.stderr(f.payload);
+          else if (f.type === FrameType.started) h.started?.();
+          else if (f.type === FrameType.exit) {
+            const v = parseJsonPayload(f.payload, 'exit');
+            const code = Number(v.exitCode);
+            settle(() => resolve({ exitCode: Number.isInteger(code) && code >= 0 && code <= 255 ? code : 125, oomKilled: v.oomKilled === true }));
+          } else if (f.type === FrameType.error) {
+            const v = parseJsonPayload(f.payload, 'error');
+            const message = typeof v.message === 'string' ? v.message.slice(0, 2000) : 'the sandbox failed';
+            settle(() => reject(v.reason === SLOW_CLIENT ? new ClientDroppedError(message) : new VrunError(message)));
+          }
         }
+      } catch (err) {
+        // A malformed frame from the sandbox: this session ends, the CLI does not crash.
+        settle(() => reject(err));
+        sock.destroy();
       }
     });
     sock.on('close', () => settle(() => reject(new VrunError('lost the connection to the sandbox before the container exited'))));
-    sock.on('error', () => undefined);
+    // 'close' follows and settles the result; the error's text goes with it when nothing else did.
+    sock.on('error', (err) => settle(() => reject(new VrunError(`lost the connection to the sandbox: ${err.message}`))));
   });
   result.catch(() => undefined);
   sock.write(JSON.stringify(req) + '\n');

@@ -17,6 +17,27 @@ export type ControlRequest =
 
 export type ControlReply = { ok: true; value?: unknown } | { ok: false; error: string };
 
+/**
+ * `stop`'s deadline, the same on both ends: the sandbox waits `timeoutS`, sends SIGKILL, gives the guest
+ * STOP_KILL_GRACE_MS to confirm, then kills the VM (a teardown bounded by STOP_TEARDOWN_MS). The CLI waits for
+ * the reply until stopReplyDeadlineMs(timeoutS) and then kills the sandbox's processes itself, as `rm -f` does.
+ */
+export const STOP_KILL_GRACE_MS = 5_000;
+export const STOP_TEARDOWN_MS = 10_000;
+const STOP_REPLY_SLACK_MS = 2_000;
+
+export function stopReplyDeadlineMs(timeoutS: number): number {
+  return timeoutS * 1000 + STOP_KILL_GRACE_MS + STOP_TEARDOWN_MS + STOP_REPLY_SLACK_MS;
+}
+
+/** The error frame's message for a client dropped because it did not read the output (see ControlServer). */
+export function slowClientReason(backlogLimit: number): string {
+  return `this client was disconnected: it did not read the container's output fast enough (over ${Math.round((backlogLimit / 2 ** 20) * 10) / 10} MiB waiting); the container keeps running, and \`vrun logs\` has its output`;
+}
+
+/** What the error frame's `reason` says for a dropped slow client (the client tells it from other failures). */
+export const SLOW_CLIENT = 'slow-client';
+
 const MAX_REQUEST = 256 * 1024;
 
 function strings(v: unknown, what: string): string[] {

@@ -1,27 +1,60 @@
 import net from 'node:net';
 import { rm } from 'node:fs/promises';
-import { errorMessage } from '../common/errors.js';
+import { VrunError, errorMessage } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
-import { type ControlReply, type ControlRequest, parseControlRequest, readRequestLine, terminalSize } from './control-protocol.js';
+import { type ControlReply, type ControlRequest, SLOW_CLIENT, STOP_KILL_GRACE_MS, STOP_TEARDOWN_MS, parseControlRequest, readRequestLine, slowClientReason, terminalSize } from './control-protocol.js';
 import { FrameDecoder, FrameType, type FrameTypeValue, encodeFrame, encodeJsonFrame, parseJsonPayload } from './frames.js';
-import type { Sandbox } from './sandbox.js';
+import type { OutputSink, Sandbox } from './sandbox.js';
 
 /**
  * The sandbox process's end of ctl.sock: one request per connection, answered from the Sandbox. Clients are
  * the local CLI (root only: the state dir is 0700), but requests are still validated and bounded.
+ *
+ * Output to attached clients is bounded per client: the container's output is forwarded as it comes (the pumps
+ * do not wait for any client), so a client that stops reading would make its socket buffer grow without end.
+ * Past `maxClientBacklog` bytes waiting in a client's socket, that client is dropped: it gets no more output,
+ * an error frame saying why (slowClientReason, with reason SLOW_CLIENT), and the connection is ended (destroyed
+ * if it still does not read within DROP_GRACE_MS). The container runs on, and container.log keeps its output
+ * for `vrun logs`. Docker makes the other choice: its attach streams sit behind an unbuffered broadcaster with
+ * a ~1 MB buffer, so a slow `docker attach` client slows the container's writes (and every other consumer) to
+ * its pace; an opt-in to drop instead (moby PR 30286) was closed unmerged. Here one stuck client must neither
+ * stall the container (and with it every other client) nor grow the sandbox process's memory: it is dropped.
  */
+export interface ControlServerLimits {
+  /** Bytes waiting in one client's socket before it is dropped (default 4 MiB). */
+  maxClientBacklog?: number;
+  /** After `stop`'s SIGKILL, how long the guest has to confirm the container is gone (default STOP_KILL_GRACE_MS). */
+  stopKillGraceMs?: number;
+  /** How long the forced teardown (VMM killed) may take before `stop` reports failure (default STOP_TEARDOWN_MS). */
+  stopTeardownMs?: number;
+}
+
+export const MAX_CLIENT_BACKLOG = 4 << 20;
+/** A dropped client's last chance to read what was queued for it (its reason included) before it is cut off. */
+const DROP_GRACE_MS = 10_000;
+/** Output payload per frame (a chunk from the guest may exceed MAX_FRAME). */
+const OUTPUT_FRAME = 64 * 1024;
+
 export class ControlServer {
   private readonly server: net.Server;
   private readonly conns = new Set<net.Socket>();
   /** Requests still being answered: close() lets them send their last frame (the exit) first. */
   private readonly inFlight = new Set<Promise<void>>();
+  private readonly limits: Required<ControlServerLimits>;
 
   constructor(
     private readonly sandbox: Sandbox,
     private readonly socketPath: string,
     private readonly log: Logger,
+    limits: ControlServerLimits = {},
   ) {
+    this.limits = {
+      maxClientBacklog: limits.maxClientBacklog ?? MAX_CLIENT_BACKLOG,
+      stopKillGraceMs: limits.stopKillGraceMs ?? STOP_KILL_GRACE_MS,
+      stopTeardownMs: limits.stopTeardownMs ?? STOP_TEARDOWN_MS,
+    };
     this.server = net.createServer((sock) => this.onConnection(sock));
+    this.server.on('error', (err) => this.log.error({ err: errorMessage(err) }, 'control socket failed'));
   }
 
   async listen(): Promise<void> {
@@ -46,7 +79,11 @@ export class ControlServer {
   private onConnection(sock: net.Socket): void {
     this.conns.add(sock);
     sock.on('close', () => this.conns.delete(sock));
-    sock.on('error', () => undefined);
+    // A client that goes away mid-write (EPIPE, ECONNRESET): that connection ends, nothing else does.
+    sock.on('error', (err) => {
+      this.log.debug({ err: errorMessage(err) }, 'control client connection failed');
+      sock.destroy();
+    });
     const handled = (async () => {
       let req: ControlRequest;
       let rest: Buffer;
@@ -76,7 +113,7 @@ export class ControlServer {
             reply(sock, { ok: true });
             return;
           case 'stop':
-            await this.sandbox.stop(req.timeoutS);
+            await this.stopWithDeadline(req.timeoutS);
             reply(sock, { ok: true });
             return;
           case 'stats':
@@ -93,14 +130,57 @@ export class ControlServer {
     void handled.finally(() => this.inFlight.delete(handled));
   }
 
+  /**
+   * Docker's stop, with a deadline however the guest behaves: SIGTERM, `timeoutS` seconds, SIGKILL (Sandbox.stop),
+   * and if the guest has not confirmed the end `stopKillGraceMs` after that (it never answers the signal calls,
+   * or the container never goes), the VM is pulled: the same teardown a container's exit gets, which kills the
+   * VMM. So this settles within timeoutS + stopKillGraceMs + stopTeardownMs.
+   */
+  private async stopWithDeadline(timeoutS: number): Promise<void> {
+    const stopping = this.sandbox.stop(timeoutS);
+    stopping.catch(() => undefined);
+    const boundMs = timeoutS * 1000 + this.limits.stopKillGraceMs;
+    if (await settlesWithin(stopping, boundMs)) return stopping;
+    const why = `the guest did not confirm the stop within ${Math.round(boundMs / 100) / 10} s: its VM was killed`;
+    this.log.warn({ timeoutS }, why);
+    const teardown = this.sandbox.teardown({ status: 'exited', exitCode: 137, error: why });
+    teardown.catch(() => undefined);
+    if (!(await settlesWithin(teardown, this.limits.stopTeardownMs))) {
+      throw new VrunError(`the sandbox did not finish tearing down within ${this.limits.stopTeardownMs / 1000} s after killing its VM`);
+    }
+    await teardown;
+  }
+
+  /**
+   * Where a client's container output goes: frames on its socket, until its backlog passes the cap (then it is
+   * dropped, see the class comment). `onDrop` runs once, when that happens.
+   */
+  private outputTo(sock: net.Socket, onDrop: () => void): OutputSink {
+    let dropped = false;
+    const forward = (type: FrameTypeValue, chunk: Buffer) => {
+      if (dropped || sock.destroyed || sock.writableEnded) return;
+      for (let o = 0; o < chunk.length; o += OUTPUT_FRAME) sock.write(encodeFrame(type, chunk.subarray(o, o + OUTPUT_FRAME)));
+      if (sock.writableLength > this.limits.maxClientBacklog) {
+        dropped = true;
+        this.log.warn({ backlog: sock.writableLength }, 'dropping a control client that does not read the container output');
+        onDrop();
+        sock.end(encodeJsonFrame(FrameType.error, { message: slowClientReason(this.limits.maxClientBacklog), reason: SLOW_CLIENT }));
+        setTimeout(() => sock.destroy(), DROP_GRACE_MS).unref();
+      }
+    };
+    return {
+      stdout: (c) => forward(FrameType.stdout, c),
+      stderr: (c) => forward(FrameType.stderr, c),
+    };
+  }
+
   /** The foreground `vrun run`: output to the client, its stdin and signals to the container, then the exit. */
   private async attach(sock: net.Socket, req: Extract<ControlRequest, { op: 'attach' }>, rest: Buffer): Promise<void> {
     const { start, stdin, size } = req;
     await this.sandbox.ready;
-    const removeSink = this.sandbox.addSink({
-      stdout: (c) => send(sock, encodeFrame(FrameType.stdout, c)),
-      stderr: (c) => send(sock, encodeFrame(FrameType.stderr, c)),
-    });
+    let removeSink = () => undefined as unknown;
+    removeSink = this.sandbox.addSink(this.outputTo(sock, () => removeSink()));
+    sock.once('close', () => removeSink());
     const input = stdin ? this.sandbox.openStdin() : undefined;
     this.readFrames(sock, rest, {
       onStdin: (b) => input?.write(b),
@@ -123,10 +203,7 @@ export class ControlServer {
   }
 
   private async exec(sock: net.Socket, req: Extract<ControlRequest, { op: 'exec' }>, rest: Buffer): Promise<void> {
-    const out = {
-      stdout: (c: Buffer) => send(sock, encodeFrame(FrameType.stdout, c)),
-      stderr: (c: Buffer) => send(sock, encodeFrame(FrameType.stderr, c)),
-    };
+    const out = this.outputTo(sock, () => undefined);
     const p = await this.sandbox.exec(req, req.stdin, out);
     this.readFrames(sock, rest, {
       onStdin: (b) => p.stdin?.write(b),
@@ -175,6 +252,20 @@ export class ControlServer {
     sock.on('data', handle);
     sock.resume();
   }
+}
+
+/** True if `p` settles (either way) within `ms`. */
+async function settlesWithin(p: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const r = await Promise.race([
+    p.then(
+      () => true,
+      () => true,
+    ),
+    new Promise<boolean>((res) => (timer = setTimeout(() => res(false), ms))),
+  ]);
+  clearTimeout(timer);
+  return r;
 }
 
 function send(sock: net.Socket, frame: Buffer): void {

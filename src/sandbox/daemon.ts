@@ -18,6 +18,8 @@ async function main(stateDir: string): Promise<void> {
   const runDir = path.dirname(stateDir);
   const id = path.basename(stateDir);
   if (!ID_RE.test(id)) throw new Error(`not a sandbox state directory: ${stateDir}`);
+  // Sockets, logs and state are for root alone; what the jailed VMM must reach is opened up on purpose.
+  process.umask(0o077);
   const paths = sandboxPaths(id, runDir);
   const state = await readState(id, runDir);
   if (!state) throw new Error(`no state in ${stateDir}`);
@@ -35,6 +37,8 @@ async function main(stateDir: string): Promise<void> {
     shuttingDown = true;
     log.warn({ sig }, 'sandbox process told to stop');
     void sandbox.stop(5);
+    // A guest that answers nothing still ends: after the stop's own grace, the VM is pulled.
+    setTimeout(() => void sandbox.teardown({ status: 'exited', exitCode: 137, error: `stopped by ${sig}; the guest did not confirm in time` }), 10_000).unref();
   };
   process.on('SIGTERM', () => onSignal('SIGTERM'));
   process.on('SIGINT', () => onSignal('SIGINT'));

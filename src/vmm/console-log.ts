@@ -1,10 +1,15 @@
-import { createWriteStream, type WriteStream } from 'node:fs';
-import { VrunError } from '../common/errors.js';
+import { CappedLogFile } from '../common/capped-log-file.js';
+import { VrunError, errorMessage } from '../common/errors.js';
+import { rootLogger } from '../common/log.js';
+import { terminalSafe } from '../common/terminal-text.js';
 
 /**
  * The guest's serial console as the host sees it: every byte goes to a log file (kept for failures),
  * complete lines are matched against waiters (readiness, exit status, panics). The guest controls these
- * bytes, so the in-memory tail and the pending partial line are bounded.
+ * bytes, so everything about them is bounded: the in-memory tail and the pending partial line, and the log
+ * file (CONSOLE_LOG_MAX_BYTES per file, rotated once to `<log>.1`: at most twice that on disk; created 0600;
+ * a full disk or EIO is logged once and the file is no longer written, the VM carries on). The lines quoted
+ * in error messages (recent()) have their control characters made visible, since they end up on a terminal.
  */
 interface LineWaiter {
   pattern: RegExp;
@@ -14,6 +19,17 @@ interface LineWaiter {
 
 const MAX_LINE = 4096;
 const MAX_TAIL_LINES = 200;
+/** Per console log file; with the one rotated file, the console takes at most 8 MiB of /run per VM. */
+export const CONSOLE_LOG_MAX_BYTES = 4 << 20;
+/** Console bytes waiting for the disk before more are dropped (with a note in the log saying how many). */
+const CONSOLE_LOG_MAX_PENDING = 1 << 20;
+
+export interface ConsoleLogOptions {
+  /** Bytes per log file (default CONSOLE_LOG_MAX_BYTES). */
+  maxBytes?: number;
+  /** Told once when the log file cannot be written (default: a warning on the process's logger). */
+  onError?: (err: Error) => void;
+}
 
 /** The line the guest init prints before it ends, with its status: every backend reads the status from it. */
 export const GUEST_EXIT_PATTERN = /VRUN-EXIT status=(\d{1,3})\b/;
@@ -23,15 +39,46 @@ export class ConsoleLog {
   private readonly tail: string[] = [];
   private readonly waiters = new Set<LineWaiter>();
   private readonly listeners = new Set<(line: string) => void>();
-  private readonly file: WriteStream | undefined;
+  private readonly file: CappedLogFile | undefined;
   private closedReason: string | undefined;
+  private fileClosed: Promise<void> | undefined;
+  /** Largest record written to the file: a quarter of the cap, so rotation keeps most of a file's worth. */
+  private readonly piece: number;
 
-  constructor(readonly logPath?: string) {
-    this.file = logPath ? createWriteStream(logPath, { flags: 'a' }) : undefined;
+  constructor(
+    readonly logPath?: string,
+    opts: ConsoleLogOptions = {},
+  ) {
+    const maxBytes = opts.maxBytes ?? CONSOLE_LOG_MAX_BYTES;
+    this.piece = Math.max(1, Math.min(64 * 1024, Math.floor(maxBytes / 4)));
+    this.file = logPath
+      ? new CappedLogFile(logPath, {
+          maxBytes,
+          maxPendingBytes: Math.min(CONSOLE_LOG_MAX_PENDING, maxBytes),
+          dropNote: (n) => Buffer.from(`\n[vrun: ${n} bytes of guest console output dropped: the log file could not keep up]\n`),
+          onError:
+            opts.onError ??
+            ((err) => rootLogger().warn({ err: errorMessage(err), log: logPath }, 'cannot write the guest console log: no longer writing it')),
+        })
+      : undefined;
+  }
+
+  /** The log file's error, once it is no longer written. */
+  get logFailed(): Error | undefined {
+    return this.file?.failed;
+  }
+
+  /** Console bytes accepted but not yet written to the log file. */
+  get logPendingBytes(): number {
+    return this.file?.pendingBytes ?? 0;
   }
 
   write(chunk: Buffer | string): void {
-    this.file?.write(chunk);
+    if (this.file) {
+      // Split so a record never exceeds the file cap (CappedLogFile keeps records whole).
+      const b = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
+      for (let o = 0; o < b.length; o += this.piece) this.file.write(b.subarray(o, o + this.piece));
+    }
     const text = this.partial + (typeof chunk === 'string' ? chunk : chunk.toString('utf8'));
     const lines = text.split('\n');
     this.partial = (lines.pop() ?? '').slice(-MAX_LINE);
@@ -59,7 +106,10 @@ export class ConsoleLog {
 
   /** The last lines printed, for error messages. */
   recent(n = 30): string {
-    return this.tail.slice(-n).join('\n');
+    return this.tail
+      .slice(-n)
+      .map((l) => terminalSafe(l, { singleLine: true, maxLength: 4 * MAX_LINE }))
+      .join('\n');
   }
 
   /** Resolves with the first later line matching `pattern`; rejects on timeout or when the console closes. */
@@ -99,6 +149,11 @@ export class ConsoleLog {
       );
     }
     this.waiters.clear();
-    this.file?.end();
+    this.fileClosed = this.file?.close() ?? Promise.resolve();
+  }
+
+  /** Settles once the log file has what was written before close() (bounded: see CappedLogFile.close). */
+  whenLogClosed(): Promise<void> {
+    return this.fileClosed ?? Promise.resolve();
   }
 }

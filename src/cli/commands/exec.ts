@@ -5,7 +5,7 @@ import { sandboxPaths } from '../../sandbox/state.js';
 import { parseUserSpec } from '../../sandbox/user.js';
 import { formatFlagHelp, parseArgs } from '../args.js';
 import type { Command } from '../command.js';
-import { flushStdio, initialSize, wireLocalIo } from '../attach-io.js';
+import { flushStdio, initialSize, localOutput, wireLocalIo } from '../attach-io.js';
 import { parseEnvEntry } from '../run-options.js';
 
 const FLAGS = {
@@ -42,7 +42,7 @@ export const execCommand: Command = {
         stdin: flags.interactive,
         ...initialSize(flags.tty),
       },
-      { stdout: (b) => process.stdout.write(b), stderr: (b) => process.stderr.write(b) },
+      localOutput(),
     );
     const restore = wireLocalIo(session, { stdin: flags.interactive, tty: flags.tty });
     try {

@@ -1,6 +1,7 @@
 import type { Command } from '../command.js';
 import { parseArgs } from '../args.js';
 import { VrunError } from '../../common/errors.js';
+import { terminalSafeJson } from '../../common/terminal-text.js';
 import { displayName, openImageStore } from '../../image/image-store.js';
 
 export const imageInspectCommand: Command = {
@@ -11,7 +12,8 @@ export const imageInspectCommand: Command = {
     const { positionals } = parseArgs(argv, {}, { command: 'image inspect', stopAtPositional: false });
     if (positionals.length === 0) throw new VrunError('"vrun image inspect" needs at least one image');
     const out = positionals.map((p) => imageDetails(p));
-    process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
+    // An image's config is someone else's text too: DEL, C1 and bidi controls \u-escaped (same JSON value).
+    process.stdout.write(`${terminalSafeJson(out, 2)}\n`);
     return 0;
   },
 };

@@ -1,6 +1,7 @@
 import type { Command } from '../command.js';
 import { parseArgs } from '../args.js';
-import { VrunError, errorMessage } from '../../common/errors.js';
+import { VrunError } from '../../common/errors.js';
+import { terminalSafeError } from '../../common/terminal-text.js';
 import { openImageStore } from '../../image/image-store.js';
 
 export const imageRmCommand: Command = {
@@ -19,7 +20,7 @@ export const imageRmCommand: Command = {
       } catch (err) {
         if (positionals.length === 1) throw err;
         failed++;
-        process.stderr.write(`vrun: ${errorMessage(err)}\n`);
+        process.stderr.write(`vrun: ${terminalSafeError(err)}\n`);
       }
     }
     return failed > 0 ? 1 : 0;

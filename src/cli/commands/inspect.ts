@@ -1,11 +1,17 @@
 import { VrunError } from '../../common/errors.js';
+import { terminalSafe, terminalSafeJson } from '../../common/terminal-text.js';
 import { findSandbox } from '../../sandbox/inventory.js';
+import type { SandboxState } from '../../sandbox/state.js';
 import { parseArgs } from '../args.js';
 import type { Command } from '../command.js';
 
 /**
  * Docker-shaped where it matters to scripts: State.Status/ExitCode/OOMKilled/Error, Name, Id, Config. Like
  * Docker, a name that is no container is looked up as an image.
+ *
+ * State.Error and Sandbox.Guest hold what the guest said (agent errors, console lines, its kernel release):
+ * their control characters are made visible and their length bounded, and the whole JSON is printed with DEL,
+ * C1 and bidi controls \u-escaped (terminalSafeJson), so nothing in it acts on the terminal.
  */
 export const inspectCommand: Command = {
   name: 'inspect',
@@ -35,19 +41,29 @@ export const inspectCommand: Command = {
           OOMKilled: s.oomKilled === true,
           Dead: s.status === 'failed',
           ExitCode: s.exitCode ?? 0,
-          Error: s.error ?? '',
+          Error: terminalSafe(s.error ?? '', { maxLength: 4096 }),
           StartedAt: s.startedAt ?? '',
           FinishedAt: s.finishedAt ?? '',
           Pid: s.pids.vmm ?? 0,
         },
         Config: s.config,
-        Sandbox: { Backend: s.backend ?? '', Pids: s.pids, Guest: s.guest ?? {}, PhasesMs: s.phases ?? {} },
+        Sandbox: { Backend: s.backend ?? '', Pids: s.pids, Guest: guestDetails(s.guest), PhasesMs: s.phases ?? {} },
       });
     }
-    process.stdout.write(`${JSON.stringify(out, null, 2)}\n`);
+    process.stdout.write(`${terminalSafeJson(out, 2)}\n`);
     return 0;
   },
 };
+
+/** The guest's own account of itself: strings made safe and short, numbers kept only if they are numbers. */
+function guestDetails(g: SandboxState['guest']): Record<string, string | number> {
+  const out: Record<string, string | number> = {};
+  for (const [k, v] of Object.entries(g ?? {})) {
+    if (typeof v === 'number' && Number.isFinite(v)) out[k] = v;
+    else if (typeof v === 'string') out[k] = terminalSafe(v, { singleLine: true, maxLength: 256 });
+  }
+  return out;
+}
 
 async function inspectImage(ref: string) {
   const { imageDetails } = await import('./image-inspect.js');

@@ -1,4 +1,5 @@
-import { VrunError, errorMessage } from '../../common/errors.js';
+import { VrunError } from '../../common/errors.js';
+import { terminalSafeError } from '../../common/terminal-text.js';
 import { controlCall } from '../../sandbox/control-client.js';
 import { findSandbox } from '../../sandbox/inventory.js';
 import { sandboxPaths } from '../../sandbox/state.js';
@@ -30,10 +31,11 @@ export const killCommand: Command = {
       try {
         const s = await findSandbox(ref);
         if (s.status !== 'running') throw new VrunError(`container ${s.name} is not running`);
-        await controlCall(sandboxPaths(s.id).control, { op: 'kill', signal });
+        // A guest that never answers must not hold the CLI forever (`vrun stop` or `rm -f` end such a sandbox).
+        await controlCall(sandboxPaths(s.id).control, { op: 'kill', signal }, { replyTimeoutMs: 30_000 });
         process.stdout.write(`${ref}\n`);
       } catch (err) {
-        process.stderr.write(`vrun: ${errorMessage(err)}\n`);
+        process.stderr.write(`vrun: ${terminalSafeError(err)}\n`);
         code = 1;
       }
     }

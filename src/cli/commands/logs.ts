@@ -4,12 +4,16 @@ import { findSandbox, reconcile } from '../../sandbox/inventory.js';
 import { readState, sandboxPaths } from '../../sandbox/state.js';
 import { formatFlagHelp, parseArgs } from '../args.js';
 import type { Command } from '../command.js';
-import { flushStdio } from '../attach-io.js';
+import { flushStdio, localOutput } from '../attach-io.js';
 
 const FLAGS = {
   follow: { type: 'boolean', short: 'f', description: 'Follow log output until the container stops' },
 } as const;
 
+/**
+ * The container's output, raw (it is what the user asked for), from container.log: its rotated `.1` first, then
+ * the current file. The sandbox keeps at most 2 x 16 MiB of it (container-log.ts); older output is gone.
+ */
 export const logsCommand: Command = {
   name: 'logs',
   summary: 'Print the output of a container',
@@ -20,7 +24,7 @@ export const logsCommand: Command = {
     const s = await findSandbox(positionals[0] as string);
     await replayContainerLog(
       sandboxPaths(s.id).containerLog,
-      { stdout: (b) => process.stdout.write(b), stderr: (b) => process.stderr.write(b) },
+      localOutput(),
       {
         follow: flags.follow,
         stillRunning: async () => {

@@ -1,4 +1,5 @@
 import { VrunError } from '../../common/errors.js';
+import { terminalSafe } from '../../common/terminal-text.js';
 import { listSandboxes } from '../../sandbox/inventory.js';
 import type { SandboxState } from '../../sandbox/state.js';
 import { formatFlagHelp, parseArgs } from '../args.js';
@@ -17,7 +18,7 @@ function ago(iso: string | undefined): string {
   return `${Math.round(s / 3600)} hours`;
 }
 
-/** Docker's STATUS column, plus the reason for a failed sandbox. */
+/** Docker's STATUS column, plus the reason for a failed sandbox (guest text: one safe, short line). */
 export function statusText(s: SandboxState): string {
   switch (s.status) {
     case 'creating':
@@ -27,7 +28,7 @@ export function statusText(s: SandboxState): string {
     case 'exited':
       return `Exited (${s.exitCode ?? '?'})${s.oomKilled ? ' OOM-killed' : ''} ${ago(s.finishedAt)} ago`;
     case 'failed':
-      return `Failed: ${s.error ?? 'unknown reason'}`;
+      return `Failed: ${terminalSafe(s.error ?? 'unknown reason', { singleLine: true, maxLength: 200 })}`;
   }
 }
 
@@ -48,6 +49,8 @@ export const psCommand: Command = {
       const cmd = [...(s.config.entrypoint ? [s.config.entrypoint] : []), ...s.config.args].join(' ');
       table.push([s.id.slice(0, 12), s.image, JSON.stringify(cmd.length > 20 ? `${cmd.slice(0, 19)}…` : cmd), `${ago(s.createdAt)} ago`, statusText(s), s.name]);
     }
+    // Every cell one line with no control characters: the status may quote the guest, the rest is state on disk.
+    for (const [i, r] of table.entries()) table[i] = r.map((c) => terminalSafe(c, { singleLine: true, maxLength: 256 }));
     const widths = table[0]?.map((_, i) => Math.max(...table.map((r) => (r[i] ?? '').length))) ?? [];
     for (const r of table) process.stdout.write(`${r.map((c, i) => (i === r.length - 1 ? c : c.padEnd((widths[i] ?? 0) + 3))).join('')}\n`);
     return 0;

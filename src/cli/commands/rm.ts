@@ -1,4 +1,5 @@
-import { VrunError, errorMessage } from '../../common/errors.js';
+import { VrunError } from '../../common/errors.js';
+import { terminalSafeError } from '../../common/terminal-text.js';
 import { findSandbox, removeSandbox } from '../../sandbox/inventory.js';
 import { formatFlagHelp, parseArgs } from '../args.js';
 import type { Command } from '../command.js';
@@ -24,7 +25,7 @@ export const rmCommand: Command = {
         await removeSandbox(s);
         process.stdout.write(`${ref}\n`);
       } catch (err) {
-        process.stderr.write(`vrun: ${errorMessage(err)}\n`);
+        process.stderr.write(`vrun: ${terminalSafeError(err)}\n`);
         code = 1;
       }
     }

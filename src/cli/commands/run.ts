@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { VrunError } from '../../common/errors.js';
 import { isAlive } from '../../sandbox/cleanup.js';
-import { controlCall, controlStream } from '../../sandbox/control-client.js';
+import { ClientDroppedError, controlCall, controlStream } from '../../sandbox/control-client.js';
 import { listSandboxes, removeSandbox } from '../../sandbox/inventory.js';
 import { launchSandbox } from '../../sandbox/launcher.js';
 import { checkImage } from '../../sandbox/rootfs.js';
@@ -10,7 +10,7 @@ import { chooseBackend } from '../../sandbox/vmm-backend.js';
 import { formatFlagHelp } from '../args.js';
 import type { Command } from '../command.js';
 import { RUN_FLAGS, parseRunArgs } from '../run-options.js';
-import { flushStdio, initialSize, wireLocalIo } from '../attach-io.js';
+import { flushStdio, initialSize, localOutput, wireLocalIo } from '../attach-io.js';
 import { vrunRunDir } from '../../common/paths.js';
 import { mirrorLog } from '../log-mirror.js';
 import path from 'node:path';
@@ -58,6 +58,7 @@ export const runCommand: Command = {
     }
 
     let restore = () => undefined as void;
+    let dropped = false;
     try {
       const session = await controlStream(
         sb.paths.control,
@@ -67,13 +68,19 @@ export const runCommand: Command = {
           stdin: config.interactive,
           ...initialSize(config.tty),
         },
-        { stdout: (b) => process.stdout.write(b), stderr: (b) => process.stderr.write(b) },
+        localOutput(),
         { timeoutMs: CONNECT_TIMEOUT_MS, alive },
       );
       restore = wireLocalIo(session, { stdin: config.interactive, tty: config.tty });
       const r = await session.result;
       return r.exitCode;
     } catch (err) {
+      if (err instanceof ClientDroppedError) {
+        // We did not keep up with the output and the sandbox let us go; the container runs on (even with --rm:
+        // it removes itself when it exits).
+        dropped = true;
+        throw new VrunError(err.message, { hint: `follow it with: vrun logs -f ${sb.id.slice(0, 12)}` });
+      }
       // The sandbox failed before or while running: nothing of it may stay behind for a --rm run,
       // and a failed start leaves nothing at all (Docker keeps a "Created" container; we do not).
       const st = await readState(sb.id).catch(() => undefined);
@@ -82,7 +89,7 @@ export const runCommand: Command = {
       throw err instanceof VrunError ? err : new VrunError(String(err));
     } finally {
       restore();
-      if (config.autoRemove) await waitGone(sb.pid);
+      if (config.autoRemove && !dropped) await waitGone(sb.pid);
       await stopMirror();
       await flushStdio();
     }

@@ -1,4 +1,5 @@
 import { VrunError } from '../../common/errors.js';
+import { terminalSafeJson } from '../../common/terminal-text.js';
 import type { ContainerStats } from '../../agent/client.js';
 import { controlCall } from '../../sandbox/control-client.js';
 import { findSandbox } from '../../sandbox/inventory.js';
@@ -27,18 +28,20 @@ export const statsCommand: Command = {
     for (const ref of positionals) {
       const s = await findSandbox(ref);
       if (s.status !== 'running') throw new VrunError(`container ${s.name} is not running`);
-      rows.push([s.name, (await controlCall(sandboxPaths(s.id).control, { op: 'stats' })) as ContainerStats]);
+      rows.push([s.name, (await controlCall(sandboxPaths(s.id).control, { op: 'stats' }, { replyTimeoutMs: 30_000 })) as ContainerStats]);
     }
     if (flags.format === 'json') {
-      process.stdout.write(`${JSON.stringify(Object.fromEntries(rows), null, 2)}\n`);
+      process.stdout.write(`${terminalSafeJson(Object.fromEntries(rows), 2)}\n`);
       return 0;
     }
     process.stdout.write(`${'NAME'.padEnd(24)}${'CPU TIME'.padEnd(12)}${'MEM USAGE / LIMIT'.padEnd(26)}PIDS\n`);
+    // The numbers come from the guest: printed as numbers only, whatever it sent.
     for (const [name, st] of rows) {
       const mem = st.memory;
       const cpu = st.cpu;
-      const lim = mem && mem.limitBytes > 0 ? mib(mem.limitBytes) : 'unlimited';
-      process.stdout.write(`${name.padEnd(24)}${`${((cpu?.usageUsec ?? 0) / 1e6).toFixed(2)}s`.padEnd(12)}${`${mib(mem?.currentBytes ?? 0)} / ${lim}`.padEnd(26)}${st.pids?.current ?? 0}\n`);
+      const limit = Number(mem?.limitBytes ?? 0);
+      const lim = limit > 0 ? mib(limit) : 'unlimited';
+      process.stdout.write(`${name.padEnd(24)}${`${(Number(cpu?.usageUsec ?? 0) / 1e6).toFixed(2)}s`.padEnd(12)}${`${mib(Number(mem?.currentBytes ?? 0))} / ${lim}`.padEnd(26)}${Number(st.pids?.current ?? 0)}\n`);
     }
     return 0;
   },

@@ -1,0 +1,62 @@
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, rmdirSync, statSync } from 'node:fs';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ensureGuestImage } from '../../src/guest-image/image.js';
+import { stopReplyDeadlineMs } from '../../src/sandbox/control-protocol.js';
+
+/**
+ * `vrun stop` on a real VM whose container ignores SIGTERM: SIGKILL after -t seconds, and the command returns
+ * within -t + a fixed bound. Also: what the guest writes into files on the host (console and container logs)
+ * is private to root.
+ */
+const root = path.resolve(import.meta.dirname, '../..');
+const runDir = mkdtempSync('/run/vrun-test-stop-');
+
+function vrun(args: string[]): Promise<{ status: number | null; stdout: string; stderr: string; ms: number }> {
+  const t0 = Date.now();
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [path.join(root, 'bin/vrun.js'), ...args], { env: { ...process.env, VRUN_RUN: runDir, VRUN_DEBUG: '' }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.on('close', (status) => resolve({ status, stdout, stderr, ms: Date.now() - t0 }));
+  });
+}
+
+describe('vrun stop against a container that traps SIGTERM (QEMU)', () => {
+  beforeAll(async () => {
+    await ensureGuestImage();
+  });
+  afterAll(async () => {
+    const ps = await vrun(['ps', '-aq']);
+    for (const id of ps.stdout.split('\n').filter(Boolean)) await vrun(['rm', '-f', id]);
+    rmSync(path.join(runDir, 'names'), { recursive: true, force: true });
+    rmSync(path.join(runDir, 'emulation-notice-shown'), { force: true });
+    // Bookkeeping only (jailed VMM ids, if that backend is in use): empty once every sandbox is gone.
+    rmSync(path.join(runDir, 'jail-ids'), { recursive: true, force: true });
+    rmdirSync(runDir);
+  });
+
+  it('kills it after -t 2 and returns within 2 s + the bound; its logs are 0600', async () => {
+    const d = await vrun(['run', '-d', 'busybox', 'sh', '-c', "trap '' TERM; echo up; sleep 1000"]);
+    expect(d.status, d.stderr).toBe(0);
+    const id = d.stdout.trim();
+    // The container is up once its first line is in the log.
+    const deadline = Date.now() + 120_000;
+    while (!(await vrun(['logs', id])).stdout.includes('up')) {
+      if (Date.now() > deadline) throw new Error('the container never said "up"');
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    for (const f of ['console.log', 'container.log']) expect(statSync(path.join(runDir, id, f)).mode & 0o777, f).toBe(0o600);
+
+    const r = await vrun(['stop', '-t', '2', id]);
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout).toBe(`${id}\n`);
+    expect(r.ms).toBeGreaterThanOrEqual(2000);
+    expect(r.ms).toBeLessThan(stopReplyDeadlineMs(2));
+    const info = JSON.parse((await vrun(['inspect', id])).stdout) as { State: { Status: string; ExitCode: number } }[];
+    expect(info[0]?.State).toMatchObject({ Status: 'exited', ExitCode: 137 });
+  });
+});
