@@ -102,6 +102,12 @@ export class Containers extends EventEmitter<{ oom: [{ containerId: string; oomK
   private readonly crunRoot: string;
   private readonly crun: CrunRunner;
   private readonly bundles: string;
+  /**
+   * crun's console sockets live apart from the bundles, under short names: a unix socket path holds 107 bytes,
+   * and a bundle path with two CRI ids (64 characters each) is longer than that.
+   */
+  private readonly consoleSockets: string;
+  private consoleSeq = 0;
   private oomTimer: NodeJS.Timeout | null = null;
 
   constructor(
@@ -112,12 +118,14 @@ export class Containers extends EventEmitter<{ oom: [{ containerId: string; oomK
     super();
     this.bundles = path.join(cfg.stateDir, 'containers');
     this.crunRoot = path.join(cfg.stateDir, 'crun');
+    this.consoleSockets = path.join(cfg.stateDir, 'cs');
     this.crun = crunRunner(cfg.crun, this.crunRoot, reaper);
   }
 
   async init(): Promise<void> {
     await mkdir(this.bundles, { recursive: true, mode: 0o700 });
     await mkdir(path.join(this.cfg.stateDir, 'crun'), { recursive: true, mode: 0o700 });
+    await mkdir(this.consoleSockets, { recursive: true, mode: 0o700 });
     await this.recover();
   }
 
@@ -304,7 +312,7 @@ export class Containers extends EventEmitter<{ oom: [{ containerId: string; oomK
     let io: ProcessIo;
     if (terminal) {
       const native = agentNative();
-      const sock = path.join(bundle, `${name}.console`);
+      const sock = path.join(this.consoleSockets, `${++this.consoleSeq}.sock`);
       const listenFd = native.fdListenUnix(sock);
       try {
         const master = native.fdRecvFromListener(listenFd, CONSOLE_TIMEOUT_MS);

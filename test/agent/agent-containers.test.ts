@@ -215,12 +215,13 @@ describe('agent on the host: containers through crun', () => {
     await client.removeContainer(c);
   });
 
-  it('runs an exec with its own terminal, whose resize is visible to stty size', async () => {
-    const c = id();
+  it('runs an exec with its own terminal, whose resize is visible to stty size (ids of CRI length)', async () => {
+    // CRI gives containers and execs 64-hex ids: no path made of them may outgrow a unix socket's 107 bytes.
+    const c = createHash('sha256').update(id()).digest('hex');
     const { client } = agent;
     await client.createContainer({ containerId: c, spec: busyboxSpec(['sleep', '1000']), rootfs });
     await client.startContainer(c);
-    const ref = { containerId: c, execId: 'tty1' };
+    const ref = { containerId: c, execId: createHash('sha256').update(`exec-${c}`).digest('hex') };
     await client.execProcess({ ...ref, process: { args: ['sh', '-c', 'read x; stty size; tty; echo got:$x'], env: ['PATH=/bin'] }, stdio: 'terminal' });
     const out = readAll(client.readOutput(ref, 'stdout'));
     // A terminal has no separate stderr: its stream ends at once, empty.
