@@ -24,6 +24,8 @@ type Unary = (req: unknown, md: grpc.Metadata, opts: grpc.CallOptions, cb: (err:
 export interface CriEnv {
   dir: string;
   logDir: string;
+  /** Imports an OCI archive into containerd's CRI namespace. */
+  importImage(archive: string): Promise<unknown>;
   /** Calls a RuntimeService method; resolves with the decoded response object. */
   call<T = Record<string, unknown>>(method: string, req: unknown, timeoutMs?: number): Promise<T>;
   log(): string;
@@ -141,6 +143,7 @@ export async function startCriEnv(): Promise<CriEnv> {
     dir,
     logDir,
     log,
+    importImage: (archive: string) => ctr('images', 'import', '--snapshotter', 'native', archive),
     call<T>(method: string, req: unknown, timeoutMs = 600_000): Promise<T> {
       const fn = (client as unknown as Record<string, Unary>)[method];
       if (!fn) throw new Error(`no CRI method ${method}`);

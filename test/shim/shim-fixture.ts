@@ -18,10 +18,14 @@ const SHIM_BIN = path.join(projectRoot(), 'bin', 'containerd-shim-vrun-v2.js');
 
 const sha = (b: Buffer): string => crypto.createHash('sha256').update(b).digest('hex');
 
-/** A one-layer OCI archive: busybox-static at /bin/busybox with the applets the tests call. */
-export function buildBusyboxArchive(dir: string, image = IMAGE, entrypoint?: string[]): string {
+/** A one-layer OCI archive: busybox-static at /bin/busybox with the applets the tests call (and `extraBins` in /bin). */
+export function buildBusyboxArchive(dir: string, image = IMAGE, entrypoint?: string[], extraBins: Record<string, string> = {}): string {
   const rootfs = path.join(dir, 'rootfs');
   fs.mkdirSync(path.join(rootfs, 'bin'), { recursive: true });
+  for (const [name, from] of Object.entries(extraBins)) {
+    fs.copyFileSync(from, path.join(rootfs, 'bin', name));
+    fs.chmodSync(path.join(rootfs, 'bin', name), 0o755);
+  }
   for (const d of ['proc', 'sys', 'dev', 'tmp', 'etc']) fs.mkdirSync(path.join(rootfs, d), { recursive: true });
   fs.copyFileSync('/bin/busybox', path.join(rootfs, 'bin', 'busybox'));
   fs.chmodSync(path.join(rootfs, 'bin', 'busybox'), 0o755);
