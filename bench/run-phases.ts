@@ -32,7 +32,7 @@ interface Inspect {
 
 async function crunBundle(dir: string): Promise<{ bundle: string; release(): Promise<void> }> {
   const bundle = path.join(dir, 'bundle');
-  const prepared = await prepareRootfs('busybox', `bench-crun-${process.pid}`, bundle);
+  const prepared = await prepareRootfs('busybox', `bench-crun-${process.pid}`, path.join(bundle, 'rootfs'));
   const spec = buildSpec(prepared.config, { args: ['true'] }, prepared.hostPath);
   // Host cgroups are hybrid here: crun runs only with a private cgroup2 mount and no cgroup namespace.
   spec.linux.namespaces = spec.linux.namespaces.filter((n) => n.type !== 'cgroup');
@@ -67,16 +67,23 @@ export async function run(): Promise<void> {
   const env = { ...process.env, VRUN_RUN: runDir };
   const phases: Record<string, number[]> = {};
   const totals: number[] = [];
+  // The jailer's cost: every run is paired with one whose QEMU runs unconfined (VRUN_JAIL=0), interleaved so
+  // both see the same host load.
+  const openPhases: Record<string, number[]> = {};
+  const openTotals: number[] = [];
+  const once = (name: string, runEnv: NodeJS.ProcessEnv, into: Record<string, number[]>, totalsInto: number[]) => {
+    const t = performance.now();
+    const r = vrun(['run', '--vm', '--name', name, 'busybox', 'true'], runEnv);
+    totalsInto.push(performance.now() - t);
+    if (r.status !== 0) throw new Error(`vrun run exited ${r.status}: ${r.stderr.trim()}`);
+    const info = (JSON.parse(vrun(['inspect', name], runEnv).stdout) as Inspect[])[0];
+    for (const [k, v] of Object.entries(info?.Sandbox.PhasesMs ?? {})) (into[k] ??= []).push(v);
+    vrun(['rm', '-f', name], runEnv);
+  };
   try {
     for (let i = 0; i < runs; i++) {
-      const name = `bench-${process.pid}-${i}`;
-      const t = performance.now();
-      const r = vrun(['run', '--vm', '--name', name, 'busybox', 'true'], env);
-      totals.push(performance.now() - t);
-      if (r.status !== 0) throw new Error(`vrun run exited ${r.status}: ${r.stderr.trim()}`);
-      const info = (JSON.parse(vrun(['inspect', name], env).stdout) as Inspect[])[0];
-      for (const [k, v] of Object.entries(info?.Sandbox.PhasesMs ?? {})) (phases[k] ??= []).push(v);
-      vrun(['rm', '-f', name], env);
+      once(`bench-${process.pid}-${i}`, env, phases, totals);
+      once(`bench-open-${process.pid}-${i}`, { ...env, VRUN_JAIL: '0' }, openPhases, openTotals);
     }
   } finally {
     rmSync(runDir, { recursive: true, force: true });
@@ -93,5 +100,12 @@ export async function run(): Promise<void> {
   process.stdout.write(`${row('CLI + sandbox process', totals.map((t, i) => t - (allPhases[i] ?? 0)))}\n`);
   process.stdout.write(`${row('total (CLI wall clock)', totals)}\n`);
   process.stdout.write(`${row('crun run on the host', crunTimes)}\n`);
+  process.stdout.write(`jailer's cost, the same runs with QEMU unconfined (VRUN_JAIL=0) interleaved:\n`);
+  process.stdout.write(`${row('vmmStart, unjailed', openPhases.vmmStart ?? [])}\n`);
+  process.stdout.write(`${row('teardown, unjailed', openPhases.teardown ?? [])}\n`);
+  process.stdout.write(`${row('total, unjailed', openTotals)}\n`);
+  process.stdout.write(
+    `ratio jailed/unjailed (p50): vmmStart ${(pct(phases.vmmStart ?? [], 50) / pct(openPhases.vmmStart ?? [], 50)).toFixed(2)}x (+${(pct(phases.vmmStart ?? [], 50) - pct(openPhases.vmmStart ?? [], 50)).toFixed(1)} ms), total ${(pct(totals, 50) / pct(openTotals, 50)).toFixed(2)}x\n`,
+  );
   process.stdout.write(`ratio vrun/crun (p50 total): ${(pct(totals, 50) / pct(crunTimes, 50)).toFixed(1)}x; guest boot is ${((pct(phases.guestBoot ?? [], 50) / pct(totals, 50)) * 100).toFixed(0)}% of the total\n`);
 }

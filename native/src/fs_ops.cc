@@ -205,7 +205,8 @@ class MountWorker : public Napi::AsyncWorker {
 };
 
 // fsMount(source, target, fstype, flags: string[], data): Promise<void>. Empty source, fstype or data pass NULL;
-// flags are names ("bind", "remount", "rdonly", "nosuid", "nodev", "noexec"), anything else is refused.
+// flags are names ("bind", "remount", "rdonly", "nosuid", "nodev", "noexec", "rec", "move", "private", "shared",
+// "slave"), anything else is refused.
 Napi::Value Mount(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const char* usage = "fsMount(source: string, target: string, fstype: string, flags: string[], data: string)";
@@ -213,8 +214,9 @@ Napi::Value Mount(const Napi::CallbackInfo& info) {
     if (!env.IsExceptionPending()) Napi::TypeError::New(env, usage).ThrowAsJavaScriptException();
     return env.Undefined();
   }
-  static const std::pair<const char*, unsigned long> kFlags[] = {{"bind", MS_BIND},     {"remount", MS_REMOUNT}, {"rdonly", MS_RDONLY},
-                                                                  {"nosuid", MS_NOSUID}, {"nodev", MS_NODEV},     {"noexec", MS_NOEXEC}};
+  static const std::pair<const char*, unsigned long> kFlags[] = {
+      {"bind", MS_BIND}, {"remount", MS_REMOUNT}, {"rdonly", MS_RDONLY},   {"nosuid", MS_NOSUID}, {"nodev", MS_NODEV}, {"noexec", MS_NOEXEC},
+      {"rec", MS_REC},   {"move", MS_MOVE},       {"private", MS_PRIVATE}, {"shared", MS_SHARED}, {"slave", MS_SLAVE}};
   unsigned long flags = 0;
   Napi::Array names = info[3].As<Napi::Array>();
   for (uint32_t i = 0; i < names.Length(); i++) {
@@ -244,9 +246,58 @@ Napi::Value Mount(const Napi::CallbackInfo& info) {
   return promise;
 }
 
+class UmountWorker : public Napi::AsyncWorker {
+ public:
+  UmountWorker(Napi::Env env, std::string target, int flags)
+      : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), target_(std::move(target)), flags_(flags) {}
+
+  Napi::Promise Promise() { return deferred_.Promise(); }
+
+ protected:
+  void Execute() override {
+    if (umount2(target_.c_str(), flags_) != 0) err_ = errno;
+  }
+
+  void OnOK() override {
+    if (err_ == 0) {
+      deferred_.Resolve(Env().Undefined());
+    } else {
+      deferred_.Reject(ErrnoError(Env(), err_, "umount2", target_).Value());
+    }
+  }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  std::string target_;
+  int flags_;
+  int err_ = 0;
+};
+
+// fsUmount(target, detach: boolean): Promise<void>. detach is MNT_DETACH (a lazy unmount); symlinks in the
+// last component are never followed (UMOUNT_NOFOLLOW).
+Napi::Value Umount(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const char* usage = "fsUmount(target: string, detach: boolean)";
+  if (!ArgsOk(info, usage, {napi_string, napi_boolean})) {
+    if (!env.IsExceptionPending()) Napi::TypeError::New(env, usage).ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  std::string target = info[0].As<Napi::String>().Utf8Value();
+  if (target.empty()) {
+    Napi::TypeError::New(env, "fsUmount: empty target").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  int flags = UMOUNT_NOFOLLOW | (info[1].As<Napi::Boolean>().Value() ? MNT_DETACH : 0);
+  auto* worker = new UmountWorker(env, target, flags);
+  Napi::Promise promise = worker->Promise();
+  worker->Queue();
+  return promise;
+}
+
 }  // namespace
 
 void InitFsOps(Napi::Env env, Napi::Object exports) {
+  exports.Set("fsUmount", Napi::Function::New(env, Umount));
   exports.Set("fsMknod", Napi::Function::New(env, Mknod));
   exports.Set("fsLsetxattr", Napi::Function::New(env, Lsetxattr));
   exports.Set("fsLgetxattr", Napi::Function::New(env, Lgetxattr));

@@ -1,11 +1,7 @@
-import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
-import { promisify } from 'node:util';
 import type { SandboxPids } from './state.js';
-
-const run = promisify(execFile);
 
 /**
  * Undoing a sandbox whatever state it was left in: its processes (only ones that still carry the sandbox's
@@ -66,8 +62,9 @@ export async function mountsUnder(dir: string): Promise<string[]> {
 }
 
 export async function unmountUnder(dir: string): Promise<void> {
+  const { umount } = await import('./host-mount.js');
   for (const mp of await mountsUnder(dir)) {
-    await run('umount', ['-l', mp]).catch(() => undefined);
+    await umount(mp, { detach: true }).catch(() => undefined);
   }
 }
 

@@ -1,12 +1,9 @@
-import { execFile } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { lstat, mkdir, readdir, rmdir, stat, unlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { promisify } from 'node:util';
-import { VrunError } from '../common/errors.js';
+import { VrunError, errorMessage } from '../common/errors.js';
 import { mountsUnder } from './cleanup.js';
-
-const run = promisify(execFile);
+import { mount, umount, type MountFlag } from './host-mount.js';
 
 /**
  * The directory tree a pod's virtiofsd serves to the guest, built so that a hostile guest (a privileged pod
@@ -32,21 +29,32 @@ const STAGE = 'share-stage';
 /** Mount flags for anything the guest can write. */
 export const GUEST_DATA_FLAGS = ['nosuid', 'nodev', 'noexec'] as const;
 /** The tree holds only directories and empty mount-point files: a small tmpfs bounds what it can hold. */
-const TREE_TMPFS = 'size=4m,nr_inodes=16384,mode=0755,nosuid,nodev,noexec';
+const TREE_TMPFS = 'size=4m,nr_inodes=16384,mode=0755';
 
 const REL_SEGMENT = /^[A-Za-z0-9_.-]{1,128}$/;
 
-async function mountCmd(args: string[], what: string): Promise<void> {
+async function mountStep(what: string, step: Promise<void>): Promise<void> {
   try {
-    await run('mount', args, { timeout: 30_000 });
+    await step;
   } catch (err) {
-    const e = err as { stderr?: string; message?: string };
-    throw new VrunError(`mounting ${what} failed: ${(e.stderr || e.message || String(err)).trim()}`);
+    throw new VrunError(`mounting ${what} failed: ${errorMessage(err)}`);
   }
 }
 
 async function umountLazy(target: string): Promise<void> {
-  await run('umount', ['-l', target]).catch(() => undefined);
+  await umount(target, { detach: true }).catch(() => undefined);
+}
+
+/** mount(8)'s -o list split into mount flags and the filesystem's own data (overlay's lowerdir=..., size=...). */
+function splitOptions(options: string[]): { flags: MountFlag[]; data: string } {
+  const flags: MountFlag[] = [];
+  const data: string[] = [];
+  for (const o of options) {
+    if (o === 'ro') flags.push('rdonly');
+    else if (o === 'nosuid' || o === 'nodev' || o === 'noexec') flags.push(o);
+    else if (o !== '' && o !== 'rw' && o !== 'suid' && o !== 'dev' && o !== 'exec') data.push(o);
+  }
+  return { flags, data: data.join(',') };
 }
 
 /** A path below the tree, made only of plain names: no `..`, no absolute parts, nothing the guest chose. */
@@ -101,14 +109,14 @@ export class GuestShare {
     await s.unmountTrees();
     for (const d of [s.hostRoot, s.servedDir, s.stageRoot]) await mkdir(d, { recursive: true, mode: 0o700 });
     try {
-      await mountCmd(['-t', 'tmpfs', '-o', TREE_TMPFS, 'vrun-share', s.hostRoot], "the pod's share");
+      await mountStep("the pod's share", mount('vrun-share', s.hostRoot, 'tmpfs', [...GUEST_DATA_FLAGS], TREE_TMPFS));
       // Its own peer group: mounts made here reach `share` (and virtiofsd's copy of it), nothing else.
-      await mountCmd(['--make-private', s.hostRoot], "the pod's share (private)");
-      await mountCmd(['--make-shared', s.hostRoot], "the pod's share (shared)");
-      await mountCmd(['--bind', s.hostRoot, s.servedDir], "the pod's served share");
-      await mountCmd(['-o', `remount,bind,ro,${GUEST_DATA_FLAGS.join(',')}`, s.servedDir], "the pod's served share (read-only)");
-      await mountCmd(['-t', 'tmpfs', '-o', 'size=64k,mode=0700,nosuid,nodev,noexec', 'vrun-stage', s.stageRoot], "the pod's mount stage");
-      await mountCmd(['--make-private', s.stageRoot], "the pod's mount stage (private)");
+      await mountStep("the pod's share (private)", mount('', s.hostRoot, '', ['private']));
+      await mountStep("the pod's share (shared)", mount('', s.hostRoot, '', ['shared']));
+      await mountStep("the pod's served share", mount(s.hostRoot, s.servedDir, '', ['bind']));
+      await mountStep("the pod's served share (read-only)", mount('', s.servedDir, '', ['remount', 'bind', 'rdonly', ...GUEST_DATA_FLAGS]));
+      await mountStep("the pod's mount stage", mount('vrun-stage', s.stageRoot, 'tmpfs', [...GUEST_DATA_FLAGS], 'size=64k,mode=0700'));
+      await mountStep("the pod's mount stage (private)", mount('', s.stageRoot, '', ['private']));
     } catch (err) {
       await s.unmountTrees();
       throw err;
@@ -134,8 +142,8 @@ export class GuestShare {
    */
   async mountFs(rel: string, type: string, source: string, options: string[], what: string): Promise<void> {
     const target = await this.mkdir(rel);
-    const opts = [...GUEST_DATA_FLAGS, ...options.filter((o) => o !== '')];
-    await mountCmd(['-t', type, '-o', opts.join(','), source, target], what);
+    const { flags, data } = splitOptions(options);
+    await mountStep(what, mount(source, target, type, [...GUEST_DATA_FLAGS, ...flags], data));
   }
 
   /**
@@ -165,10 +173,10 @@ export class GuestShare {
       await writeFile(target, '', { flag: 'a', mode: 0o644 });
     }
     try {
-      await mountCmd(['--rbind', source, staged], what);
-      await mountCmd(['--make-rslave', staged], `${what} (slave)`);
-      await mountCmd(['-o', `remount,bind,${opts.readonly ? 'ro' : 'rw'},${GUEST_DATA_FLAGS.join(',')}`, staged], `${what} (flags)`);
-      await mountCmd(['--move', staged, target], `${what} (into the share)`);
+      await mountStep(what, mount(source, staged, '', ['bind', 'rec']));
+      await mountStep(`${what} (slave)`, mount('', staged, '', ['slave', 'rec']));
+      await mountStep(`${what} (flags)`, mount('', staged, '', ['remount', 'bind', ...(opts.readonly ? (['rdonly'] as const) : []), ...GUEST_DATA_FLAGS]));
+      await mountStep(`${what} (into the share)`, mount(staged, target, '', ['move']));
     } catch (err) {
       await umountLazy(staged);
       throw err;
