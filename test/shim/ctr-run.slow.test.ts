@@ -3,7 +3,8 @@
  * without usable KVM) with vrun's guest kernel, and the containers run under crun inside it. The shim's
  * state goes to a run directory private to this test (VRUN_RUN), so "nothing left behind" is checkable.
  */
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -11,7 +12,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { taskServiceClient } from '../../src/shim/protocol/task-service.js';
 import { TtrpcClient } from '../../src/ttrpc/client.js';
 import { killAndUnmount, mountsUnder, processesNaming } from '../sandbox/leftovers.js';
-import { IMAGE, RUNTIME, startShimEnv, type ShimEnv } from './shim-fixture.js';
+import { IMAGE, NAMESPACE, RUNTIME, startShimEnv, type ShimEnv } from './shim-fixture.js';
 
 /** The state directory of the pod whose group id (the container id, for ctr) is `groupId`. */
 function podDirOf(shimDir: string, groupId: string): string | undefined {
@@ -139,6 +140,26 @@ describe('ctr drives tasks in VMs through the vrun shim', () => {
     expect(del.code, del.stderr).toBe(0);
     expect(del.stdout + del.stderr).toContain('137');
     await env.ctr(['containers', 'rm', 'long']);
+    await until('the pod directory and its processes to go away', () => !fs.existsSync(podDir) && processesNaming(podDir).length === 0, 30_000);
+  });
+
+  it('exec -t works with ids of CRI length: a 64-hex container and exec id (kubectl exec -it)', async () => {
+    const id = createHash('sha256').update(`tty-${process.pid}`).digest('hex');
+    const execId = createHash('sha256').update(`exec-${id}`).digest('hex');
+    const started = await run(id, ['sleep', '1000'], ['-d']);
+    expect(started.code, `${started.stderr}\n${diag()}`).toBe(0);
+    const podDir = podDirOf(shimDir, id) as string;
+    // ctr wants a terminal of its own for -t: script(1) gives it one.
+    const ctrArgs = ['ctr', '--address', env.ctd.address, '--namespace', NAMESPACE, 'task', 'exec', ...fifo(), '-t', '--exec-id', execId, id, 'sh', '-c', 'tty; echo exec-tty-ok'];
+    const quoted = ctrArgs.map((a) => `'${a.replaceAll("'", "'\\''")}'`).join(' ');
+    const r = spawnSync('script', ['-qec', quoted, '/dev/null'], { encoding: 'utf8', timeout: 300_000, input: '' });
+    expect(r.stdout, `${r.stdout}\n${r.stderr}\n${diag()}`).toMatch(/\/dev\/pts\/\d+/);
+    expect(r.stdout).toContain('exec-tty-ok');
+    expect(r.status).toBe(0);
+    await env.ctr(['task', 'kill', '--signal', 'SIGKILL', id]);
+    await until('the task to stop', async () => new RegExp(`${id}\\s+\\d+\\s+STOPPED`).test((await env.ctr(['task', 'ls'])).stdout));
+    await env.ctr(['task', 'delete', id]);
+    await env.ctr(['containers', 'rm', id]);
     await until('the pod directory and its processes to go away', () => !fs.existsSync(podDir) && processesNaming(podDir).length === 0, 30_000);
   });
 
