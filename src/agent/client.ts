@@ -160,7 +160,7 @@ const STDIO_WIRE = { pipes: 'STDIO_MODE_PIPES', terminal: 'STDIO_MODE_TERMINAL' 
 type UnaryMethod =
   | 'Health' | 'GuestDetails' | 'CreateContainer' | 'StartContainer' | 'ExecProcess' | 'SignalProcess' | 'WaitProcess'
   | 'CloseStdin' | 'ResizeTerminal' | 'ListProcesses' | 'Stats' | 'UpdateResources' | 'PauseContainer'
-  | 'ResumeContainer' | 'RemoveContainer' | 'MountShare' | 'CreateBusyboxRootfs' | 'SetHostname' | 'SetDns' | 'Shutdown';
+  | 'ResumeContainer' | 'RemoveContainer' | 'MountShare' | 'CreateBusyboxRootfs' | 'SetHostname' | 'SetDns' | 'SetSysctls' | 'Shutdown';
 type RequestOf<M extends UnaryMethod> = Parameters<AgentDefinition[M]['requestSerialize']>[0];
 type ResponseOf<M extends UnaryMethod> = ReturnType<AgentDefinition[M]['responseDeserialize']>;
 type UnaryFn = (req: unknown, options: grpc.CallOptions, cb: grpc.requestCallback<unknown>) => grpc.ClientUnaryCall;
@@ -458,6 +458,11 @@ export class AgentClient {
 
   async setDns(dns: DnsConfig): Promise<void> {
     await this.unary('SetDns', { nameservers: dns.nameservers, searches: dns.searches ?? [], options: dns.options ?? [] });
+  }
+
+  /** Kernel parameters for the whole guest (every container of the pod shares its namespaces). */
+  async setSysctls(sysctls: Record<string, string>): Promise<void> {
+    await this.unary('SetSysctls', { sysctls: Object.entries(sysctls).map(([key, value]) => ({ key, value })) });
   }
 
   /** Asks the agent to kill every container and exit; the guest then powers off. */

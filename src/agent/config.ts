@@ -24,9 +24,11 @@ export interface AgentConfig {
   busybox: string;
   /** SetHostname really sets the kernel hostname (guest, or a private UTS namespace on the host). */
   setKernelHostname: boolean;
+  /** Where SetSysctls writes: /proc/sys in the guest, a plain directory for agents run by host tests. */
+  procSysDir: string;
 }
 
-const USAGE = 'usage: agent [--socket PATH] [--state-dir DIR] [--share-dir DIR] [--port NAME] [--etc-dir DIR] [--no-kernel-hostname]';
+const USAGE = 'usage: agent [--socket PATH] [--state-dir DIR] [--share-dir DIR] [--port NAME] [--etc-dir DIR] [--proc-sys-dir DIR] [--no-kernel-hostname]';
 
 export function parseAgentConfig(argv: string[], env: NodeJS.ProcessEnv): AgentConfig {
   const stateDir = env.VRUN_AGENT_STATE_DIR ?? '/run/vrun-agent';
@@ -41,6 +43,7 @@ export function parseAgentConfig(argv: string[], env: NodeJS.ProcessEnv): AgentC
     etcDir: env.VRUN_AGENT_ETC_DIR ?? '/etc',
     busybox: env.VRUN_AGENT_BUSYBOX ?? '/bin/busybox',
     setKernelHostname: true,
+    procSysDir: env.VRUN_AGENT_PROC_SYS_DIR ?? '/proc/sys',
   };
   let socketGiven = env.VRUN_AGENT_SOCKET !== undefined;
   for (let i = 0; i < argv.length; i++) {
@@ -60,6 +63,7 @@ export function parseAgentConfig(argv: string[], env: NodeJS.ProcessEnv): AgentC
       case '--etc-dir': cfg.etcDir = value; break;
       case '--cgroup-root': cfg.cgroupRoot = value; break;
       case '--busybox': cfg.busybox = value; break;
+      case '--proc-sys-dir': cfg.procSysDir = value; break;
       default: throw new VrunError(`unknown flag ${flag}; ${USAGE}`);
     }
   }

@@ -1,4 +1,4 @@
-/** Pod-level guest setup requests: shares, a busybox rootfs, hostname, DNS. */
+/** Pod-level guest setup requests: shares, a busybox rootfs, hostname, DNS, sysctls. */
 import { copyFile, mkdir, symlink, writeFile, chmod } from 'node:fs/promises';
 import path from 'node:path';
 import { status } from '@grpc/grpc-js';
@@ -70,6 +70,31 @@ export async function setHostname(cfg: AgentConfig, hostname: string): Promise<v
   if (cfg.setKernelHostname) await run('hostname', [hostname]);
   await writeFile(path.join(cfg.etcDir, 'hostname'), `${hostname}\n`);
   await writeFile(path.join(cfg.etcDir, 'hosts'), `127.0.0.1 localhost\n::1 localhost\n127.0.1.1 ${hostname}\n`);
+}
+
+/** A sysctl name as CRI and sysctl(8) spell it: dotted words (a slash form is refused, never a path). */
+const SYSCTL_KEY = /^[a-z0-9_]+(\.[A-Za-z0-9_-]+)+$/;
+const MAX_SYSCTLS = 64;
+const MAX_SYSCTL_VALUE = 4096;
+
+/**
+ * Writes each key under /proc/sys (dots become slashes). All are checked before any is written, so a bad
+ * request changes nothing; a write the kernel refuses names the key and the kernel's reason.
+ */
+export async function setSysctls(cfg: AgentConfig, sysctls: { key: string; value: string }[]): Promise<void> {
+  if (sysctls.length > MAX_SYSCTLS) throw invalid(`too many sysctls (${sysctls.length}, at most ${MAX_SYSCTLS})`);
+  for (const { key, value } of sysctls) {
+    if (!SYSCTL_KEY.test(key) || key.length > 256) throw invalid(`sysctl name ${JSON.stringify(key.slice(0, 80))} is not valid`);
+    if (value.length > MAX_SYSCTL_VALUE || /[\0\n]/.test(value)) throw invalid(`sysctl ${key}: the value is longer than ${MAX_SYSCTL_VALUE} characters or holds a NUL or newline`);
+  }
+  for (const { key, value } of sysctls) {
+    try {
+      await writeFile(path.join(cfg.procSysDir, ...key.split('.')), value, { flag: 'r+' });
+    } catch (err) {
+      const e = err as NodeJS.ErrnoException;
+      throw new RpcError(e.code === 'ENOENT' ? status.INVALID_ARGUMENT : status.FAILED_PRECONDITION, `sysctl ${key}=${value.slice(0, 80)}: ${e.code === 'ENOENT' ? 'the guest kernel has no such parameter' : e.message}`);
+    }
+  }
 }
 
 export async function setDns(cfg: AgentConfig, req: { nameservers: string[]; searches: string[]; options: string[] }): Promise<void> {

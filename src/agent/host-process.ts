@@ -18,6 +18,7 @@ export interface HostAgent {
   socketPath: string;
   shareDir: string;
   etcDir: string;
+  procSysDir: string;
   /** The agent process (a new one after restart()). */
   child: ChildProcess;
   /** Everything the agent printed (stdout + stderr), across restarts. */
@@ -35,12 +36,15 @@ export async function startHostAgent(): Promise<HostAgent> {
   const socketPath = path.join(dir, 'agent.sock');
   const shareDir = path.join(dir, 'share');
   const etcDir = path.join(dir, 'etc');
+  // Host tests never write the host's /proc/sys: SetSysctls goes to a directory shaped like it.
+  const procSysDir = path.join(dir, 'proc-sys');
   const agent = path.join(projectRoot(), 'bin', 'vrun-agent.js');
   const script = [
     'set -e',
     'mount -t cgroup2 none /sys/fs/cgroup',
-    `mkdir -p ${etcDir}`,
-    `exec "${process.execPath}" ${agent} --socket ${socketPath} --state-dir ${path.join(dir, 'state')} --share-dir ${shareDir} --etc-dir ${etcDir}`,
+    `mkdir -p ${etcDir} ${procSysDir}/kernel`,
+    `echo 0 > ${procSysDir}/kernel/shm_rmid_forced`,
+    `exec "${process.execPath}" ${agent} --socket ${socketPath} --state-dir ${path.join(dir, 'state')} --share-dir ${shareDir} --etc-dir ${etcDir} --proc-sys-dir ${procSysDir}`,
   ].join('\n');
   let out = '';
   const launch = async (): Promise<ChildProcess> => {
@@ -83,6 +87,7 @@ export async function startHostAgent(): Promise<HostAgent> {
     socketPath,
     shareDir,
     etcDir,
+    procSysDir,
     child,
     output: () => out,
     async restart() {

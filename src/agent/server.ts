@@ -16,7 +16,7 @@ import type { Containers, StdioKind } from './containers.js';
 import type { AgentHandlers } from './generated/vrun/agent/v1/Agent.js';
 import type { StdioMode__Output } from './generated/vrun/agent/v1/StdioMode.js';
 import type { WriteStdinRequest__Output } from './generated/vrun/agent/v1/WriteStdinRequest.js';
-import { createBusyboxRootfs, mountShare, setDns, setHostname } from './guest-setup.js';
+import { createBusyboxRootfs, mountShare, setDns, setHostname, setSysctls } from './guest-setup.js';
 import { runTracked } from './own-children.js';
 import type { ProcessIo } from './process-io.js';
 import { sendWireChunksUncopied } from './framed-output-send.js';
@@ -217,6 +217,10 @@ export function createAgentServer(s: AgentServices): grpc.Server {
     }),
     SetDns: unary('SetDns', async (r) => {
       await setDns(s.cfg, r);
+      return {};
+    }),
+    SetSysctls: unary('SetSysctls', async (r) => {
+      await setSysctls(s.cfg, r.sysctls);
       return {};
     }),
     Shutdown: unary('Shutdown', async () => {

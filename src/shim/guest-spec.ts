@@ -19,6 +19,44 @@ export interface GuestSpec {
   spec: OciSpec;
   binds: HostBind[];
   terminal: boolean;
+  /**
+   * For a CRI pod's sandbox container: what belongs to the whole pod, i.e. to the guest, whose namespaces every
+   * container of the pod shares (their namespace paths are dropped below): its hostname and sysctls.
+   */
+  pod?: { hostname?: string; sysctls: Record<string, string> };
+}
+
+const CRI_CONTAINER_TYPE = 'io.kubernetes.cri.container-type';
+
+/**
+ * What a VM cannot honour, refused by name instead of run with another meaning: the host's namespaces are on
+ * the other side of the VM boundary, and so is mount propagation back to the host.
+ */
+function refuseHostOnly(linux: Record<string, unknown>, mounts: { destination: string; options?: string[] }[], isSandbox: boolean): void {
+  if (isSandbox) {
+    const types = new Set((Array.isArray(linux.namespaces) ? linux.namespaces : []).map((n: unknown) => (isObject(n) ? n.type : undefined)));
+    const hostOnly: [string, string][] = [
+      ['network', 'hostNetwork'],
+      ['pid', 'hostPID'],
+      ['ipc', 'hostIPC'],
+    ];
+    for (const [ns, field] of hostOnly) {
+      if (!types.has(ns)) {
+        throw new TtrpcError(Code.INVALID_ARGUMENT, `vrun cannot run a pod with ${field}: true: the pod runs in its own VM, and the host's ${ns} namespace is on the other side of the VM boundary`);
+      }
+    }
+  }
+  for (const m of mounts) {
+    if (m.options?.some((o) => o === 'rshared' || o === 'shared')) {
+      throw new TtrpcError(Code.INVALID_ARGUMENT, `vrun cannot propagate mounts from the container back to the host (mountPropagation: Bidirectional on ${m.destination}): the container runs in its own VM`);
+    }
+  }
+}
+
+function stringRecord(v: unknown, what: string): Record<string, string> {
+  if (v === undefined) return {};
+  if (!isObject(v) || !Object.values(v).every((x) => typeof x === 'string')) throw invalid(`${what} must be an object of strings`);
+  return v as Record<string, string>;
 }
 
 /** Filesystem types the guest kernel makes itself: never host paths. */
@@ -89,8 +127,18 @@ export function guestSpecFromBundle(configJson: string): GuestSpec {
   // container of the pod shares the guest's own namespace of that type instead.
   const namespaces = Array.isArray(linux.namespaces) ? linux.namespaces : [];
   const guestNamespaces = namespaces.filter((n: unknown) => isObject(n) && typeof n.type === 'string' && n.path === undefined);
+  const annotations = isObject(raw.annotations) ? raw.annotations : {};
+  const isSandbox = annotations[CRI_CONTAINER_TYPE] === 'sandbox';
+  refuseHostOnly(linux, mounts, isSandbox);
   const { namespaces: _n, mountLabel: _m, cgroupsPath: _c, ...linuxRest } = linux;
   const { hooks: _h, ...specRest } = raw;
+  let pod: GuestSpec['pod'];
+  if (isSandbox) {
+    if (raw.hostname !== undefined && typeof raw.hostname !== 'string') throw invalid('hostname must be a string');
+    pod = { hostname: raw.hostname || undefined, sysctls: stringRecord(linux.sysctl, 'linux.sysctl') };
+    // The guest gets them (SetSysctls), so the sandbox's own crun has nothing to check them against.
+    delete linuxRest.sysctl;
+  }
   const spec: OciSpec = {
     ...specRest,
     ociVersion: typeof raw.ociVersion === 'string' ? raw.ociVersion : '1.0.2',
@@ -98,5 +146,5 @@ export function guestSpecFromBundle(configJson: string): GuestSpec {
     mounts,
     linux: { ...linuxRest, namespaces: guestNamespaces },
   };
-  return { spec, binds, terminal: process.terminal === true };
+  return { spec, binds, terminal: process.terminal === true, ...(pod ? { pod } : {}) };
 }

@@ -258,6 +258,12 @@ export class VrunTasks implements ShimTaskService {
         const booted = await pod;
         vm = booted.vm;
         const share = await (this.share as Promise<GuestShare>);
+        if (guest.pod) {
+          // The pod's hostname and sysctls belong to the guest, whose uts, ipc and net namespaces every
+          // container of the pod shares.
+          if (guest.pod.hostname) await vm.agent.setHostname(guest.pod.hostname);
+          if (Object.keys(guest.pod.sysctls).length > 0) await vm.agent.setSysctls(guest.pod.sysctls);
+        }
         await mountRootfs(share, req.id, req.rootfs, path.join(req.bundle, 'rootfs'));
         const guestDir = `${booted.guestShare}/${req.id}`;
         for (const b of guest.binds) {

@@ -141,4 +141,22 @@ describe('agent on the host: hostile requests', () => {
     expect(await readFile(path.join(agent.etcDir, 'resolv.conf'), 'utf8')).toBe('nameserver 10.0.0.2\nsearch svc.local\n');
     expect(await readFile(path.join(agent.etcDir, 'hostname'), 'utf8')).toBe('pod-1\n');
   });
+
+  it('refuses bad sysctls before writing any, names a missing one, and writes good ones', async () => {
+    const { readFile } = await import('node:fs/promises');
+    const file = path.join(agent.procSysDir, 'kernel', 'shm_rmid_forced');
+    const bads: Record<string, string>[] = [{ '../../etc/passwd': 'x' }, { 'kernel/shm_rmid_forced': '1' }, { 'kernel.shm_rmid_forced': '1\nkernel.x' }, { kernel: '1' }];
+    for (const bad of bads) {
+      expect((await refusal(agent.client.setSysctls({ 'kernel.shm_rmid_forced': '1', ...bad }))).code).toBe(grpc.status.INVALID_ARGUMENT);
+    }
+    const many = Object.fromEntries(Array.from({ length: 65 }, (_, i) => [`kernel.k${i}`, '1']));
+    expect((await refusal(agent.client.setSysctls(many))).code).toBe(grpc.status.INVALID_ARGUMENT);
+    expect(await readFile(file, 'utf8')).toBe('0\n');
+    const missing = await refusal(agent.client.setSysctls({ 'kernel.no_such_parameter': '1' }));
+    expect(missing.code).toBe(grpc.status.INVALID_ARGUMENT);
+    expect(missing.message).toContain('kernel.no_such_parameter');
+    await agent.client.setSysctls({ 'kernel.shm_rmid_forced': '1' });
+    // Written in place as /proc/sys takes it (never created, never truncated): over this file's "0\n".
+    expect(await readFile(file, 'utf8')).toBe('1\n');
+  });
 });

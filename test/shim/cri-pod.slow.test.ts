@@ -112,4 +112,47 @@ describe('a pod through CRI with the vrun runtime handler', () => {
     expect(mountsUnder(runDir)).toEqual([]);
     expect(fs.readdirSync(path.join(runDir, 'shim'))).toEqual([]);
   });
+
+  it('gives every container the pod\'s hostname and sysctls, "unsafe" ones too: the pod has its own kernel', async () => {
+    const config = {
+      ...sandboxConfig(),
+      metadata: { name: 'vrun-settings', uid: 'uid-vrun-settings', namespace: 'default', attempt: 0 },
+      hostname: 'settings-host',
+      linux: { sysctls: { 'kernel.shm_rmid_forced': '1', 'kernel.msgmax': '12345' } },
+    };
+    const sandbox = await env.call<{ podSandboxId: string }>('RunPodSandbox', { config, runtimeHandler: 'vrun' });
+    podId = sandbox.podSandboxId;
+    const created = await env.call<{ containerId: string }>('CreateContainer', {
+      podSandboxId: podId,
+      config: { metadata: { name: 'app' }, image: { image: IMAGE }, command: ['sleep', '100000'], logPath: 'settings-app.log' },
+      sandboxConfig: config,
+    });
+    await env.call('StartContainer', { containerId: created.containerId });
+    const r = await env.call<ExecResult>('ExecSync', {
+      containerId: created.containerId,
+      cmd: ['sh', '-c', 'hostname; cat /etc/hostname /proc/sys/kernel/shm_rmid_forced /proc/sys/kernel/msgmax'],
+      timeout: 120,
+    });
+    expect(r.exitCode, r.stderr.toString()).toBe(0);
+    expect(r.stdout.toString().split('\n')).toEqual(['settings-host', 'settings-host', '1', '12345', '']);
+    await env.call('StopPodSandbox', { podSandboxId: podId });
+    await env.call('RemovePodSandbox', { podSandboxId: podId });
+    podId = '';
+  });
+
+  it('refuses hostNetwork, hostPID and hostIPC by name instead of running the pod with another meaning', async () => {
+    for (const [field, option] of [['hostNetwork', 'network'], ['hostPID', 'pid'], ['hostIPC', 'ipc']] as const) {
+      const config = {
+        ...sandboxConfig(),
+        metadata: { name: `vrun-${option}`, uid: `uid-vrun-${option}`, namespace: 'default', attempt: 0 },
+        linux: { securityContext: { namespaceOptions: { [option]: 'NODE' } } },
+      };
+      const err = await env.call('RunPodSandbox', { config, runtimeHandler: 'vrun' }).then(
+        () => undefined,
+        (e: Error) => e,
+      );
+      expect(err?.message, `${field} was not refused`).toContain(`pod with ${field}: true`);
+    }
+    expect(processesNaming(path.join(runDir, 'shim'))).toEqual([]);
+  });
 });

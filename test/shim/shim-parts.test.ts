@@ -63,6 +63,23 @@ describe('guest spec from a bundle config.json', () => {
     ]);
   });
 
+  it('hands a CRI sandbox\'s hostname and sysctls to the pod (the guest), and refuses what a VM cannot honour', () => {
+    const sandbox = (linux: Record<string, unknown>, extra: Record<string, unknown> = {}) =>
+      JSON.stringify({ ...baseSpec, hostname: 'web-0', annotations: { 'io.kubernetes.cri.container-type': 'sandbox' }, linux: { ...baseSpec.linux, ...linux }, ...extra });
+    const withIpc = { namespaces: [...baseSpec.linux.namespaces, { type: 'ipc' }], sysctl: { 'kernel.shm_rmid_forced': '1', 'kernel.msgmax': '65536' } };
+    const g = guestSpecFromBundle(sandbox(withIpc));
+    expect(g.pod).toEqual({ hostname: 'web-0', sysctls: { 'kernel.shm_rmid_forced': '1', 'kernel.msgmax': '65536' } });
+    expect((g.spec.linux as { sysctl?: unknown }).sysctl).toBeUndefined();
+    // An app container of the pod: nothing pod-level, nothing refused for lacking namespaces.
+    expect(guestSpecFromBundle(JSON.stringify(baseSpec)).pod).toBeUndefined();
+    const nsWithout = (type: string) => withIpc.namespaces.filter((n) => n.type !== type);
+    expect(() => guestSpecFromBundle(sandbox({ namespaces: nsWithout('network') }))).toThrow(/pod with hostNetwork: true/);
+    expect(() => guestSpecFromBundle(sandbox({ namespaces: nsWithout('pid') }))).toThrow(/pod with hostPID: true/);
+    expect(() => guestSpecFromBundle(sandbox({ namespaces: nsWithout('ipc') }))).toThrow(/pod with hostIPC: true/);
+    const shared = { mounts: [{ destination: '/mnt/out', type: 'bind', source: '/srv/out', options: ['rbind', 'rshared'] }] };
+    expect(() => guestSpecFromBundle(JSON.stringify({ ...baseSpec, ...shared }))).toThrow(/Bidirectional on \/mnt\/out/);
+  });
+
   it('names what is malformed', () => {
     const bad = (patch: Record<string, unknown>) => () => guestSpecFromBundle(JSON.stringify({ ...baseSpec, ...patch }));
     expect(() => guestSpecFromBundle('{nope')).toThrow(/bundle config.json: not valid JSON/);

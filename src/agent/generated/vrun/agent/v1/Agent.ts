@@ -34,6 +34,8 @@ import type { SetDnsRequest as _vrun_agent_v1_SetDnsRequest, SetDnsRequest__Outp
 import type { SetDnsResponse as _vrun_agent_v1_SetDnsResponse, SetDnsResponse__Output as _vrun_agent_v1_SetDnsResponse__Output } from '../../../vrun/agent/v1/SetDnsResponse.js';
 import type { SetHostnameRequest as _vrun_agent_v1_SetHostnameRequest, SetHostnameRequest__Output as _vrun_agent_v1_SetHostnameRequest__Output } from '../../../vrun/agent/v1/SetHostnameRequest.js';
 import type { SetHostnameResponse as _vrun_agent_v1_SetHostnameResponse, SetHostnameResponse__Output as _vrun_agent_v1_SetHostnameResponse__Output } from '../../../vrun/agent/v1/SetHostnameResponse.js';
+import type { SetSysctlsRequest as _vrun_agent_v1_SetSysctlsRequest, SetSysctlsRequest__Output as _vrun_agent_v1_SetSysctlsRequest__Output } from '../../../vrun/agent/v1/SetSysctlsRequest.js';
+import type { SetSysctlsResponse as _vrun_agent_v1_SetSysctlsResponse, SetSysctlsResponse__Output as _vrun_agent_v1_SetSysctlsResponse__Output } from '../../../vrun/agent/v1/SetSysctlsResponse.js';
 import type { ShutdownRequest as _vrun_agent_v1_ShutdownRequest, ShutdownRequest__Output as _vrun_agent_v1_ShutdownRequest__Output } from '../../../vrun/agent/v1/ShutdownRequest.js';
 import type { ShutdownResponse as _vrun_agent_v1_ShutdownResponse, ShutdownResponse__Output as _vrun_agent_v1_ShutdownResponse__Output } from '../../../vrun/agent/v1/ShutdownResponse.js';
 import type { SignalProcessRequest as _vrun_agent_v1_SignalProcessRequest, SignalProcessRequest__Output as _vrun_agent_v1_SignalProcessRequest__Output } from '../../../vrun/agent/v1/SignalProcessRequest.js';
@@ -191,6 +193,15 @@ export interface AgentClient extends grpc.Client {
   setHostname(argument: _vrun_agent_v1_SetHostnameRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_vrun_agent_v1_SetHostnameResponse__Output>): grpc.ClientUnaryCall;
   setHostname(argument: _vrun_agent_v1_SetHostnameRequest, callback: grpc.requestCallback<_vrun_agent_v1_SetHostnameResponse__Output>): grpc.ClientUnaryCall;
   
+  SetSysctls(argument: _vrun_agent_v1_SetSysctlsRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_vrun_agent_v1_SetSysctlsResponse__Output>): grpc.ClientUnaryCall;
+  SetSysctls(argument: _vrun_agent_v1_SetSysctlsRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_vrun_agent_v1_SetSysctlsResponse__Output>): grpc.ClientUnaryCall;
+  SetSysctls(argument: _vrun_agent_v1_SetSysctlsRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_vrun_agent_v1_SetSysctlsResponse__Output>): grpc.ClientUnaryCall;
+  SetSysctls(argument: _vrun_agent_v1_SetSysctlsRequest, callback: grpc.requestCallback<_vrun_agent_v1_SetSysctlsResponse__Output>): grpc.ClientUnaryCall;
+  setSysctls(argument: _vrun_agent_v1_SetSysctlsRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_vrun_agent_v1_SetSysctlsResponse__Output>): grpc.ClientUnaryCall;
+  setSysctls(argument: _vrun_agent_v1_SetSysctlsRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_vrun_agent_v1_SetSysctlsResponse__Output>): grpc.ClientUnaryCall;
+  setSysctls(argument: _vrun_agent_v1_SetSysctlsRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_vrun_agent_v1_SetSysctlsResponse__Output>): grpc.ClientUnaryCall;
+  setSysctls(argument: _vrun_agent_v1_SetSysctlsRequest, callback: grpc.requestCallback<_vrun_agent_v1_SetSysctlsResponse__Output>): grpc.ClientUnaryCall;
+  
   Shutdown(argument: _vrun_agent_v1_ShutdownRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_vrun_agent_v1_ShutdownResponse__Output>): grpc.ClientUnaryCall;
   Shutdown(argument: _vrun_agent_v1_ShutdownRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_vrun_agent_v1_ShutdownResponse__Output>): grpc.ClientUnaryCall;
   Shutdown(argument: _vrun_agent_v1_ShutdownRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_vrun_agent_v1_ShutdownResponse__Output>): grpc.ClientUnaryCall;
@@ -291,6 +302,8 @@ export interface AgentHandlers extends grpc.UntypedServiceImplementation {
   
   SetHostname: grpc.handleUnaryCall<_vrun_agent_v1_SetHostnameRequest__Output, _vrun_agent_v1_SetHostnameResponse>;
   
+  SetSysctls: grpc.handleUnaryCall<_vrun_agent_v1_SetSysctlsRequest__Output, _vrun_agent_v1_SetSysctlsResponse>;
+  
   Shutdown: grpc.handleUnaryCall<_vrun_agent_v1_ShutdownRequest__Output, _vrun_agent_v1_ShutdownResponse>;
   
   SignalProcess: grpc.handleUnaryCall<_vrun_agent_v1_SignalProcessRequest__Output, _vrun_agent_v1_SignalProcessResponse>;
@@ -325,6 +338,7 @@ export interface AgentDefinition extends grpc.ServiceDefinition {
   ResumeContainer: MethodDefinition<_vrun_agent_v1_ResumeContainerRequest, _vrun_agent_v1_ResumeContainerResponse, _vrun_agent_v1_ResumeContainerRequest__Output, _vrun_agent_v1_ResumeContainerResponse__Output>
   SetDns: MethodDefinition<_vrun_agent_v1_SetDnsRequest, _vrun_agent_v1_SetDnsResponse, _vrun_agent_v1_SetDnsRequest__Output, _vrun_agent_v1_SetDnsResponse__Output>
   SetHostname: MethodDefinition<_vrun_agent_v1_SetHostnameRequest, _vrun_agent_v1_SetHostnameResponse, _vrun_agent_v1_SetHostnameRequest__Output, _vrun_agent_v1_SetHostnameResponse__Output>
+  SetSysctls: MethodDefinition<_vrun_agent_v1_SetSysctlsRequest, _vrun_agent_v1_SetSysctlsResponse, _vrun_agent_v1_SetSysctlsRequest__Output, _vrun_agent_v1_SetSysctlsResponse__Output>
   Shutdown: MethodDefinition<_vrun_agent_v1_ShutdownRequest, _vrun_agent_v1_ShutdownResponse, _vrun_agent_v1_ShutdownRequest__Output, _vrun_agent_v1_ShutdownResponse__Output>
   SignalProcess: MethodDefinition<_vrun_agent_v1_SignalProcessRequest, _vrun_agent_v1_SignalProcessResponse, _vrun_agent_v1_SignalProcessRequest__Output, _vrun_agent_v1_SignalProcessResponse__Output>
   StartContainer: MethodDefinition<_vrun_agent_v1_StartContainerRequest, _vrun_agent_v1_StartContainerResponse, _vrun_agent_v1_StartContainerRequest__Output, _vrun_agent_v1_StartContainerResponse__Output>
