@@ -1,4 +1,4 @@
-import { spawn } from 'node:child_process';
+import { vrun as vrunIn } from './fake-sandbox.js';
 import { mkdtempSync, rmSync, rmdirSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -10,20 +10,9 @@ import { stopReplyDeadlineMs } from '../../src/sandbox/control-protocol.js';
  * within -t + a fixed bound. Also: what the guest writes into files on the host (console and container logs)
  * is private to root.
  */
-const root = path.resolve(import.meta.dirname, '../..');
 const runDir = mkdtempSync('/run/vrun-test-stop-');
 
-function vrun(args: string[]): Promise<{ status: number | null; stdout: string; stderr: string; ms: number }> {
-  const t0 = Date.now();
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [path.join(root, 'bin/vrun.js'), ...args], { env: { ...process.env, VRUN_RUN: runDir, VRUN_DEBUG: '' }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    child.on('close', (status) => resolve({ status, stdout, stderr, ms: Date.now() - t0 }));
-  });
-}
+const vrun = (args: string[]) => vrunIn(runDir, args);
 
 describe('vrun stop against a container that traps SIGTERM (QEMU)', () => {
   beforeAll(async () => {

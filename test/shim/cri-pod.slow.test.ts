@@ -7,7 +7,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { killAndUnmount, mountsUnder, processesNaming } from '../sandbox/leftovers.js';
 import { IMAGE, startCriEnv, type CriEnv } from './cri-fixture.js';
 
@@ -113,6 +113,16 @@ describe('a pod through CRI with the vrun runtime handler', () => {
     expect(fs.readdirSync(path.join(runDir, 'shim'))).toEqual([]);
   });
 
+  /** Stops and removes the test's current pod, also after a failed assertion, so the next test starts clean. */
+  async function endPod(): Promise<void> {
+    if (!podId) return;
+    const id = podId;
+    podId = '';
+    await env.call('StopPodSandbox', { podSandboxId: id });
+    await env.call('RemovePodSandbox', { podSandboxId: id });
+  }
+  afterEach(() => endPod().catch(() => undefined));
+
   it('gives every container the pod\'s hostname and sysctls, "unsafe" ones too: the pod has its own kernel', async () => {
     const config = {
       ...sandboxConfig(),
@@ -135,9 +145,53 @@ describe('a pod through CRI with the vrun runtime handler', () => {
     });
     expect(r.exitCode, r.stderr.toString()).toBe(0);
     expect(r.stdout.toString().split('\n')).toEqual(['settings-host', 'settings-host', '1', '12345', '']);
-    await env.call('StopPodSandbox', { podSandboxId: podId });
-    await env.call('RemovePodSandbox', { podSandboxId: podId });
-    podId = '';
+    await endPod();
+  });
+
+  it('gives a privileged container, and one with NET_ADMIN added, the guest kernel\'s bridges and tun; without NET_ADMIN the kernel says no', async () => {
+    const config = {
+      ...sandboxConfig(),
+      metadata: { name: 'vrun-privileged', uid: 'uid-vrun-privileged', namespace: 'default', attempt: 0 },
+      linux: { securityContext: { privileged: true } },
+    };
+    const sandbox = await env.call<{ podSandboxId: string }>('RunPodSandbox', { config, runtimeHandler: 'vrun' });
+    podId = sandbox.podSandboxId;
+    const container = async (name: string, securityContext: Record<string, unknown>) => {
+      const created = await env.call<{ containerId: string }>('CreateContainer', {
+        podSandboxId: podId,
+        config: { metadata: { name }, image: { image: IMAGE }, command: ['sleep', '100000'], logPath: `${name}.log`, linux: { securityContext } },
+        sandboxConfig: config,
+      });
+      await env.call('StartContainer', { containerId: created.containerId });
+      return created.containerId;
+    };
+    const sh = (id: string, script: string) => env.call<ExecResult>('ExecSync', { containerId: id, cmd: ['sh', '-c', script], timeout: 120 });
+    const capEff = async (id: string) => BigInt(`0x${/CapEff:\s+([0-9a-f]+)/.exec((await sh(id, 'cat /proc/self/status')).stdout.toString())?.[1] ?? '0'}`);
+
+    const bit = (...caps: number[]) => caps.reduce((m, c) => m | (1n << BigInt(c)), 0n);
+    const privileged = await container('privileged', { privileged: true });
+    const p = await sh(privileged, 'busybox brctl addbr br-x && busybox ip link set br-x up && busybox tunctl -t tap-x && busybox ip link show tap-x && echo privileged-ok');
+    expect(p.exitCode, `${p.stdout}${p.stderr}`).toBe(0);
+    expect(p.stdout.toString()).toContain('privileged-ok');
+    // Every capability containerd grants a privileged container: those of its own process (all of them on an
+    // ordinary host; this one withholds CAP_SYS_RESOURCE from everything), within the guest kernel's 0..40.
+    const hostCaps = BigInt(`0x${/CapEff:\s+([0-9a-f]+)/.exec(fs.readFileSync('/proc/self/status', 'utf8'))?.[1] ?? '0'}`);
+    expect(await capEff(privileged)).toBe(hostCaps & ((1n << 41n) - 1n));
+    expect(await capEff(privileged)).toBeGreaterThan(bit(0, 1, 3, 4, 5, 6, 7, 8, 10, 12, 13, 18, 21, 27, 29, 31));
+
+    const netAdmin = await container('net-admin', { capabilities: { addCapabilities: ['NET_ADMIN'], dropCapabilities: ['CHOWN'] } });
+    const n = await sh(netAdmin, 'busybox brctl addbr br-y && busybox ip link set br-y up && echo net-admin-ok');
+    expect(n.exitCode, `${n.stdout}${n.stderr}`).toBe(0);
+    // containerd's default set, less CHOWN, plus NET_ADMIN: exactly.
+    const defaults = bit(0, 1, 3, 4, 5, 6, 7, 8, 10, 13, 18, 27, 29, 31);
+    expect(await capEff(netAdmin)).toBe((defaults & ~bit(0)) | bit(12));
+
+    const plain = await container('plain', {});
+    const r = await sh(plain, 'busybox brctl addbr br-z');
+    expect(r.exitCode).not.toBe(0);
+    expect(r.stdout.toString() + r.stderr.toString()).toMatch(/Operation not permitted/);
+
+    await endPod();
   });
 
   it('refuses hostNetwork, hostPID and hostIPC by name instead of running the pod with another meaning', async () => {
