@@ -8,6 +8,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import WebSocket from 'ws';
 import { killAndUnmount, mountsUnder, processesNaming } from '../sandbox/leftovers.js';
 import { IMAGE, startCriEnv, type CriEnv } from './cri-fixture.js';
 
@@ -122,6 +123,47 @@ describe('a pod through CRI with the vrun runtime handler', () => {
     await env.call('RemovePodSandbox', { podSandboxId: id });
   }
   afterEach(() => endPod().catch(() => undefined));
+
+  it('kubectl exec -it: CRI Exec with a terminal and stdin, over the streaming server, into a container with a CRI id', async () => {
+    const sandbox = await env.call<{ podSandboxId: string }>('RunPodSandbox', { config: sandboxConfig(), runtimeHandler: 'vrun' });
+    podId = sandbox.podSandboxId;
+    const created = await env.call<{ containerId: string }>('CreateContainer', {
+      podSandboxId: podId,
+      config: { metadata: { name: 'exec-it' }, image: { image: IMAGE }, command: ['sleep', '100000'], logPath: 'exec-it.log' },
+      sandboxConfig: sandboxConfig(),
+    });
+    expect(created.containerId).toMatch(/^[0-9a-f]{64}$/);
+    await env.call('StartContainer', { containerId: created.containerId });
+    const { url } = await env.call<{ url: string }>('Exec', { containerId: created.containerId, cmd: ['sh', '-c', 'tty; read line; echo got:$line'], tty: true, stdin: true, stdout: true, stderr: false });
+    // kubectl's websocket flavour of the streaming protocol: one channel byte (0 stdin, 1 stdout, 3 status)
+    // before each message. The streaming server listens on loopback.
+    const seen = await new Promise<{ stdout: string; status: string }>((resolve, reject) => {
+      const ws = new WebSocket(url.replace(/^http/, 'ws'), ['v4.channel.k8s.io']);
+      let stdout = '';
+      let status = '';
+      const timer = setTimeout(() => {
+        ws.terminate();
+        reject(new Error(`exec -it did not end; stdout so far: ${JSON.stringify(stdout)}`));
+      }, 120_000);
+      ws.on('open', () => ws.send(Buffer.concat([Buffer.from([0]), Buffer.from('hello\n')])));
+      ws.on('message', (data: Buffer) => {
+        if (data[0] === 1) stdout += data.subarray(1).toString();
+        if (data[0] === 3) status += data.subarray(1).toString();
+      });
+      ws.on('close', () => {
+        clearTimeout(timer);
+        resolve({ stdout, status });
+      });
+      ws.on('error', (err) => {
+        clearTimeout(timer);
+        reject(err);
+      });
+    });
+    expect(seen.stdout, JSON.stringify(seen)).toMatch(/\/dev\/pts\/\d+/);
+    expect(seen.stdout).toContain('got:hello');
+    expect(seen.status).toContain('Success');
+    await endPod();
+  });
 
   it('gives every container the pod\'s hostname and sysctls, "unsafe" ones too: the pod has its own kernel', async () => {
     const config = {
