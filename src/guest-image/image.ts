@@ -48,9 +48,23 @@ async function ensure(kind: 'guest-image' | 'lab-image', opts: { force?: boolean
   await mkdir(cacheDir, { recursive: true });
   // Two builds of one kernel in the same build tree corrupt each other's objects (seen: a test and the setup
   // racing), so builders of one kind take turns; the second then finds the first one's cached result.
-  return withLock(path.join(cacheDir, `${kind}.lock`), () => build(kind, cacheDir, progress, opts.force), {
+  return withLock(path.join(cacheDir, `${kind}.lock`), () => withBuildUmask(() => build(kind, cacheDir, progress, opts.force)), {
     onWait: () => progress.step(`guest-image: another build of the ${kind} is running; waiting for it`),
   });
+}
+
+/**
+ * The image's files get the modes a build at umask 022 gives them, whoever builds it: a sandbox or shim (umask
+ * 077) that rebuilds the initrd on use would otherwise ship a guest whose /etc/passwd and directories are
+ * root's alone (and boot files the jailed VMM cannot read).
+ */
+async function withBuildUmask<T>(fn: () => Promise<T>): Promise<T> {
+  const before = process.umask(0o022);
+  try {
+    return await fn();
+  } finally {
+    process.umask(before);
+  }
 }
 
 async function build(kind: 'guest-image' | 'lab-image', cacheDir: string, progress: Progress, force: boolean | undefined): Promise<ImageManifest> {

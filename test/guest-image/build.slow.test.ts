@@ -64,9 +64,18 @@ describe('guest image build', () => {
     expect(await sha256File(img.initrd)).not.toBe(goodHash);
     const lines: string[] = [];
     const progress = { step: (n: string) => lines.push(n), update: () => {}, done: () => {} };
-    const again = await ensureGuestImage({ progress });
+    // Rebuilt the way a sandbox or shim rebuilds it on use: under umask 077. The guest's files keep their modes.
+    const umask = process.umask(0o077);
+    let again;
+    try {
+      again = await ensureGuestImage({ progress });
+    } finally {
+      process.umask(umask);
+    }
     expect(lines.join('\n')).toMatch(/cached initrd rejected \(initrd.cpio hash mismatch/);
     expect(initrdEntries(again.initrd)).toEqual(good);
+    expect(good['etc/passwd']).toMatch(/^100644 /);
+    expect(good.etc).toMatch(/^40755 /);
   });
 
   it('detects a corrupt cached kernel and rebuilds it', async () => {
