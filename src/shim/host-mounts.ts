@@ -34,9 +34,8 @@ export async function mountRootfs(share: GuestShare, id: string, mounts: Mount[]
     await asTtrpc(Code.FAILED_PRECONDITION, () => share.bind(m.source, rel, { readonly: m.options.includes('ro') }, 'the rootfs'));
     return;
   }
-  // containerd's own flags are dropped for ours (nosuid,nodev,noexec); the filesystem's options stay.
-  const opts = m.options.filter((o) => !['rw', 'suid', 'dev', 'exec'].includes(o));
-  await asTtrpc(Code.FAILED_PRECONDITION, () => share.mountFs(rel, m.type, m.source, opts, `the rootfs (${m.type})`));
+  // mountFs keeps the filesystem's options and puts its guest-data flags over containerd's own.
+  await asTtrpc(Code.FAILED_PRECONDITION, () => share.mountFs(rel, m.type, m.source, m.options, `the rootfs (${m.type})`));
 }
 
 /** A bind mount's host source at `<id>/mounts/<index>`, read-only when asked. */

@@ -1,5 +1,5 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, rmSync, rmdirSync } from 'node:fs';
 import path from 'node:path';
 import { ensureRunDir, hostBootId, newSandboxId, readState, sandboxPaths, writeState, type SandboxState } from '../../src/sandbox/state.js';
 
@@ -77,4 +77,15 @@ export async function startFakeSandbox(runDir: string, id: string, mode: 'mute' 
   const st = await readState(id, runDir);
   if (st) await writeState({ ...st, status: 'running', pids: { sandbox: child.pid } }, runDir);
   return child;
+}
+
+/**
+ * After a test of real sandboxes: `rm -f` of every container, then the run directory, of which only the
+ * bookkeeping may be left (names, jail ids, the emulation notice): a non-recursive rmdir refuses anything else.
+ */
+export async function removeRunDir(runDir: string): Promise<void> {
+  const ps = await vrun(runDir, ['ps', '-aq']);
+  for (const id of ps.stdout.split('\n').filter(Boolean)) await vrun(runDir, ['rm', '-f', id]);
+  for (const bookkeeping of ['names', 'jail-ids', 'emulation-notice-shown']) rmSync(path.join(runDir, bookkeeping), { recursive: true, force: true });
+  rmdirSync(runDir);
 }

@@ -1,8 +1,9 @@
 import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, rmdirSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { removeRunDir } from './fake-sandbox.js';
 import { ensureGuestImage } from '../../src/guest-image/image.js';
 import { isAlive } from '../../src/sandbox/cleanup.js';
 
@@ -92,15 +93,7 @@ describe('vrun run --vm (QEMU TCG)', () => {
   beforeAll(async () => {
     await ensureGuestImage();
   });
-  afterAll(async () => {
-    const ps = await vrun(['ps', '-aq']);
-    for (const id of ps.stdout.split('\n').filter(Boolean)) await vrun(['rm', '-f', id]);
-    // Only the bookkeeping is left; a non-recursive rmdir refuses if anything else stayed behind.
-    rmSync(path.join(runDir, 'names'), { recursive: true, force: true });
-    rmSync(path.join(runDir, 'jail-ids'), { recursive: true, force: true });
-    rmSync(path.join(runDir, 'emulation-notice-shown'), { force: true });
-    rmdirSync(runDir);
-  });
+  afterAll(() => removeRunDir(runDir));
 
   it('prints exactly the output of echo', async () => {
     const r = await vrun(['run', '--vm', '--rm', 'busybox', 'echo', 'hello']);

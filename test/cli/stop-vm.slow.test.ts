@@ -1,5 +1,5 @@
-import { vrun as vrunIn } from './fake-sandbox.js';
-import { mkdtempSync, rmSync, rmdirSync, statSync } from 'node:fs';
+import { removeRunDir, vrun as vrunIn } from './fake-sandbox.js';
+import { mkdtempSync, statSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ensureGuestImage } from '../../src/guest-image/image.js';
@@ -18,15 +18,7 @@ describe('vrun stop against a container that traps SIGTERM (QEMU)', () => {
   beforeAll(async () => {
     await ensureGuestImage();
   });
-  afterAll(async () => {
-    const ps = await vrun(['ps', '-aq']);
-    for (const id of ps.stdout.split('\n').filter(Boolean)) await vrun(['rm', '-f', id]);
-    rmSync(path.join(runDir, 'names'), { recursive: true, force: true });
-    rmSync(path.join(runDir, 'emulation-notice-shown'), { force: true });
-    // Bookkeeping only (jailed VMM ids, if that backend is in use): empty once every sandbox is gone.
-    rmSync(path.join(runDir, 'jail-ids'), { recursive: true, force: true });
-    rmdirSync(runDir);
-  });
+  afterAll(() => removeRunDir(runDir));
 
   it('kills it after -t 2 and returns within 2 s + the bound; its logs are 0600', async () => {
     const d = await vrun(['run', '-d', 'busybox', 'sh', '-c', "trap '' TERM; echo up; sleep 1000"]);

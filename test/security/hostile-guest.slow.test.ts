@@ -17,8 +17,9 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { killAndUnmount, mountsUnder, processesNaming } from '../sandbox/leftovers.js';
-import { IMAGE, startCriEnv, type CriEnv } from '../shim/cri-fixture.js';
+import { mountsUnder, processesNaming } from '../sandbox/leftovers.js';
+import { IMAGE } from '../shim/cri-fixture.js';
+import { useCriTestRun } from '../shim/cri-test-run.js';
 import { buildBusyboxArchive } from '../shim/shim-fixture.js';
 
 interface ExecResult {
@@ -81,59 +82,45 @@ function findFiles(root: string, name: string): string[] {
 }
 
 describe('a hostile guest in a CRI pod', () => {
-  let env: CriEnv;
-  let runDir: string;
+  const cri = useCriTestRun('vrun-hostile-');
   let canary: string;
   let hostVol: string;
-  const savedRun = process.env.VRUN_RUN;
-  let podId = '';
   const sandboxConfig = () => ({
     metadata: { name: 'hostile', uid: 'uid-hostile', namespace: 'default', attempt: 0 },
     hostname: 'hostile',
-    logDirectory: env.logDir,
+    logDirectory: cri.env.logDir,
     linux: {},
   });
 
   beforeAll(async () => {
-    runDir = fs.mkdtempSync(path.join(os.tmpdir(), 'vrun-hostile-'));
     canary = fs.mkdtempSync(path.join(os.tmpdir(), 'vrun-canary-'));
     fs.mkdirSync(path.join(canary, 'etc', 'cron.d'), { recursive: true });
     fs.writeFileSync(path.join(canary, 'etc', 'passwd'), 'root:x:0:0::/root:/bin/sh\n');
     fs.writeFileSync(path.join(canary, 'data'), crypto.randomBytes(4096));
     hostVol = fs.mkdtempSync(path.join(os.tmpdir(), 'vrun-hostvol-'));
     fs.writeFileSync(path.join(hostVol, 'hello'), 'from the host\n');
-    process.env.VRUN_RUN = runDir;
-    env = await startCriEnv();
-    const build = path.join(env.dir, 'attacker');
+    const build = path.join(cri.env.dir, 'attacker');
     fs.mkdirSync(build);
     execFileSync('cc', ['-static', '-O2', '-Wall', '-Wextra', '-Werror', '-o', path.join(build, 'attack'), path.join(import.meta.dirname, 'attack.c')]);
-    await env.importImage(buildBusyboxArchive(build, ATTACK_IMAGE, undefined, { attack: path.join(build, 'attack') }));
+    await cri.env.importImage(buildBusyboxArchive(build, ATTACK_IMAGE, undefined, { attack: path.join(build, 'attack') }));
   });
 
-  afterAll(async () => {
-    if (podId && env) {
-      await env.call('StopPodSandbox', { podSandboxId: podId }, 120_000).catch(() => undefined);
-      await env.call('RemovePodSandbox', { podSandboxId: podId }, 120_000).catch(() => undefined);
-    }
-    await env?.stop();
-    killAndUnmount(runDir);
-    if (savedRun === undefined) delete process.env.VRUN_RUN;
-    else process.env.VRUN_RUN = savedRun;
-    for (const d of [runDir, canary, hostVol]) fs.rmSync(d, { recursive: true, force: true });
+  afterAll(() => {
+    for (const d of [canary, hostVol]) fs.rmSync(d, { recursive: true, force: true });
   });
 
   it('gets nothing on the host while the host creates and removes containers around it', async () => {
     const canaryBefore = treeDigest(canary);
-    const allowed = [runDir, env.dir, '/run/containerd', '/var/lib/containerd', '/run/vrun', '/tmp/vrun-'];
+    const allowed = [cri.runDir, cri.env.dir, '/run/containerd', '/var/lib/containerd', '/run/vrun', '/tmp/vrun-'];
     const mountsBefore = foreignMounts(allowed);
 
-    const sandbox = await env.call<{ podSandboxId: string }>('RunPodSandbox', { config: sandboxConfig(), runtimeHandler: 'vrun' }).catch((err: Error) => {
-      throw new Error(`${err.message}\n${env.log().slice(-3000)}`);
+    const sandbox = await cri.env.call<{ podSandboxId: string }>('RunPodSandbox', { config: sandboxConfig(), runtimeHandler: 'vrun' }).catch((err: Error) => {
+      throw new Error(`${err.message}\n${cri.env.log().slice(-3000)}`);
     });
-    podId = sandbox.podSandboxId;
+    cri.podId = sandbox.podSandboxId;
 
-    const attacker = await env.call<{ containerId: string }>('CreateContainer', {
-      podSandboxId: podId,
+    const attacker = await cri.env.call<{ containerId: string }>('CreateContainer', {
+      podSandboxId: cri.podId,
       config: {
         metadata: { name: 'attacker' },
         image: { image: ATTACK_IMAGE },
@@ -143,15 +130,15 @@ describe('a hostile guest in a CRI pod', () => {
       },
       sandboxConfig: sandboxConfig(),
     });
-    await env.call('StartContainer', { containerId: attacker.containerId });
+    await cri.env.call('StartContainer', { containerId: attacker.containerId });
 
     // The host's normal work while the loop runs: containers come and go, each with a hostPath bind.
     let cycles = 0;
-    const attackLog = () => (fs.existsSync(path.join(env.logDir, 'attacker.log')) ? fs.readFileSync(path.join(env.logDir, 'attacker.log'), 'utf8') : '');
+    const attackLog = () => (fs.existsSync(path.join(cri.env.logDir, 'attacker.log')) ? fs.readFileSync(path.join(cri.env.logDir, 'attacker.log'), 'utf8') : '');
     const round = () => Number([...attackLog().matchAll(/ATTACK-ROUND (\d+)/g)].pop()?.[1] ?? '0');
     while (!/ATTACK-MOUNT-FAILED/.test(attackLog()) && (round() < ATTACK_ROUNDS || cycles < HOST_CYCLES)) {
-      const victim = await env.call<{ containerId: string }>('CreateContainer', {
-        podSandboxId: podId,
+      const victim = await cri.env.call<{ containerId: string }>('CreateContainer', {
+        podSandboxId: cri.podId,
         config: {
           metadata: { name: 'victim', attempt: cycles },
           image: { image: IMAGE },
@@ -161,16 +148,16 @@ describe('a hostile guest in a CRI pod', () => {
         },
         sandboxConfig: sandboxConfig(),
       });
-      await env.call('StartContainer', { containerId: victim.containerId });
-      const r = await env.call<ExecResult>('ExecSync', { containerId: victim.containerId, cmd: ['cat', '/data/hello'], timeout: 120 });
+      await cri.env.call('StartContainer', { containerId: victim.containerId });
+      const r = await cri.env.call<ExecResult>('ExecSync', { containerId: victim.containerId, cmd: ['cat', '/data/hello'], timeout: 120 });
       expect(r.stdout.toString()).toBe('from the host\n');
-      await env.call('StopContainer', { containerId: victim.containerId, timeout: 5 });
-      await env.call('RemoveContainer', { containerId: victim.containerId });
+      await cri.env.call('StopContainer', { containerId: victim.containerId, timeout: 5 });
+      await cri.env.call('RemoveContainer', { containerId: victim.containerId });
       cycles++;
       console.log(`${new Date().toISOString()} host cycle ${cycles} done; the attack loop is at round ${round()}`);
       if (cycles > 200) throw new Error(`the attack loop does not progress: ${attackLog().slice(-2000)}`);
     }
-    await env.call('ExecSync', { containerId: attacker.containerId, cmd: ['sh', '-c', ': > /tmp/attack-stop'], timeout: 120 });
+    await cri.env.call('ExecSync', { containerId: attacker.containerId, cmd: ['sh', '-c', ': > /tmp/attack-stop'], timeout: 120 });
     const until = Date.now() + 120_000;
     while (!/ATTACK-DONE|ATTACK-MOUNT-FAILED/.test(attackLog()) && Date.now() < until) await new Promise((r) => setTimeout(r, 250));
     const done = /ATTACK-DONE rounds=(\d+) ok=(\d+) refused=(\d+)/.exec(attackLog());
@@ -183,7 +170,7 @@ describe('a hostile guest in a CRI pod', () => {
     expect(refusedCount).toBeGreaterThanOrEqual(ATTACK_ROUNDS * 2);
 
     // Things the guest makes: a setuid-root program in its rootfs, and a device node (refused by virtiofsd).
-    const plant = await env.call<ExecResult>('ExecSync', {
+    const plant = await cri.env.call<ExecResult>('ExecSync', {
       containerId: attacker.containerId,
       cmd: ['sh', '-c', '/bin/attack suid /evil && /bin/attack mknod /evil-mem'],
       timeout: 120,
@@ -193,23 +180,23 @@ describe('a hostile guest in a CRI pod', () => {
     expect(planted).toMatch(/MKNOD-REFUSED/);
 
     // A stdout flood: the shim's memory must not follow it (its output path is bounded).
-    const podDirs = fs.readdirSync(path.join(runDir, 'shim'));
+    const podDirs = fs.readdirSync(path.join(cri.runDir, 'shim'));
     expect(podDirs).toHaveLength(1);
-    const shimPid = (JSON.parse(fs.readFileSync(path.join(runDir, 'shim', podDirs[0] ?? '', 'pod.json'), 'utf8')) as { pids: { shim?: number } }).pids.shim;
+    const shimPid = (JSON.parse(fs.readFileSync(path.join(cri.runDir, 'shim', podDirs[0] ?? '', 'pod.json'), 'utf8')) as { pids: { shim?: number } }).pids.shim;
     expect(shimPid).toBeDefined();
     const rssKiB = () => Number(/VmRSS:\s+(\d+)/.exec(fs.readFileSync(`/proc/${shimPid}/status`, 'utf8'))?.[1] ?? 0);
     const rssBefore = rssKiB();
     let rssMax = rssBefore;
     // ExecSync's reply is larger than a gRPC client takes: its failure after the flood went through is expected.
     const sampler = setInterval(() => (rssMax = Math.max(rssMax, rssKiB())), 100);
-    await env.call('ExecSync', { containerId: attacker.containerId, cmd: ['/bin/attack', 'flood', String(FLOOD_MIB)], timeout: 600 }).catch(() => undefined);
+    await cri.env.call('ExecSync', { containerId: attacker.containerId, cmd: ['/bin/attack', 'flood', String(FLOOD_MIB)], timeout: 600 }).catch(() => undefined);
     clearInterval(sampler);
     console.log(`hostile guest: shim RSS ${rssBefore} KiB before a ${FLOOD_MIB} MiB stdout flood, at most ${rssMax} KiB during it`);
     expect(rssMax - rssBefore).toBeLessThan((FLOOD_MIB << 10) / 2);
 
     // On the host: every copy of the planted binary is out of reach of an unprivileged user, and the one
     // mount that shows it carries nosuid.
-    const copies = findFiles(runDir, 'evil').concat(findFiles(env.dir, 'evil'));
+    const copies = findFiles(cri.runDir, 'evil').concat(findFiles(cri.env.dir, 'evil'));
     expect(copies.length).toBeGreaterThan(0);
     for (const p of copies) {
       const st = fs.statSync(p);
@@ -219,16 +206,16 @@ describe('a hostile guest in a CRI pod', () => {
       expect(asNobody.stdout.trim(), `${p} ran for nobody: ${asNobody.stdout}${asNobody.stderr}`).not.toBe('0');
       expect(asNobody.status, `${p}: ${asNobody.stdout}${asNobody.stderr}`).not.toBe(0);
     }
-    expect(findFiles(runDir, 'evil-mem')).toEqual([]);
+    expect(findFiles(cri.runDir, 'evil-mem')).toEqual([]);
 
-    await env.call('StopPodSandbox', { podSandboxId: podId });
-    await env.call('RemovePodSandbox', { podSandboxId: podId });
-    podId = '';
+    await cri.env.call('StopPodSandbox', { podSandboxId: cri.podId });
+    await cri.env.call('RemovePodSandbox', { podSandboxId: cri.podId });
+    cri.podId = '';
     const deadline = Date.now() + 60_000;
-    while ((processesNaming(path.join(runDir, 'shim')).length > 0 || fs.readdirSync(path.join(runDir, 'shim')).length > 0) && Date.now() < deadline) {
+    while ((processesNaming(path.join(cri.runDir, 'shim')).length > 0 || fs.readdirSync(path.join(cri.runDir, 'shim')).length > 0) && Date.now() < deadline) {
       await new Promise((r) => setTimeout(r, 250));
     }
-    expect(mountsUnder(runDir)).toEqual([]);
+    expect(mountsUnder(cri.runDir)).toEqual([]);
     expect(treeDigest(canary)).toBe(canaryBefore);
     expect(foreignMounts(allowed)).toEqual(mountsBefore);
     expect(fs.readFileSync(path.join(hostVol, 'hello'), 'utf8')).toBe('from the host\n');

@@ -5,12 +5,12 @@
  * leaves no VM, virtiofsd or mount behind.
  */
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
-import { killAndUnmount, mountsUnder, processesNaming } from '../sandbox/leftovers.js';
-import { IMAGE, startCriEnv, type CriEnv } from './cri-fixture.js';
+import { mountsUnder, processesNaming } from '../sandbox/leftovers.js';
+import { IMAGE } from './cri-fixture.js';
+import { useCriTestRun } from './cri-test-run.js';
 
 interface ExecResult {
   stdout: Buffer;
@@ -19,42 +19,20 @@ interface ExecResult {
 }
 
 describe('a pod through CRI with the vrun runtime handler', () => {
-  let env: CriEnv;
-  let runDir: string;
-  const savedRun = process.env.VRUN_RUN;
-  let podId = '';
+  const cri = useCriTestRun('vrun-crirun-');
   const sandboxConfig = () => ({
     metadata: { name: 'vrun-pod', uid: 'uid-vrun-pod', namespace: 'default', attempt: 0 },
     hostname: 'vrun-pod',
-    logDirectory: env.logDir,
+    logDirectory: cri.env.logDir,
     linux: {},
   });
 
-  beforeAll(async () => {
-    runDir = fs.mkdtempSync(path.join(os.tmpdir(), 'vrun-crirun-'));
-    process.env.VRUN_RUN = runDir;
-    env = await startCriEnv();
-  });
-
-  afterAll(async () => {
-    // After a failure the pod may still be up: CRI's stop tears down its CNI network namespace and veth.
-    if (podId && env) {
-      await env.call('StopPodSandbox', { podSandboxId: podId }, 120_000).catch(() => undefined);
-      await env.call('RemovePodSandbox', { podSandboxId: podId }, 120_000).catch(() => undefined);
-    }
-    await env?.stop();
-    killAndUnmount(runDir);
-    if (savedRun === undefined) delete process.env.VRUN_RUN;
-    else process.env.VRUN_RUN = savedRun;
-    fs.rmSync(runDir, { recursive: true, force: true });
-  });
-
   it('runs two containers in one VM, execs into them, reports stats and logs, then cleans up', async () => {
-    const diag = () => env.log().slice(-3000);
+    const diag = () => cri.env.log().slice(-3000);
     // Where an exec's odd exit code comes from: crun (its stderr), the agent (its warnings reach the pod's
     // console, e.g. an exit status it lost) or the shim (a Wait it gave up on, in shim.log).
     const guestDiag = (r: ExecResult) => {
-      const shimDir = path.join(runDir, 'shim');
+      const shimDir = path.join(cri.runDir, 'shim');
       const pods = fs.existsSync(shimDir) ? fs.readdirSync(shimDir) : [];
       const tail = (name: string, keep: (line: string) => boolean) => {
         const file = pods.length === 1 ? path.join(shimDir, pods[0] ?? '', name) : '';
@@ -63,78 +41,78 @@ describe('a pod through CRI with the vrun runtime handler', () => {
       };
       return `stderr: ${r.stderr.toString()}\nguest console:\n${tail('console.log', () => true)}\nshim warnings:\n${tail('shim.log', (l) => /"level":(40|50|60)/.test(l))}`;
     };
-    const sandbox = await env.call<{ podSandboxId: string }>('RunPodSandbox', { config: sandboxConfig(), runtimeHandler: 'vrun' }).catch((err: Error) => {
+    const sandbox = await cri.env.call<{ podSandboxId: string }>('RunPodSandbox', { config: sandboxConfig(), runtimeHandler: 'vrun' }).catch((err: Error) => {
       throw new Error(`${err.message}\n${diag()}`);
     });
-    podId = sandbox.podSandboxId;
-    expect(podId).toMatch(/^[0-9a-f]{64}$/);
+    cri.podId = sandbox.podSandboxId;
+    expect(cri.podId).toMatch(/^[0-9a-f]{64}$/);
 
     const ids: string[] = [];
     for (const name of ['c1', 'c2']) {
-      const created = await env.call<{ containerId: string }>('CreateContainer', {
-        podSandboxId: podId,
+      const created = await cri.env.call<{ containerId: string }>('CreateContainer', {
+        podSandboxId: cri.podId,
         config: { metadata: { name }, image: { image: IMAGE }, command: ['sh', '-c', `echo hello-from-${name}; exec sleep 100000`], logPath: `${name}.log` },
         sandboxConfig: sandboxConfig(),
       });
-      await env.call('StartContainer', { containerId: created.containerId });
+      await cri.env.call('StartContainer', { containerId: created.containerId });
       ids.push(created.containerId);
     }
     // One shim, one VM for the whole pod.
-    expect(fs.readdirSync(path.join(runDir, 'shim'))).toHaveLength(1);
+    expect(fs.readdirSync(path.join(cri.runDir, 'shim'))).toHaveLength(1);
 
     const bootIds: string[] = [];
     for (const id of ids) {
-      const r = await env.call<ExecResult>('ExecSync', { containerId: id, cmd: ['cat', '/proc/sys/kernel/random/boot_id'], timeout: 120 });
+      const r = await cri.env.call<ExecResult>('ExecSync', { containerId: id, cmd: ['cat', '/proc/sys/kernel/random/boot_id'], timeout: 120 });
       expect(r.exitCode, guestDiag(r)).toBe(0);
       bootIds.push(r.stdout.toString().trim());
     }
     expect(bootIds[0]).toMatch(/^[0-9a-f-]{36}$/);
     expect(bootIds[1]).toBe(bootIds[0]);
     expect(bootIds[0]).not.toBe(fs.readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim());
-    const failing = await env.call<ExecResult>('ExecSync', { containerId: ids[0], cmd: ['sh', '-c', 'echo oops >&2; exit 7'], timeout: 120 });
+    const failing = await cri.env.call<ExecResult>('ExecSync', { containerId: ids[0], cmd: ['sh', '-c', 'echo oops >&2; exit 7'], timeout: 120 });
     expect(failing.exitCode, guestDiag(failing)).toBe(7);
     expect(failing.stderr.toString()).toContain('oops');
 
-    const stats = await env.call<{ stats: { memory: { workingSetBytes: { value: number } | null } | null; cpu: { usageCoreNanoSeconds: { value: number } | null } | null } }>('ContainerStats', { containerId: ids[0] });
+    const stats = await cri.env.call<{ stats: { memory: { workingSetBytes: { value: number } | null } | null; cpu: { usageCoreNanoSeconds: { value: number } | null } | null } }>('ContainerStats', { containerId: ids[0] });
     expect(stats.stats.memory?.workingSetBytes?.value ?? 0).toBeGreaterThan(0);
     expect(stats.stats.cpu?.usageCoreNanoSeconds?.value ?? 0).toBeGreaterThan(0);
 
     // CRI log format: "<RFC3339Nano time> stdout F <line>"
-    const log = fs.readFileSync(path.join(env.logDir, 'c1.log'), 'utf8');
+    const log = fs.readFileSync(path.join(cri.env.logDir, 'c1.log'), 'utf8');
     expect(log).toMatch(/^\S+ stdout F hello-from-c1$/m);
 
-    await env.call('StopPodSandbox', { podSandboxId: podId });
-    await env.call('RemovePodSandbox', { podSandboxId: podId });
+    await cri.env.call('StopPodSandbox', { podSandboxId: cri.podId });
+    await cri.env.call('RemovePodSandbox', { podSandboxId: cri.podId });
     const deadline = Date.now() + 60_000;
-    while ((processesNaming(path.join(runDir, 'shim')).length > 0 || fs.readdirSync(path.join(runDir, 'shim')).length > 0) && Date.now() < deadline) {
+    while ((processesNaming(path.join(cri.runDir, 'shim')).length > 0 || fs.readdirSync(path.join(cri.runDir, 'shim')).length > 0) && Date.now() < deadline) {
       await new Promise((r) => setTimeout(r, 250));
     }
-    expect(processesNaming(path.join(runDir, 'shim'))).toEqual([]);
-    expect(mountsUnder(runDir)).toEqual([]);
-    expect(fs.readdirSync(path.join(runDir, 'shim'))).toEqual([]);
+    expect(processesNaming(path.join(cri.runDir, 'shim'))).toEqual([]);
+    expect(mountsUnder(cri.runDir)).toEqual([]);
+    expect(fs.readdirSync(path.join(cri.runDir, 'shim'))).toEqual([]);
   });
 
   /** Stops and removes the test's current pod, also after a failed assertion, so the next test starts clean. */
   async function endPod(): Promise<void> {
-    if (!podId) return;
-    const id = podId;
-    podId = '';
-    await env.call('StopPodSandbox', { podSandboxId: id });
-    await env.call('RemovePodSandbox', { podSandboxId: id });
+    if (!cri.podId) return;
+    const id = cri.podId;
+    cri.podId = '';
+    await cri.env.call('StopPodSandbox', { podSandboxId: id });
+    await cri.env.call('RemovePodSandbox', { podSandboxId: id });
   }
   afterEach(() => endPod().catch(() => undefined));
 
   it('kubectl exec -it: CRI Exec with a terminal and stdin, over the streaming server, into a container with a CRI id', async () => {
-    const sandbox = await env.call<{ podSandboxId: string }>('RunPodSandbox', { config: sandboxConfig(), runtimeHandler: 'vrun' });
-    podId = sandbox.podSandboxId;
-    const created = await env.call<{ containerId: string }>('CreateContainer', {
-      podSandboxId: podId,
+    const sandbox = await cri.env.call<{ podSandboxId: string }>('RunPodSandbox', { config: sandboxConfig(), runtimeHandler: 'vrun' });
+    cri.podId = sandbox.podSandboxId;
+    const created = await cri.env.call<{ containerId: string }>('CreateContainer', {
+      podSandboxId: cri.podId,
       config: { metadata: { name: 'exec-it' }, image: { image: IMAGE }, command: ['sleep', '100000'], logPath: 'exec-it.log' },
       sandboxConfig: sandboxConfig(),
     });
     expect(created.containerId).toMatch(/^[0-9a-f]{64}$/);
-    await env.call('StartContainer', { containerId: created.containerId });
-    const { url } = await env.call<{ url: string }>('Exec', { containerId: created.containerId, cmd: ['sh', '-c', 'tty; read line; echo got:$line'], tty: true, stdin: true, stdout: true, stderr: false });
+    await cri.env.call('StartContainer', { containerId: created.containerId });
+    const { url } = await cri.env.call<{ url: string }>('Exec', { containerId: created.containerId, cmd: ['sh', '-c', 'tty; read line; echo got:$line'], tty: true, stdin: true, stdout: true, stderr: false });
     // kubectl's websocket flavour of the streaming protocol: one channel byte (0 stdin, 1 stdout, 3 status)
     // before each message. The streaming server listens on loopback.
     const seen = await new Promise<{ stdout: string; status: string }>((resolve, reject) => {
@@ -172,15 +150,15 @@ describe('a pod through CRI with the vrun runtime handler', () => {
       hostname: 'settings-host',
       linux: { sysctls: { 'kernel.shm_rmid_forced': '1', 'kernel.msgmax': '12345' } },
     };
-    const sandbox = await env.call<{ podSandboxId: string }>('RunPodSandbox', { config, runtimeHandler: 'vrun' });
-    podId = sandbox.podSandboxId;
-    const created = await env.call<{ containerId: string }>('CreateContainer', {
-      podSandboxId: podId,
+    const sandbox = await cri.env.call<{ podSandboxId: string }>('RunPodSandbox', { config, runtimeHandler: 'vrun' });
+    cri.podId = sandbox.podSandboxId;
+    const created = await cri.env.call<{ containerId: string }>('CreateContainer', {
+      podSandboxId: cri.podId,
       config: { metadata: { name: 'app' }, image: { image: IMAGE }, command: ['sleep', '100000'], logPath: 'settings-app.log' },
       sandboxConfig: config,
     });
-    await env.call('StartContainer', { containerId: created.containerId });
-    const r = await env.call<ExecResult>('ExecSync', {
+    await cri.env.call('StartContainer', { containerId: created.containerId });
+    const r = await cri.env.call<ExecResult>('ExecSync', {
       containerId: created.containerId,
       cmd: ['sh', '-c', 'hostname; cat /etc/hostname /proc/sys/kernel/shm_rmid_forced /proc/sys/kernel/msgmax'],
       timeout: 120,
@@ -196,18 +174,18 @@ describe('a pod through CRI with the vrun runtime handler', () => {
       metadata: { name: 'vrun-privileged', uid: 'uid-vrun-privileged', namespace: 'default', attempt: 0 },
       linux: { securityContext: { privileged: true } },
     };
-    const sandbox = await env.call<{ podSandboxId: string }>('RunPodSandbox', { config, runtimeHandler: 'vrun' });
-    podId = sandbox.podSandboxId;
+    const sandbox = await cri.env.call<{ podSandboxId: string }>('RunPodSandbox', { config, runtimeHandler: 'vrun' });
+    cri.podId = sandbox.podSandboxId;
     const container = async (name: string, securityContext: Record<string, unknown>) => {
-      const created = await env.call<{ containerId: string }>('CreateContainer', {
-        podSandboxId: podId,
+      const created = await cri.env.call<{ containerId: string }>('CreateContainer', {
+        podSandboxId: cri.podId,
         config: { metadata: { name }, image: { image: IMAGE }, command: ['sleep', '100000'], logPath: `${name}.log`, linux: { securityContext } },
         sandboxConfig: config,
       });
-      await env.call('StartContainer', { containerId: created.containerId });
+      await cri.env.call('StartContainer', { containerId: created.containerId });
       return created.containerId;
     };
-    const sh = (id: string, script: string) => env.call<ExecResult>('ExecSync', { containerId: id, cmd: ['sh', '-c', script], timeout: 120 });
+    const sh = (id: string, script: string) => cri.env.call<ExecResult>('ExecSync', { containerId: id, cmd: ['sh', '-c', script], timeout: 120 });
     const capEff = async (id: string) => BigInt(`0x${/CapEff:\s+([0-9a-f]+)/.exec((await sh(id, 'cat /proc/self/status')).stdout.toString())?.[1] ?? '0'}`);
 
     const bit = (...caps: number[]) => caps.reduce((m, c) => m | (1n << BigInt(c)), 0n);
@@ -243,12 +221,12 @@ describe('a pod through CRI with the vrun runtime handler', () => {
         metadata: { name: `vrun-${option}`, uid: `uid-vrun-${option}`, namespace: 'default', attempt: 0 },
         linux: { securityContext: { namespaceOptions: { [option]: 'NODE' } } },
       };
-      const err = await env.call('RunPodSandbox', { config, runtimeHandler: 'vrun' }).then(
+      const err = await cri.env.call('RunPodSandbox', { config, runtimeHandler: 'vrun' }).then(
         () => undefined,
         (e: Error) => e,
       );
       expect(err?.message, `${field} was not refused`).toContain(`pod with ${field}: true`);
     }
-    expect(processesNaming(path.join(runDir, 'shim'))).toEqual([]);
+    expect(processesNaming(path.join(cri.runDir, 'shim'))).toEqual([]);
   });
 });

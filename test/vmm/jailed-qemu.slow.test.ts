@@ -2,6 +2,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { isAlive } from '../../src/sandbox/cleanup.js';
+import { statusField } from './helpers/proc-status.js';
 import { AgentClient } from '../../src/agent/client.js';
 import { ensureGuestImage, loadGuestImage } from '../../src/guest-image/image.js';
 import { launchQemu, type RunningVm } from '../../src/sandbox/vmm-backend.js';
@@ -16,19 +18,7 @@ import { Virtiofsd } from '../../src/vmm/vhost-user/virtiofsd.js';
  * agent must answer through the jail; killing it must leave no cgroup, jail root or id reservation behind.
  */
 
-function statusField(pid: number, name: string): string {
-  const m = new RegExp(`^${name}:[ \\t]*(.*)$`, 'm').exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return (m?.[1] ?? '').trim();
-}
 
-function alive(pid: number): boolean {
-  try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return !/^[ZX]/.test(stat.slice(stat.lastIndexOf(')') + 2));
-  } catch {
-    return false;
-  }
-}
 
 describe('QEMU under the jailer (TCG)', () => {
   let work: string;
@@ -145,8 +135,8 @@ describe('QEMU under the jailer (TCG)', () => {
     await vm.kill();
     const exit = await vm.exited;
     expect(exit.detail).toBe('QEMU killed by SIGKILL');
-    expect(alive(jailer)).toBe(false);
-    expect(alive(qemuPid)).toBe(false);
+    expect(isAlive(jailer)).toBe(false);
+    expect(isAlive(qemuPid)).toBe(false);
     for (const dir of cgroupDirs) expect(fs.existsSync(dir), dir).toBe(false);
     expect(fs.existsSync(`${runDir}.jail`)).toBe(false);
     expect(isJailIdReserved(jailId)).toBe(false);

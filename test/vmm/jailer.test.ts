@@ -3,6 +3,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { isAlive } from '../../src/sandbox/cleanup.js';
+import { statusField } from './helpers/proc-status.js';
 import { jailerArgs, type JailSpec } from '../../src/vmm/jail/argv.js';
 import { jailerBinary } from '../../src/vmm/jail/binary.js';
 import { createPodCgroups, type PodCgroups } from '../../src/vmm/jail/cgroups.js';
@@ -75,19 +77,7 @@ function childOf(pid: number): number | undefined {
   }
 }
 
-function alive(pid: number): boolean {
-  try {
-    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return !/^[ZX]/.test(stat.slice(stat.lastIndexOf(')') + 2));
-  } catch {
-    return false;
-  }
-}
 
-function statusField(pid: number, name: string): string {
-  const m = new RegExp(`^${name}:[ \\t]*(.*)$`, 'm').exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return (m?.[1] ?? '').trim();
-}
 
 const NS = ['mnt', 'pid', 'net', 'ipc', 'uts'] as const;
 const nsOf = (pid: number | 'self', ns: string) => fs.readlinkSync(`/proc/${pid}/ns/${ns}`);
@@ -184,10 +174,10 @@ describe('vrun-jailer, seen from the host', () => {
   });
 
   it('takes the program down when the jailer is SIGKILLed, and ends by the same signal', async () => {
-    expect(alive(pid)).toBe(true);
+    expect(isAlive(pid)).toBe(true);
     jailer.child.kill('SIGKILL');
     expect(await jailer.exited).toEqual({ code: null, signal: 'SIGKILL' });
-    await until(() => !alive(pid), 'the jailed program to die', 5000);
+    await until(() => !isAlive(pid), 'the jailed program to die', 5000);
     await cg.remove();
     for (const dir of cg.dirs) expect(fs.existsSync(dir)).toBe(false);
   });

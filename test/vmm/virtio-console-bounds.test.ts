@@ -7,7 +7,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { CTRL, HOST_TX_CAP, MAX_TX_COPY, VirtioConsole, type ConsolePort } from '../../src/vmm/virtio/devices/console.js';
 import { PortSocket } from '../../src/vmm/virtio/devices/console-socket.js';
 import { REG, STATUS, VirtioMmio } from '../../src/vmm/virtio/mmio.js';
-import { GuardedRam, SimDriver, type Seg } from './helpers/virtq-driver.js';
+import { GuardedRam, setUpQueues, type Seg } from './helpers/virtq-driver.js';
 
 /**
  * A hostile or merely fast guest against the console's bounds: the device is driven through its queues
@@ -46,16 +46,7 @@ function rig(ramBytes: number, eventIdx = false) {
   w(REG.DRIVER_FEATURES_SEL, 1);
   w(REG.DRIVER_FEATURES, 1); // VERSION_1
   w(REG.STATUS, STATUS.ACKNOWLEDGE | STATUS.DRIVER | STATUS.FEATURES_OK);
-  const drivers = dev.queueMaxSizes.map((_, i) => {
-    const d = new SimDriver(ram, QSIZE, 0x10000 + i * 0x4000);
-    w(REG.QUEUE_SEL, i);
-    w(REG.QUEUE_NUM, QSIZE);
-    w(REG.QUEUE_DESC_LOW, d.descAddr);
-    w(REG.QUEUE_DRIVER_LOW, d.availAddr);
-    w(REG.QUEUE_DEVICE_LOW, d.usedAddr);
-    w(REG.QUEUE_READY, 1);
-    return d;
-  });
+  const drivers = setUpQueues(mmio, ram, dev.queueMaxSizes.length, QSIZE, 0x10000, 0x4000);
   w(REG.STATUS, STATUS.ACKNOWLEDGE | STATUS.DRIVER | STATUS.FEATURES_OK | STATUS.DRIVER_OK);
   expect(mmio.deviceStatus & STATUS.DRIVER_OK).toBe(STATUS.DRIVER_OK);
   const notify = (q: number) => w(REG.QUEUE_NOTIFY, q);

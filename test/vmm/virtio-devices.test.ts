@@ -7,7 +7,7 @@ import { CTRL, VirtioConsole } from '../../src/vmm/virtio/devices/console.js';
 import { PortSocket } from '../../src/vmm/virtio/devices/console-socket.js';
 import { VirtioRng } from '../../src/vmm/virtio/devices/rng.js';
 import { REG, STATUS, VirtioMmio, type VirtioDevice } from '../../src/vmm/virtio/mmio.js';
-import { GuardedRam, SimDriver } from './helpers/virtq-driver.js';
+import { GuardedRam, setUpQueues } from './helpers/virtq-driver.js';
 
 /** Brings a device up the way Linux's virtio-mmio driver does, with every queue enabled. */
 function bringUp(device: VirtioDevice, features: [number, number]) {
@@ -21,16 +21,7 @@ function bringUp(device: VirtioDevice, features: [number, number]) {
   w(REG.DRIVER_FEATURES_SEL, 1);
   w(REG.DRIVER_FEATURES, features[1]);
   w(REG.STATUS, STATUS.ACKNOWLEDGE | STATUS.DRIVER | STATUS.FEATURES_OK);
-  const drivers = device.queueMaxSizes.map((_, i) => {
-    const d = new SimDriver(ram, 16, 0x1000 + i * 0x2000);
-    w(REG.QUEUE_SEL, i);
-    w(REG.QUEUE_NUM, 16);
-    w(REG.QUEUE_DESC_LOW, d.descAddr);
-    w(REG.QUEUE_DRIVER_LOW, d.availAddr);
-    w(REG.QUEUE_DEVICE_LOW, d.usedAddr);
-    w(REG.QUEUE_READY, 1);
-    return d;
-  });
+  const drivers = setUpQueues(mmio, ram, device.queueMaxSizes.length, 16, 0x1000, 0x2000);
   w(REG.STATUS, STATUS.ACKNOWLEDGE | STATUS.DRIVER | STATUS.FEATURES_OK | STATUS.DRIVER_OK);
   expect(mmio.deviceStatus & STATUS.DRIVER_OK).toBe(STATUS.DRIVER_OK);
   return { ram, mmio, drivers, notify: (q: number) => w(REG.QUEUE_NOTIFY, q), irqs: () => irqs };

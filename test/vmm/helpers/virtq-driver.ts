@@ -1,4 +1,5 @@
 import { GuestMemory } from '../../../src/vmm/virtio/guest-memory.js';
+import { REG, type VirtioMmio } from '../../../src/vmm/virtio/mmio.js';
 import { VIRTQ_DESC_F_INDIRECT, VIRTQ_DESC_F_NEXT, VIRTQ_DESC_F_WRITE } from '../../../src/vmm/virtio/queue.js';
 
 /**
@@ -144,6 +145,24 @@ export class SimDriver {
 
 function alignUp(v: number, a: number): number {
   return Math.ceil(v / a) * a;
+}
+
+/**
+ * What a guest driver does for each of a device's queues before DRIVER_OK: a SimDriver of `size` entries at
+ * `base + i * stride` in guest RAM, its addresses and size written through the MMIO registers, then READY.
+ */
+export function setUpQueues(mmio: VirtioMmio, ram: GuardedRam, count: number, size: number, base: number, stride: number): SimDriver[] {
+  const w = (off: number, v: number) => mmio.write(off, 4, v);
+  return Array.from({ length: count }, (_, i) => {
+    const d = new SimDriver(ram, size, base + i * stride);
+    w(REG.QUEUE_SEL, i);
+    w(REG.QUEUE_NUM, size);
+    w(REG.QUEUE_DESC_LOW, d.descAddr);
+    w(REG.QUEUE_DRIVER_LOW, d.availAddr);
+    w(REG.QUEUE_DEVICE_LOW, d.usedAddr);
+    w(REG.QUEUE_READY, 1);
+    return d;
+  });
 }
 
 export { prng } from '../../prng.js';
