@@ -165,7 +165,7 @@ export function launchQemu(decision: BackendDecision, spec: VmLaunch, logger?: L
   const exited = vm.exited.then(async (e): Promise<VmExit> => {
     await jail?.teardown().catch((err: unknown) => logger?.warn({ err: errorMessage(err) }, 'tearing down the VMM jail failed'));
     // The jailer's own failures (exit 125) say what went wrong on stderr in one line; QEMU's start-up errors too.
-    const said = e.code ? e.stderr.split('\n').find((l) => l.startsWith('vrun-jailer: ') || l.startsWith('qemu-system-')) : undefined;
+    const said = e.code ? e.stderr.split('\n').find((l) => l.startsWith('vrun-jailer: ') || /^qemu(-system-[^:]*)?: /.test(l)) : undefined;
     return {
       reason: e.reason,
       guestStatus: e.guestStatus,
