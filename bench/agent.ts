@@ -9,7 +9,7 @@ import { spawn } from 'node:child_process';
 import { mkdir, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { busyboxSpec, startHostAgent } from '../src/agent/host-process.js';
+import { busyboxSpec, startHostAgent } from '../src/agent/host/host-process.js';
 
 const ROUNDS = 10;
 /** Odd, for a true median; five, because one round on a shared machine can be off by 30%. */

@@ -22,7 +22,7 @@ export async function run(): Promise<void> {
   if (kvmPlace() === 'lab') await ensureGuestImage();
   const load = os.loadavg();
   const res = await runWithLinuxKvm(
-    `cd '${projectRoot()}' && node dist/src/vmm/kvm/exit-bench.js ${iterations}; node dist/src/vmm/boot-bench.js ${vcpus}`,
+    `cd '${projectRoot()}' && node dist/bench/vmm/exit-bench.js ${iterations}; node dist/bench/vmm/boot-bench.js ${vcpus}`,
     { timeoutMs: 1_800_000 },
   );
   const line = /^VRUN-BENCH (.*)$/m.exec(res.stdout);

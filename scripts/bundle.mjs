@@ -4,7 +4,7 @@
 // - dist/cli/vrun.cjs, the `vrun` CLI, and dist/sandbox/daemon.cjs, the sandbox process;
 // - dist/agent/agent.cjs, the guest agent for the guest initrd (the guest has node but no node_modules), loaded
 //   by bin/vrun-agent.js with a code cache the initrd build makes. Its .proto is copied beside it
-//   (dist/agent/agent.proto, which the initrd puts at /opt/vrun/agent.proto, where src/agent/proto.ts looks
+//   (dist/agent/agent.proto, which the initrd puts at /opt/vrun/agent.proto, where src/agent/protocol/proto.ts looks
 //   first), with its parsed form (agent.proto.json); the native addon is shipped by the initrd.
 // import.meta.url becomes the bundle's own URL, which is why src/common/paths.ts finds the repository by walking
 // up, not by a fixed depth.
@@ -22,7 +22,7 @@ const agentProto = path.join(root, 'proto', 'vrun', 'agent', 'v1', 'agent.proto'
 if (!existsSync(agentProto)) throw new Error(`${agentProto} is missing`);
 copyFileSync(agentProto, path.join(agentOut, 'agent.proto'));
 // Its parsed form beside it (agent.proto.json), which saves the agent parsing the text at every start.
-const { writeParsedProto } = await import(path.join(root, 'dist', 'src', 'agent', 'proto.js'));
+const { writeParsedProto } = await import(path.join(root, 'dist', 'src', 'agent', 'protocol', 'proto.js'));
 writeParsedProto(path.join(agentOut, 'agent.proto'));
 
 // The CommonJS bundles bin/load-bundle.js loads with a code cache.
@@ -52,5 +52,5 @@ async function bundleCjs(entry, outfile) {
 }
 
 await bundleCjs('src/cli/main.ts', path.join(root, 'dist', 'cli', 'vrun.cjs'));
-await bundleCjs('src/agent/main.ts', path.join(agentOut, 'agent.cjs'));
+await bundleCjs('src/agent/guest/main.ts', path.join(agentOut, 'agent.cjs'));
 await bundleCjs('src/sandbox/daemon.ts', path.join(root, 'dist', 'sandbox', 'daemon.cjs'));

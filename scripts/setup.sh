@@ -22,10 +22,11 @@ fi
 step() { printf '\n== %s (%ss)\n' "$1" "$SECONDS"; }
 
 # Runtime: QEMU (microvm + virtiofsd), crun for the guest, busybox for the guest and the built-in image,
-# the kernel source and toolchain for the guest kernel. Tests add the real peers they compare against.
+# the kernel source and toolchain for the guest kernel, the CNI plugins and iptables for pod networking
+# (src/network). Tests add the real peers they compare against.
 pkgs=(qemu-system-x86 qemu-system-common qemu-utils linux-source-6.1 build-essential bc bison flex libelf-dev libssl-dev
-  cpio xz-utils zstd busybox-static crun iproute2 kmod python3)
-test_pkgs=(runc skopeo umoci docker-registry containerd containernetworking-plugins podman)
+  cpio xz-utils zstd busybox-static crun iproute2 kmod python3 containernetworking-plugins iptables)
+test_pkgs=(runc skopeo umoci docker-registry containerd podman libcap2-bin)
 [ "$with_tests" = 1 ] && pkgs+=("${test_pkgs[@]}")
 
 missing=()

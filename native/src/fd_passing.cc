@@ -1,5 +1,7 @@
 #include "fd_passing.h"
 
+#include "errno_error.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -88,12 +90,7 @@ class RecvFdWorker : public Napi::AsyncWorker {
 
   void OnOK() override {
     if (error_ != 0) {
-      const char* name = strerrorname_np(error_);
-      std::string code = name != nullptr ? name : "EUNKNOWN";
-      Napi::Error e = Napi::Error::New(Env(), code + ": " + strerror(error_) + ", " + syscall_);
-      e.Set("code", Napi::String::New(Env(), code));
-      e.Set("syscall", Napi::String::New(Env(), syscall_));
-      deferred_.Reject(e.Value());
+      deferred_.Reject(ErrnoErrorWithoutNumber(Env(), error_, syscall_).Value());
       return;
     }
     deferred_.Resolve(Napi::Number::New(Env(), fd_));

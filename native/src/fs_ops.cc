@@ -1,5 +1,7 @@
 #include "fs_ops.h"
 
+#include "errno_error.h"
+
 #include <errno.h>
 #include <string.h>
 #include <sys/file.h>
@@ -14,23 +16,6 @@
 
 namespace vrun {
 namespace {
-
-// An Error shaped like Node's own fs errors (code, errno, syscall, path), so callers can branch on err.code
-// exactly as they do for node:fs.
-Napi::Error ErrnoError(Napi::Env env, int err, const char* syscall, const std::string& path) {
-  const char* name = strerrorname_np(err);
-  std::string code = name != nullptr ? name : "EUNKNOWN";
-  Napi::Error e = Napi::Error::New(env, code + ": " + strerror(err) + ", " + syscall + " '" + path + "'");
-  e.Set("code", Napi::String::New(env, code));
-  e.Set("errno", Napi::Number::New(env, -err));
-  e.Set("syscall", Napi::String::New(env, syscall));
-  e.Set("path", Napi::String::New(env, path));
-  return e;
-}
-
-void ThrowErrno(Napi::Env env, int err, const char* syscall, const std::string& path) {
-  ErrnoError(env, err, syscall, path).ThrowAsJavaScriptException();
-}
 
 bool ArgsOk(const Napi::CallbackInfo& info, const char* usage, std::initializer_list<napi_valuetype> types) {
   size_t i = 0;

@@ -97,7 +97,8 @@ void DeliverToJs(Napi::Env env, Napi::Function fn, KvmVm* /*unused*/, VcpuMessag
   Vcpu& v = *msg->vcpu;
   if (msg->stopped) {
     if (--vm->running_ == 0 && vm->tsfn_live_) vm->tsfn_.Unref(env);
-    fn.Call({Napi::Number::New(env, v.index()), Napi::Number::New(env, kExitStopped), Napi::String::New(env, msg->reason)});
+    fn.Call({Napi::Number::New(env, v.index()), Napi::Number::New(env, kExitStopped), Napi::Number::New(env, static_cast<uint32_t>(msg->stop_reason)),
+             Napi::String::New(env, msg->stop_detail)});
     return;
   }
   const ExitRequest& r = msg->request;
@@ -147,6 +148,9 @@ void KvmVm::Init(Napi::Env env, Napi::Object exports) {
                                        InstanceMethod("exitStats", &KvmVm::ExitStatsJs),
                                    });
   exports.Set("KvmVm", cls);
+  Napi::Object reasons = Napi::Object::New(env);
+  for (const auto& r : kVcpuStopReasons) reasons.Set(r.name, Napi::Number::New(env, static_cast<uint32_t>(r.reason)));
+  exports.Set("vcpuStopReasons", reasons);
 }
 
 // new KvmVm(path, memBytes, regions: [guestAddr, size, fileOffset][])
@@ -383,7 +387,7 @@ Napi::Value KvmVm::SupportedCpuid(const Napi::CallbackInfo& info) {
 }
 
 // start(onEvent, fastPio?, spinNs?, postWrites?): onEvent(vcpu, kind, addr, size, isWrite, data) answers reads
-// with their value; kind 2 means the vCPU stopped, with the reason as the third argument. `fastPio`
+// with their value; kind 2 means the vCPU stopped: onEvent(vcpu, 2, VcpuStopReason, detail). `fastPio`
 // lists port ranges the vCPU threads answer themselves; `spinNs` how long a vCPU polls for an answer
 // before sleeping; `postWrites` lets vCPUs go on after a write without waiting for onEvent to run it.
 Napi::Value KvmVm::Start(const Napi::CallbackInfo& info) {
@@ -409,15 +413,15 @@ Napi::Value KvmVm::Start(const Napi::CallbackInfo& info) {
   for (auto& v : vcpus_) {
     v->Start(
         [tsfn, shared](const std::shared_ptr<Vcpu>& vcpu, const ExitRequest& req, bool posted) mutable {
-          auto* m = new VcpuMessage{shared, vcpu, false, "", req, posted};
+          auto* m = new VcpuMessage{shared, vcpu, false, VcpuStopReason::kStopped, "", req, posted};
           if (tsfn.BlockingCall(m) != napi_ok) {
             delete m;
             return false;
           }
           return true;
         },
-        [tsfn, shared](const std::shared_ptr<Vcpu>& vcpu, const std::string& reason) mutable {
-          auto* m = new VcpuMessage{shared, vcpu, true, reason, ExitRequest{}, false};
+        [tsfn, shared](const std::shared_ptr<Vcpu>& vcpu, VcpuStopReason reason, const std::string& detail) mutable {
+          auto* m = new VcpuMessage{shared, vcpu, true, reason, detail, ExitRequest{}, false};
           if (tsfn.BlockingCall(m) != napi_ok) delete m;
         },
         Vcpu::Options{fast_pio, static_cast<uint64_t>(spin), post_writes});

@@ -24,7 +24,8 @@ struct VcpuMessage {
   std::shared_ptr<VmShared> shared;
   std::shared_ptr<Vcpu> vcpu;
   bool stopped = false;
-  std::string reason;
+  VcpuStopReason stop_reason = VcpuStopReason::kStopped;
+  std::string stop_detail;
   ExitRequest request;
   // A write the vCPU did not wait for: nobody to answer.
   bool posted = false;

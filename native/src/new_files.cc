@@ -1,5 +1,7 @@
 #include "new_files.h"
 
+#include "errno_error.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <string.h>
@@ -58,14 +60,7 @@ class WriteNewFilesWorker : public Napi::AsyncWorker {
       deferred_.Resolve(Env().Undefined());
       return;
     }
-    const char* name = strerrorname_np(err_);
-    std::string code = name != nullptr ? name : "EUNKNOWN";
-    Napi::Error e = Napi::Error::New(Env(), code + ": " + strerror(err_) + ", " + syscall_ + " '" + err_path_ + "'");
-    e.Set("code", Napi::String::New(Env(), code));
-    e.Set("errno", Napi::Number::New(Env(), -err_));
-    e.Set("syscall", Napi::String::New(Env(), syscall_));
-    e.Set("path", Napi::String::New(Env(), err_path_));
-    deferred_.Reject(e.Value());
+    deferred_.Reject(ErrnoError(Env(), err_, syscall_, err_path_).Value());
   }
 
  private:

@@ -1,5 +1,7 @@
 #include "process_ops.h"
 
+#include "errno_error.h"
+
 #include <errno.h>
 #include <signal.h>
 #include <sched.h>
@@ -18,16 +20,6 @@
 
 namespace vrun {
 namespace {
-
-void ThrowErrno(Napi::Env env, int err, const char* syscall) {
-  const char* name = strerrorname_np(err);
-  std::string code = name != nullptr ? name : "EUNKNOWN";
-  Napi::Error e = Napi::Error::New(env, code + ": " + strerror(err) + ", " + syscall);
-  e.Set("code", Napi::String::New(env, code));
-  e.Set("errno", Napi::Number::New(env, -err));
-  e.Set("syscall", Napi::String::New(env, syscall));
-  e.ThrowAsJavaScriptException();
-}
 
 // procSetChildSubreaper(): orphaned descendants are reparented to this process instead of PID 1.
 Napi::Value SetChildSubreaper(const Napi::CallbackInfo& info) {

@@ -221,7 +221,8 @@ void Vcpu::Loop() {
   pthread_sigmask(SIG_UNBLOCK, &set, nullptr);
   thread_started_.store(true);
 
-  std::string reason = "stopped";
+  VcpuStopReason reason = VcpuStopReason::kStopped;
+  std::string detail;
   while (!stop_.load()) {
     if (pause_.load()) {
       std::unique_lock<std::mutex> lock(mu_);
@@ -236,7 +237,8 @@ void Vcpu::Loop() {
         run_->immediate_exit = 0;
         continue;
       }
-      reason = Errno("error: KVM_RUN failed");
+      reason = VcpuStopReason::kError;
+      detail = Errno("KVM_RUN failed");
       break;
     }
     std::string err;
@@ -250,35 +252,39 @@ void Vcpu::Loop() {
       case KVM_EXIT_INTR:
         continue;
       case KVM_EXIT_HLT:
-        reason = "hlt";
+        reason = VcpuStopReason::kHalt;
         break;
       case KVM_EXIT_SHUTDOWN:
         // A triple fault; on a PC that resets the machine.
-        reason = "shutdown";
+        reason = VcpuStopReason::kShutdown;
         break;
       case KVM_EXIT_SYSTEM_EVENT:
-        reason = run_->system_event.type == KVM_SYSTEM_EVENT_RESET ? "reset"
-                 : run_->system_event.type == KVM_SYSTEM_EVENT_CRASH ? "crash"
-                                                                     : "poweroff";
+        reason = run_->system_event.type == KVM_SYSTEM_EVENT_RESET   ? VcpuStopReason::kReset
+                 : run_->system_event.type == KVM_SYSTEM_EVENT_CRASH ? VcpuStopReason::kCrash
+                                                                     : VcpuStopReason::kPowerOff;
         break;
       case KVM_EXIT_FAIL_ENTRY:
-        reason = "error: entry failed, hardware reason " + std::to_string(run_->fail_entry.hardware_entry_failure_reason);
+        reason = VcpuStopReason::kError;
+        detail = "entry failed, hardware reason " + std::to_string(run_->fail_entry.hardware_entry_failure_reason);
         break;
       case KVM_EXIT_INTERNAL_ERROR:
-        reason = "error: KVM internal error, suberror " + std::to_string(run_->internal.suberror);
+        reason = VcpuStopReason::kError;
+        detail = "KVM internal error, suberror " + std::to_string(run_->internal.suberror);
         break;
       default:
-        reason = "error: unhandled exit reason " + std::to_string(run_->exit_reason);
+        reason = VcpuStopReason::kError;
+        detail = "unhandled exit reason " + std::to_string(run_->exit_reason);
         break;
     }
     if (!err.empty()) {
-      reason = "error: " + err;
+      reason = VcpuStopReason::kError;
+      detail = err;
       break;
     }
     if (run_->exit_reason != KVM_EXIT_IO && run_->exit_reason != KVM_EXIT_MMIO) break;
   }
   thread_started_.store(false);
-  if (post_stopped_) post_stopped_(shared_from_this(), reason);
+  if (post_stopped_) post_stopped_(shared_from_this(), reason, detail);
 }
 
 }  // namespace vrun

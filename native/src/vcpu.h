@@ -16,6 +16,27 @@ namespace vrun {
 
 enum ExitKind : uint32_t { kExitPio = 0, kExitMmio = 1, kExitStopped = 2 };
 
+// Why a vCPU thread ended. The numbers cross to JS as they are (src/vmm/kvm/native.ts decodes them and
+// test/vmm/vm-end.test.ts checks both sides agree), so existing values never change meaning.
+enum class VcpuStopReason : uint32_t {
+  kStopped = 0,   // asked to stop (RequestStop)
+  kHalt = 1,      // KVM_EXIT_HLT: only without an in-kernel irqchip
+  kShutdown = 2,  // KVM_EXIT_SHUTDOWN: a triple fault, which resets a PC
+  kReset = 3,     // KVM_SYSTEM_EVENT_RESET
+  kPowerOff = 4,  // KVM_SYSTEM_EVENT_SHUTDOWN (and any other system event)
+  kCrash = 5,     // KVM_SYSTEM_EVENT_CRASH
+  kError = 6,     // KVM_RUN failed or an exit could not be handled; the detail says which
+};
+// Every reason, for the table the addon exports.
+inline constexpr struct {
+  VcpuStopReason reason;
+  const char* name;
+} kVcpuStopReasons[] = {
+    {VcpuStopReason::kStopped, "stopped"}, {VcpuStopReason::kHalt, "hlt"},          {VcpuStopReason::kShutdown, "shutdown"},
+    {VcpuStopReason::kReset, "reset"},     {VcpuStopReason::kPowerOff, "poweroff"}, {VcpuStopReason::kCrash, "crash"},
+    {VcpuStopReason::kError, "error"},
+};
+
 // One guest access that needs the device models in JS. For writes `data` holds the bytes the guest
 // wrote (little-endian); for reads JS answers with the value through Answer().
 struct ExitRequest {
@@ -54,7 +75,8 @@ class Vcpu;
 // posted exit is a write the vCPU does not wait for: JS runs it later, in order with the vCPU's
 // other exits, and calls PostedDone() instead of Answer().
 using PostExit = std::function<bool(const std::shared_ptr<Vcpu>&, const ExitRequest&, bool posted)>;
-using PostStopped = std::function<void(const std::shared_ptr<Vcpu>&, const std::string& reason)>;
+// `detail` is for people (an error's errno, hardware reason, ...); empty unless the reason is kError.
+using PostStopped = std::function<void(const std::shared_ptr<Vcpu>&, VcpuStopReason reason, const std::string& detail)>;
 
 // A vCPU and the thread that runs it. The thread loops on KVM_RUN; I/O and MMIO exits are posted to
 // the JS thread and the vCPU waits until JS answers (or the VM stops), then resumes the guest.

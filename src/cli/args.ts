@@ -43,16 +43,16 @@ export function parseArgs<S extends FlagSpecs>(
 
   const assign = (name: string, value: string | undefined, next: () => string | undefined) => {
     const spec = specs[name];
-    if (!spec) throw new VrunError(`unknown flag: --${name}${where}`);
+    if (!spec) throw new VrunError(`unknown flag: --${name}${where}`, { kind: 'invalid' });
     if (spec.type === 'boolean') {
       if (value !== undefined && value !== 'true' && value !== 'false') {
-        throw new VrunError(`invalid value "${value}" for --${name}: expected true or false`);
+        throw new VrunError(`invalid value "${value}" for --${name}: expected true or false`, { kind: 'invalid' });
       }
       flags[name] = value !== 'false';
       return;
     }
     const v = value ?? next();
-    if (v === undefined) throw new VrunError(`flag --${name} needs a value${spec.value ? ` (${spec.value})` : ''}`);
+    if (v === undefined) throw new VrunError(`flag --${name} needs a value${spec.value ? ` (${spec.value})` : ''}`, { kind: 'invalid' });
     if (spec.type === 'list') (flags[name] as string[]).push(v);
     else flags[name] = v;
   };
@@ -76,7 +76,7 @@ export function parseArgs<S extends FlagSpecs>(
       for (let j = 1; j < arg.length; j++) {
         const ch = arg[j] as string;
         const name = byShort.get(ch);
-        if (!name) throw new VrunError(`unknown flag: -${ch}${where}`);
+        if (!name) throw new VrunError(`unknown flag: -${ch}${where}`, { kind: 'invalid' });
         const spec = specs[name] as FlagSpec;
         if (spec.type === 'boolean') {
           flags[name] = true;

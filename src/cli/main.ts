@@ -1,5 +1,7 @@
 import { VrunError } from '../common/errors.js';
+import { logForPeople } from '../common/log-audience.js';
 import { terminalSafe, terminalSafeError } from '../common/terminal-text.js';
+import { EXIT_RUNTIME_FAILED, exitCodeFor } from './exit-codes.js';
 import { commands } from './registry.js';
 
 /** Longest error message printed (a guest's console tail quoted in one fits). */
@@ -23,19 +25,21 @@ function findCommand(argv: string[]): { cmd: (typeof commands)[number]; rest: st
 
 export async function main(argvIn: string[]): Promise<number> {
   const argv = [...argvIn];
+  // A person reads this process's stderr: warnings are plain lines there, JSON only with --debug.
+  logForPeople('vrun');
   while (argv[0] === '--debug' || argv[0] === '-D') {
     argv.shift();
     process.env.VRUN_DEBUG = '1';
   }
   if (argv.length === 0 || argv[0] === '--help' || argv[0] === '-h' || argv[0] === 'help') {
     process.stdout.write(usage());
-    return argv.length === 0 ? 125 : 0;
+    return argv.length === 0 ? EXIT_RUNTIME_FAILED : 0;
   }
   if (argv[0] === '--version') argv[0] = 'version';
   const found = findCommand(argv);
   if (!found) {
     process.stderr.write(`vrun: unknown command "${terminalSafe(argv[0] ?? '', { singleLine: true, maxLength: 200 })}"\nSee 'vrun --help'.\n`);
-    return 125;
+    return EXIT_RUNTIME_FAILED;
   }
   try {
     const cmd = await found.cmd.load();
@@ -51,10 +55,10 @@ export async function main(argvIn: string[]): Promise<number> {
     if (err instanceof VrunError) {
       process.stderr.write(`vrun: ${terminalSafeError(err, { maxLength: ERROR_MAX })}\n${err.hint ? `hint: ${terminalSafe(err.hint, { maxLength: ERROR_MAX })}\n` : ''}`);
       process.stderr.write(stack(err));
-      return err.exitCode;
+      return exitCodeFor(err);
     }
     process.stderr.write(`vrun: ${terminalSafeError(err, { maxLength: ERROR_MAX })}\n`);
     if (err instanceof Error) process.stderr.write(stack(err));
-    return 125;
+    return exitCodeFor(err);
   }
 }

@@ -4,7 +4,7 @@ import { VrunError } from '../common/errors.js';
 import type { RunConfig, VolumeSpec } from '../sandbox/run-config.js';
 import { validateName } from '../sandbox/names.js';
 import { parseUserSpec } from '../sandbox/user.js';
-import { parseVmmChoice } from '../sandbox/vmm-backend.js';
+import { parseVmmChoice } from '../vmm/backend.js';
 import { type FlagSpecs, parseArgs } from './args.js';
 import { parsePositiveNumber, parseSize } from './units.js';
 
@@ -38,10 +38,10 @@ const ENV_NAME = /^[A-Za-z_][A-Za-z0-9_.-]*$/;
 
 /** `-e K=V` sets; `-e K` copies K from vrun's own environment (skipped if unset), like Docker. */
 export function parseEnvEntry(entry: string, where: string): string | undefined {
-  if (entry.includes('\0')) throw new VrunError(`invalid environment entry in ${where}: contains a NUL byte`);
+  if (entry.includes('\0')) throw new VrunError(`invalid environment entry in ${where}: contains a NUL byte`, { kind: 'invalid' });
   const eq = entry.indexOf('=');
   const name = eq < 0 ? entry : entry.slice(0, eq);
-  if (!ENV_NAME.test(name)) throw new VrunError(`invalid environment variable name "${name.slice(0, 80)}" in ${where}`);
+  if (!ENV_NAME.test(name)) throw new VrunError(`invalid environment variable name "${name.slice(0, 80)}" in ${where}`, { kind: 'invalid' });
   if (eq >= 0) return entry;
   const v = process.env[name];
   return v === undefined ? undefined : `${name}=${v}`;
@@ -52,7 +52,7 @@ export function parseEnvFile(file: string): string[] {
   try {
     text = readFileSync(file, 'utf8');
   } catch (err) {
-    throw new VrunError(`cannot read --env-file ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    throw new VrunError(`cannot read --env-file ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, { kind: 'invalid' });
   }
   const out: string[] = [];
   text.split('\n').forEach((raw, i) => {
@@ -66,14 +66,14 @@ export function parseEnvFile(file: string): string[] {
 
 export function parseVolume(spec: string): VolumeSpec {
   const parts = spec.split(':');
-  if (parts.length < 2 || parts.length > 3) throw new VrunError(`invalid volume "${spec.slice(0, 200)}": expected HOST_DIR:CONTAINER_PATH[:ro|rw]`);
+  if (parts.length < 2 || parts.length > 3) throw new VrunError(`invalid volume "${spec.slice(0, 200)}": expected HOST_DIR:CONTAINER_PATH[:ro|rw]`, { kind: 'invalid' });
   const [host, ctr, mode] = parts as [string, string, string | undefined];
-  if (mode !== undefined && mode !== 'ro' && mode !== 'rw') throw new VrunError(`invalid volume mode "${mode}" in "${spec.slice(0, 200)}": expected ro or rw`);
-  if (!path.isAbsolute(host)) throw new VrunError(`invalid volume "${spec.slice(0, 200)}": the host path must be absolute (named volumes are not supported)`);
-  if (!path.isAbsolute(ctr) || ctr.includes('\0')) throw new VrunError(`invalid volume "${spec.slice(0, 200)}": the container path must be absolute`);
-  if (path.normalize(ctr) === '/') throw new VrunError(`invalid volume "${spec.slice(0, 200)}": cannot mount over the container's /`);
-  if (!existsSync(host)) throw new VrunError(`volume host path ${host} does not exist`);
-  if (!statSync(host).isDirectory()) throw new VrunError(`volume host path ${host} is not a directory (only directories can be shared into the VM)`);
+  if (mode !== undefined && mode !== 'ro' && mode !== 'rw') throw new VrunError(`invalid volume mode "${mode}" in "${spec.slice(0, 200)}": expected ro or rw`, { kind: 'invalid' });
+  if (!path.isAbsolute(host)) throw new VrunError(`invalid volume "${spec.slice(0, 200)}": the host path must be absolute (named volumes are not supported)`, { kind: 'invalid' });
+  if (!path.isAbsolute(ctr) || ctr.includes('\0')) throw new VrunError(`invalid volume "${spec.slice(0, 200)}": the container path must be absolute`, { kind: 'invalid' });
+  if (path.normalize(ctr) === '/') throw new VrunError(`invalid volume "${spec.slice(0, 200)}": cannot mount over the container's /`, { kind: 'invalid' });
+  if (!existsSync(host)) throw new VrunError(`volume host path ${host} does not exist`, { kind: 'invalid' });
+  if (!statSync(host).isDirectory()) throw new VrunError(`volume host path ${host} is not a directory (only directories can be shared into the VM)`, { kind: 'invalid' });
   return { hostPath: path.resolve(host), containerPath: path.normalize(ctr).replace(/(.)\/+$/, '$1'), readonly: mode === 'ro' };
 }
 
@@ -81,10 +81,10 @@ export function parseVolume(spec: string): VolumeSpec {
 export function parseRunArgs(argv: string[], env: { debug: boolean }): RunRequest {
   const { flags, positionals } = parseArgs(argv, RUN_FLAGS, { command: 'run' });
   const [image, ...args] = positionals;
-  if (!image) throw new VrunError('"vrun run" requires an image: vrun run [OPTIONS] IMAGE [COMMAND] [ARG...]');
+  if (!image) throw new VrunError('"vrun run" requires an image: vrun run [OPTIONS] IMAGE [COMMAND] [ARG...]', { kind: 'invalid' });
   if (flags.name !== undefined) validateName(flags.name);
   if (flags.user !== undefined) parseUserSpec(flags.user);
-  if (flags.workdir !== undefined && !path.isAbsolute(flags.workdir)) throw new VrunError(`invalid value "${flags.workdir}" for --workdir: must be an absolute path`);
+  if (flags.workdir !== undefined && !path.isAbsolute(flags.workdir)) throw new VrunError(`invalid value "${flags.workdir}" for --workdir: must be an absolute path`, { kind: 'invalid' });
   const envs: string[] = [];
   for (const f of flags['env-file']) envs.push(...parseEnvFile(f));
   for (const e of flags.env) {
@@ -110,13 +110,13 @@ export function parseRunArgs(argv: string[], env: { debug: boolean }): RunReques
     vmm: parseVmmChoice(flags.vmm),
     debug: env.debug,
   };
-  if (config.memoryBytes !== undefined && config.memoryBytes < 6 * 2 ** 20) throw new VrunError(`invalid value "${flags.memory}" for --memory: the minimum is 6m`);
-  if (config.memoryBytes !== undefined && config.memoryBytes > 64 * 2 ** 30) throw new VrunError(`invalid value "${flags.memory}" for --memory: the maximum is 64g`);
+  if (config.memoryBytes !== undefined && config.memoryBytes < 6 * 2 ** 20) throw new VrunError(`invalid value "${flags.memory}" for --memory: the minimum is 6m`, { kind: 'invalid' });
+  if (config.memoryBytes !== undefined && config.memoryBytes > 64 * 2 ** 30) throw new VrunError(`invalid value "${flags.memory}" for --memory: the maximum is 64g`, { kind: 'invalid' });
   const dests = new Set<string>();
   for (const v of config.volumes) {
-    if (dests.has(v.containerPath)) throw new VrunError(`duplicate mount point ${v.containerPath}`);
+    if (dests.has(v.containerPath)) throw new VrunError(`duplicate mount point ${v.containerPath}`, { kind: 'invalid' });
     dests.add(v.containerPath);
   }
-  if (config.volumes.length > 16) throw new VrunError('at most 16 volumes per container');
+  if (config.volumes.length > 16) throw new VrunError('at most 16 volumes per container', { kind: 'invalid' });
   return { config, name: flags.name };
 }

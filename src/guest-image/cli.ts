@@ -1,4 +1,5 @@
 import { VrunError, errorMessage } from '../common/errors.js';
+import { exitCodeFor } from '../cli/exit-codes.js';
 import { ensureGuestImage, ensureLabImage, type ImageManifest } from './image.js';
 
 /** `npm run guest-image [-- --lab] [-- --force]`: build (or verify the cache of) the guest image. */
@@ -27,6 +28,6 @@ main(process.argv.slice(2)).then(
   (err: unknown) => {
     process.stderr.write(`guest-image: ${errorMessage(err)}\n`);
     if (process.env.VRUN_DEBUG && err instanceof Error) process.stderr.write(`${err.stack}\n`);
-    process.exitCode = err instanceof VrunError ? err.exitCode : 1;
+    process.exitCode = err instanceof VrunError ? exitCodeFor(err) : 1;
   },
 );

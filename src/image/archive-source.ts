@@ -4,7 +4,7 @@ import { pipeline } from 'node:stream/promises';
 import tar from 'tar-stream';
 import { VrunError, errorMessage } from '../common/errors.js';
 import { AutoDecompress, extractSink } from './layer-stream.js';
-import { safeComponents } from './unpack.js';
+import { safeComponents } from './entry-names.js';
 
 /**
  * A read-only view of an image archive's members by name: either a directory (an OCI layout on disk) or a tar

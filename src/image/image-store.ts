@@ -108,7 +108,7 @@ export class ImageStore {
   resolve(input: string): ResolvedImage {
     const rec = this.find(input);
     if (!rec) {
-      throw new VrunError(`image "${input}" not found in the local store`, { hint: `vrun pull ${input}` });
+      throw new VrunError(`image "${input}" not found in the local store`, { kind: 'not-found', hint: `vrun pull ${input}` });
     }
     return this.load(rec, input);
   }
@@ -224,7 +224,7 @@ export class ImageStore {
   /** Removes names (or, given an id, the whole image). Returns what was untagged/deleted. */
   async remove(input: string, opts: { force?: boolean } = {}): Promise<string[]> {
     const rec = this.find(input);
-    if (!rec) throw new VrunError(`image "${input}" not found in the local store`);
+    if (!rec) throw new VrunError(`image "${input}" not found in the local store`, { kind: 'not-found' });
     const byName = !looksLikeImageId(input) || rec.names.some((n) => n === safeFormat(input));
     const out = await updateRecords(this.layout, (images) => {
       const cur = images.find((r) => r.manifest === rec.manifest);

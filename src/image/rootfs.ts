@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { VrunError, errorMessage } from '../common/errors.js';
+import { checkId } from '../common/ids.js';
 import type { Digest } from './digest.js';
 import { layerFsDir, type StoreLayout } from './store-layout.js';
 import { removeTree, writeFileAtomic } from './atomic-fs.js';
@@ -32,12 +33,6 @@ export interface RootfsRecord {
   target: string;
   mode: RootfsMode;
   created: string;
-}
-
-const CONTAINER_ID_RE = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$/;
-
-export function checkContainerId(id: string): void {
-  if (!CONTAINER_ID_RE.test(id)) throw new VrunError(`invalid container id "${id.slice(0, 64)}" (letters, digits, _ . -, at most 128)`);
 }
 
 export function containerDir(l: StoreLayout, id: string): string {
@@ -78,7 +73,7 @@ export async function createRootfs(
   rec: Omit<RootfsRecord, 'mode' | 'created'>,
   mode: RootfsMode = wantedMode(),
 ): Promise<RootfsRecord> {
-  checkContainerId(rec.containerId);
+  checkId('container id', rec.containerId);
   const dir = containerDir(l, rec.containerId);
   if (fs.existsSync(path.join(dir, 'record.json'))) throw new VrunError(`a rootfs for container ${rec.containerId} already exists`);
   fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
@@ -147,7 +142,7 @@ function unescapeMount(s: string): string {
  * and it is removed without following symlinks. The target itself is only ever an empty mount point.
  */
 export async function destroyRootfs(l: StoreLayout, id: string): Promise<void> {
-  checkContainerId(id);
+  checkId('container id', id);
   const rec = readRootfsRecord(l, id);
   const dir = containerDir(l, id);
   if (rec) {

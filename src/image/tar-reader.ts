@@ -28,7 +28,7 @@ export interface TarEntry {
   name: string;
   type: TarEntryType;
   mode: number;
-  /** From the header; a pax `uid`/`gid` (for ids past the header's range) is in `pax`, for the caller to check. */
+  /** From the header; a pax `uid`/`gid` (for ids past the header's range) is in `pax` (see paxText), for the caller to check. */
   uid: number;
   gid: number;
   /** Bytes of data that follow the header. */
@@ -38,7 +38,21 @@ export interface TarEntry {
   /** Link target of a symlink or hardlink (a GNU long link name, else pax `linkpath`, else the header's). */
   linkname: string;
   /** pax records in force for this entry (global ones overridden by the entry's own), or null if none. */
-  pax: Record<string, string> | null;
+  pax: PaxRecords | null;
+}
+
+/**
+ * pax records with their values as the archive has them, in bytes: a `SCHILY.xattr.*` value is the attribute's
+ * raw value (a file capability is binary), which no text decoding would carry intact. Keys are UTF-8.
+ */
+export type PaxRecords = Record<string, Buffer>;
+
+/** The keywords whose values are UTF-8 text by the pax spec (POSIX.1-2001, plus GNU tar's ctime): what paxText decodes. */
+export type PaxTextKey = 'atime' | 'charset' | 'comment' | 'ctime' | 'gid' | 'gname' | 'hdrcharset' | 'linkpath' | 'mtime' | 'path' | 'size' | 'uid' | 'uname';
+
+/** A text record's value, decoded as UTF-8, or undefined if the record is absent. */
+export function paxText(pax: PaxRecords | null | undefined, key: PaxTextKey): string | undefined {
+  return pax?.[key]?.toString('utf8');
 }
 
 export type TarEvent =
@@ -79,8 +93,8 @@ export class TarReader {
   private current: TarEntry | null = null;
   /** A metadata record being collected, and what it is. */
   private meta: { kind: Meta; buf: Buffer; fill: number; at: number } | null = null;
-  private pendingPax: Record<string, string> | null = null;
-  private globalPax: Record<string, string> | null = null;
+  private pendingPax: PaxRecords | null = null;
+  private globalPax: PaxRecords | null = null;
   private longName: string | null = null;
   private longLink: string | null = null;
   /** A zero block was read: the next block must be zero too (the end) or the archive is damaged. */
@@ -189,7 +203,8 @@ export class TarReader {
     }
     const pax = this.pendingPax || this.globalPax ? paxRecords(this.globalPax, this.pendingPax) : null;
     // As Go's archive/tar (containerd, Docker) decides: a GNU long name wins over a pax path.
-    const fullName = this.longName ?? pax?.path ?? name;
+    const fullName = this.longName ?? paxText(pax, 'path') ?? name;
+    const paxSize = paxText(pax, 'size');
     let type: TarEntryType = TYPES[flag] ?? `unknown:${printableFlag(h[156] as number)}`;
     // Pre-POSIX archives mark directories with a trailing slash on a regular-file entry.
     if (flag === '\0' && fullName.endsWith('/')) type = 'directory';
@@ -199,9 +214,9 @@ export class TarReader {
       mode: this.number(at, 100, 8, 'mode'),
       uid: this.id(at, 108, 'uid'),
       gid: this.id(at, 116, 'gid'),
-      size: pax?.size !== undefined ? this.paxSize(at, pax.size) : size,
+      size: paxSize !== undefined ? this.paxSize(at, paxSize) : size,
       mtime: this.number(at, 136, 12, 'mtime', true),
-      linkname: this.longLink ?? pax?.linkpath ?? cString(h, 157, 100),
+      linkname: this.longLink ?? paxText(pax, 'linkpath') ?? cString(h, 157, 100),
       pax,
     };
     this.pendingPax = null;
@@ -297,7 +312,7 @@ export class TarReader {
 }
 
 /** pax extended header records: `<length> <key>=<value>\n`, where length counts the whole record. */
-function parsePax(buf: Buffer, bad: (why: string) => Error): Record<string, string> {
+function parsePax(buf: Buffer, bad: (why: string) => Error): PaxRecords {
   const out = paxRecords(null, null);
   let off = 0;
   while (off < buf.length) {
@@ -314,15 +329,17 @@ function parsePax(buf: Buffer, bad: (why: string) => Error): Record<string, stri
     if (eq < 0 || eq >= end - 1) throw bad('without "="');
     const key = buf.toString('utf8', space + 1, eq);
     if (key === '') throw bad('with an empty key');
-    out[key] = buf.toString('utf8', eq + 1, end - 1);
+    // A copy, not a view: a view would keep the whole record block (up to MAX_PAX_BYTES) alive for as long as
+    // the value is held, and a file's xattrs wait in the unpacker's write queue.
+    out[key] = Buffer.from(buf.subarray(eq + 1, end - 1));
     off = end;
   }
   return out;
 }
 
 /** Records merged into an object without a prototype: a key like `__proto__` or `constructor` is just a key. */
-function paxRecords(base: Record<string, string> | null, over: Record<string, string> | null): Record<string, string> {
-  return Object.assign(Object.create(null) as Record<string, string>, base, over);
+function paxRecords(base: PaxRecords | null, over: PaxRecords | null): PaxRecords {
+  return Object.assign(Object.create(null) as PaxRecords, base, over);
 }
 
 function cString(b: Buffer, start: number, len: number): string {

@@ -4,7 +4,7 @@ import path from 'node:path';
 import { VrunError } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
 import { loadGuestImage } from '../guest-image/image.js';
-import { BASE_CMDLINE } from '../vmm/qemu/guest-runner.js';
+import { BASE_CMDLINE } from '../guest-image/guest-contract.js';
 import { QemuVm } from '../vmm/qemu/machine.js';
 
 /**

@@ -1,11 +1,6 @@
-import { readFileSync } from 'node:fs';
 import { spawnSync } from 'node:child_process';
+import { hasHardwareVirtualization } from '../vmm/host-capabilities.js';
 import { type LabResult, runInLab } from './lab.js';
-
-/** True when the CPU advertises VT-x or AMD-V, i.e. /dev/kvm can run a real Linux guest directly. */
-export function hasHardwareVirtualization(cpuinfo = readFileSync('/proc/cpuinfo', 'utf8')): boolean {
-  return /^flags\s*:.*\b(vmx|svm)\b/m.test(cpuinfo);
-}
 
 export type KvmPlace = 'direct' | 'lab';
 

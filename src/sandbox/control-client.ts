@@ -1,5 +1,5 @@
 import net from 'node:net';
-import { VrunError } from '../common/errors.js';
+import { type ErrorKind, VrunError, isErrorKind } from '../common/errors.js';
 import { type ControlReply, type ControlRequest, SLOW_CLIENT } from './control-protocol.js';
 import { FrameDecoder, FrameType, type FrameTypeValue, encodeFrame, encodeJsonFrame, parseJsonPayload } from './frames.js';
 
@@ -14,9 +14,14 @@ export class ClientDroppedError extends VrunError {
 /** The sandbox did not answer a request in time (it may be stuck). */
 export class ControlTimeoutError extends VrunError {
   constructor(message: string) {
-    super(message);
+    super(message, { kind: 'deadline' });
     this.name = 'ControlTimeoutError';
   }
+}
+
+/** The kind a sandbox's reply or error frame names; anything that is not one of ours counts as internal. */
+function sentKind(v: unknown): ErrorKind {
+  return isErrorKind(v) ? v : 'internal';
 }
 
 /** The CLI's end of a sandbox's ctl.sock. */
@@ -32,7 +37,7 @@ export async function connectControl(socketPath: string, opts: { timeoutMs?: num
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
       if ((code !== 'ENOENT' && code !== 'ECONNREFUSED') || Date.now() > deadline || (opts.alive && !opts.alive())) {
-        throw new VrunError(`cannot reach the sandbox (${socketPath}): ${code ?? (err as Error).message}`);
+        throw new VrunError(`cannot reach the sandbox (${socketPath}): ${code ?? (err as Error).message}`, { kind: 'unavailable' });
       }
       await new Promise((r) => setTimeout(r, 25));
     }
@@ -73,7 +78,7 @@ export async function controlCall(
         return;
       }
       if (r.ok) resolve(r.value);
-      else reject(new VrunError(r.error));
+      else reject(new VrunError(r.error, { kind: sentKind(r.kind) }));
     });
     sock.write(JSON.stringify(req) + '\n');
   });
@@ -130,7 +135,7 @@ export async function controlStream(socketPath: string, req: ControlRequest, h: 
           } else if (f.type === FrameType.error) {
             const v = parseJsonPayload(f.payload, 'error');
             const message = typeof v.message === 'string' ? v.message.slice(0, 2000) : 'the sandbox failed';
-            settle(() => reject(v.reason === SLOW_CLIENT ? new ClientDroppedError(message) : new VrunError(message)));
+            settle(() => reject(v.reason === SLOW_CLIENT ? new ClientDroppedError(message) : new VrunError(message, { kind: sentKind(v.kind) })));
           }
         }
       } catch (err) {

@@ -1,5 +1,5 @@
 import type net from 'node:net';
-import { VrunError } from '../common/errors.js';
+import { type ErrorKind, VrunError } from '../common/errors.js';
 
 /**
  * The CLI -> sandbox control socket (ctl.sock in the state directory). Each connection carries one request:
@@ -15,7 +15,8 @@ export type ControlRequest =
   | { op: 'stop'; timeoutS: number }
   | { op: 'stats' };
 
-export type ControlReply = { ok: true; value?: unknown } | { ok: false; error: string };
+/** A failure's `kind` lets the CLI exit as Docker would (127 for a missing command) without reading `error`. */
+export type ControlReply = { ok: true; value?: unknown } | { ok: false; error: string; kind?: ErrorKind };
 
 /**
  * `stop`'s deadline, the same on both ends: the sandbox waits `timeoutS`, sends SIGKILL, gives the guest

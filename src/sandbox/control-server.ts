@@ -1,6 +1,6 @@
 import net from 'node:net';
 import { rm } from 'node:fs/promises';
-import { VrunError, errorMessage } from '../common/errors.js';
+import { VrunError, errorKind, errorMessage } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
 import { type ControlReply, type ControlRequest, SLOW_CLIENT, STOP_KILL_GRACE_MS, STOP_TEARDOWN_MS, parseControlRequest, readRequestLine, slowClientReason, terminalSize } from './control-protocol.js';
 import { FrameDecoder, FrameType, type FrameTypeValue, encodeFrame, encodeJsonFrame, parseJsonPayload } from './frames.js';
@@ -92,7 +92,7 @@ export class ControlServer {
         req = parseControlRequest(first.line);
         rest = first.rest;
       } catch (err) {
-        reply(sock, { ok: false, error: errorMessage(err) });
+        reply(sock, { ok: false, error: errorMessage(err), kind: errorKind(err) });
         return;
       }
       this.log.debug({ op: req.op }, 'control request');
@@ -121,8 +121,8 @@ export class ControlServer {
             return;
         }
       } catch (err) {
-        if (req.op === 'attach' || req.op === 'exec') send(sock, encodeJsonFrame(FrameType.error, { message: errorMessage(err).split('\n')[0] }));
-        else reply(sock, { ok: false, error: errorMessage(err).split('\n')[0] ?? 'failed' });
+        if (req.op === 'attach' || req.op === 'exec') send(sock, encodeJsonFrame(FrameType.error, { message: errorMessage(err).split('\n')[0], kind: errorKind(err) }));
+        else reply(sock, { ok: false, error: errorMessage(err).split('\n')[0] ?? 'failed', kind: errorKind(err) });
         sock.end();
       }
     })();
@@ -198,7 +198,7 @@ export class ControlServer {
     removeSink();
     const exit = this.sandbox.exit;
     if (exit) send(sock, encodeJsonFrame(FrameType.exit, { exitCode: exit.exitStatus, oomKilled: exit.oomKilled }));
-    else send(sock, encodeJsonFrame(FrameType.error, { message: this.sandbox.failed ?? 'the sandbox ended without an exit status' }));
+    else send(sock, encodeJsonFrame(FrameType.error, { message: this.sandbox.failed?.reason ?? 'the sandbox ended without an exit status', kind: this.sandbox.failed?.kind ?? 'internal' }));
     sock.end();
   }
 

@@ -1,9 +1,8 @@
-import { openSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
 import path from 'node:path';
-import pino from 'pino';
 import { errorMessage } from '../common/errors.js';
-import { fileLogger, sandboxLogger, setRootLogger } from '../common/log.js';
+import { sandboxLogger, setRootLogger } from '../common/log.js';
+import { openProcessLog } from '../common/process-log.js';
 import { removeSandboxDir } from './cleanup.js';
 import { ControlServer } from './control-server.js';
 import { releaseName } from './names.js';
@@ -23,8 +22,8 @@ async function main(stateDir: string): Promise<void> {
   const paths = sandboxPaths(id, runDir);
   const state = await readState(id, runDir);
   if (!state) throw new Error(`no state in ${stateDir}`);
-  const dest = pino.destination({ fd: openSync(paths.log, 'a'), sync: false });
-  const log = sandboxLogger(fileLogger(dest, { level: state.config.debug ? 'debug' : 'info' }), id);
+  const processLog = openProcessLog(paths.log, state.config.debug ? 'debug' : 'info');
+  const log = sandboxLogger(processLog.logger, id);
   setRootLogger(log);
   log.info({ image: state.config.image, name: state.name }, 'sandbox process starting');
 
@@ -57,7 +56,7 @@ async function main(stateDir: string): Promise<void> {
     if (problem) log.error({ problem }, 'removing the sandbox failed');
   }
   log.info('sandbox process done');
-  dest.flushSync();
+  await processLog.close();
 }
 
 const dir = process.argv[2];

@@ -80,7 +80,7 @@ export async function findSandbox(ref: string, runDir = vrunRunDir()): Promise<S
     if (matches.length === 1) return matches[0] as SandboxState;
     if (matches.length > 1) throw new VrunError(`multiple containers match "${ref}": use more of the id`);
   }
-  throw new VrunError(`no such container: ${ref.slice(0, 140)}`);
+  throw new VrunError(`no such container: ${ref.slice(0, 140)}`, { kind: 'not-found' });
 }
 
 /** `rm -f` and `rm`: everything of the sandbox goes, whatever state it was in. */

@@ -1,17 +1,16 @@
 import { readlink, symlink, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { VrunError } from '../common/errors.js';
+import { checkId } from '../common/ids.js';
 import { vrunRunDir } from '../common/paths.js';
-import { ID_RE, NAME_RE, namesDir, shortId } from './state.js';
+import { ID_RE, namesDir, shortId } from './state.js';
 
 /**
  * Container names are symlinks names/<name> -> <id>: creating a symlink is atomic and fails if the name
  * exists, so two `vrun run --name x` at once cannot both win.
  */
 export function validateName(name: string): void {
-  if (!NAME_RE.test(name)) {
-    throw new VrunError(`invalid container name "${name.slice(0, 140)}": use letters, digits, "_", "." and "-", starting with a letter or digit`);
-  }
+  checkId('container name', name);
 }
 
 export async function reserveName(name: string, id: string, runDir = vrunRunDir()): Promise<void> {
@@ -22,7 +21,7 @@ export async function reserveName(name: string, id: string, runDir = vrunRunDir(
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
     const owner = await nameOwner(name, runDir);
-    throw new VrunError(`the container name "${name}" is already in use by container ${owner ? shortId(owner) : '(unknown)'}: remove it or pick another name`);
+    throw new VrunError(`the container name "${name}" is already in use by container ${owner ? shortId(owner) : '(unknown)'}: remove it or pick another name`, { kind: 'exists' });
   }
 }
 

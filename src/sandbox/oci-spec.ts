@@ -4,6 +4,8 @@
  * capability set, the usual /proc, /dev, /sys mounts, and cgroup v2 resources. The spec is consumed by
  * crun inside the guest, so host-specific parts (network namespace paths, host cgroup paths) stay out.
  */
+import type { OciSpec } from '../common/oci-spec.js';
+
 export interface ImageRuntimeConfig {
   Entrypoint?: string[] | null;
   Cmd?: string[] | null;
@@ -29,34 +31,6 @@ export interface ContainerOptions {
   pidsLimit?: number;
   /** Bind mounts from paths inside the guest (shares) into the container. */
   mounts?: { source: string; destination: string; readonly: boolean }[];
-}
-
-export interface OciSpec {
-  ociVersion: string;
-  process: {
-    terminal: boolean;
-    user: { uid: number; gid: number; additionalGids?: number[] };
-    args: string[];
-    env: string[];
-    cwd: string;
-    capabilities: Record<'bounding' | 'effective' | 'permitted' | 'inheritable' | 'ambient', string[]>;
-    rlimits: { type: string; hard: number; soft: number }[];
-    noNewPrivileges: boolean;
-  };
-  root: { path: string; readonly: boolean };
-  hostname: string;
-  mounts: { destination: string; type: string; source: string; options?: string[] }[];
-  linux: {
-    resources: {
-      devices: { allow: boolean; access: string; type?: string; major?: number; minor?: number }[];
-      memory?: { limit: number; swap?: number };
-      cpu?: { quota: number; period: number };
-      pids?: { limit: number };
-    };
-    namespaces: { type: string }[];
-    maskedPaths: string[];
-    readonlyPaths: string[];
-  };
 }
 
 /** Docker's default capability set for containers. */
@@ -99,11 +73,20 @@ export function processArgs(image: ImageRuntimeConfig, opts: Pick<ContainerOptio
   return [...entrypoint, ...cmd];
 }
 
-export function buildSpec(image: ImageRuntimeConfig, opts: ContainerOptions, rootfsPath = 'rootfs'): OciSpec {
+/** cgroup v2 limits, with the device allow-list crun applies. */
+interface Resources {
+  devices: { allow: boolean; access: string; type?: string; major?: number; minor?: number }[];
+  memory?: { limit: number; swap?: number };
+  cpu?: { quota: number; period: number };
+  pids?: { limit: number };
+}
+
+/** The spec, with every field this builder sets typed as it sets it. */
+export function buildSpec(image: ImageRuntimeConfig, opts: ContainerOptions, rootfsPath = 'rootfs') {
   const args = processArgs(image, opts);
   const env = mergeEnv([DEFAULT_PATH], image.Env, opts.terminal ? ['TERM=xterm'] : [], opts.env);
   const caps = [...DEFAULT_CAPABILITIES];
-  const resources: OciSpec['linux']['resources'] = { devices: [{ allow: false, access: 'rwm' }] };
+  const resources: Resources = { devices: [{ allow: false, access: 'rwm' }] };
   if (opts.memoryBytes !== undefined) resources.memory = { limit: opts.memoryBytes, swap: opts.memoryBytes };
   if (opts.cpus !== undefined) resources.cpu = { quota: Math.round(opts.cpus * 100_000), period: 100_000 };
   if (opts.pidsLimit !== undefined) resources.pids = { limit: opts.pidsLimit };
@@ -155,5 +138,5 @@ export function buildSpec(image: ImageRuntimeConfig, opts: ContainerOptions, roo
       maskedPaths: ['/proc/acpi', '/proc/kcore', '/proc/keys', '/proc/latency_stats', '/proc/timer_list', '/proc/timer_stats', '/proc/sched_debug', '/proc/scsi', '/sys/firmware'],
       readonlyPaths: ['/proc/asound', '/proc/bus', '/proc/fs', '/proc/irq', '/proc/sys', '/proc/sysrq-trigger'],
     },
-  };
+  } satisfies OciSpec;
 }

@@ -1,11 +1,14 @@
 import { mkdir } from 'node:fs/promises';
-import type { AgentClient, GuestDetails } from '../agent/client.js';
+import type { AgentClient, GuestDetails } from '../agent/host/client.js';
 import { VrunError, errorMessage } from '../common/errors.js';
+import { accepts, transition } from '../common/lifecycle.js';
 import type { Logger } from '../common/log.js';
+import { BASE_CMDLINE, READY_PATTERN } from '../guest-image/guest-contract.js';
 import { loadGuestImage } from '../guest-image/image.js';
-import { BASE_CMDLINE, READY_PATTERN } from '../vmm/qemu/guest-runner.js';
+import { chooseBackend, type RunningVm, type VmEnd, type VmLaunch, type VmmChoice } from '../vmm/backend.js';
+import { launchQemu } from '../vmm/qemu/backend.js';
 import { Virtiofsd } from '../vmm/vhost-user/virtiofsd.js';
-import { chooseBackend, launchQemu, type RunningVm, type VmLaunch, type VmmChoice } from './vmm-backend.js';
+import { podVmLifecycle, type AgentConnection, type PodVmEvent, type PodVmState } from './pod-vm-state.js';
 
 /**
  * One pod's VM, the lifecycle the CLI's sandbox (one container) and the containerd shim (every container of
@@ -65,19 +68,24 @@ function within<T>(p: Promise<T>, ms: number, onTimeout: () => T): Promise<T> {
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const ms = (v: number) => Math.round(v * 10) / 10;
 
+/** The guest's init runs the agent, so a status it reported is the agent's. */
+function describeEnd(e: VmEnd): string {
+  if (e.kind === 'exit') return `the guest agent exited with status ${e.guestStatus}`;
+  return `${e.message}${e.kind !== 'panic' && e.guestStatus !== undefined ? ` (the guest agent exited with status ${e.guestStatus})` : ''}`;
+}
+
 /** Starts loading gRPC, the agent client and its parsed proto; boot() picks when (see there). */
 function loadAgentModules(): Promise<typeof AgentClient> {
-  const client = import('../agent/client.js').then((m) => m.AgentClient);
+  const client = import('../agent/host/client.js').then((m) => m.AgentClient);
   client.catch(() => undefined);
-  void import('../agent/proto.js').then((m) => m.loadAgentProto()).catch(() => undefined);
+  void import('../agent/protocol/proto.js').then((m) => m.loadAgentProto()).catch(() => undefined);
   return client;
 }
 
 export class PodVm {
-  private stopping: Promise<void> | undefined;
-  private deathReason: string | undefined;
-  private client: AgentClient | undefined;
-  private guest: GuestDetails | undefined;
+  private state: PodVmState = { status: 'booting' };
+  /** Settles when the processes are stopped; every stop() after the first waits for the same one. */
+  private stopped: Promise<void> | undefined;
   /** Both console waiters exist from the launch on: the two lines can arrive in one read. */
   private readonly booted: Promise<unknown>;
   private readonly serving: Promise<boolean>;
@@ -95,12 +103,7 @@ export class PodVm {
       () => true,
       () => false,
     );
-    void vm.exited.then((e) =>
-      this.died(
-        `the VM stopped unexpectedly: ${e.detail}${e.panic ? ' (guest kernel panic)' : e.guestStatus !== undefined ? ` (the guest agent exited with status ${e.guestStatus})` : ''}`,
-        true,
-      ),
-    );
+    void vm.exited.then((e) => this.died(`the VM stopped unexpectedly: ${describeEnd(e)}`, true));
     for (const f of fsds) void f.d.exited.then((e) => this.died(`virtiofsd for the ${f.what} exited (${e.signal ? `killed by ${e.signal}` : `code ${e.code}`})`, false));
   }
 
@@ -114,7 +117,7 @@ export class PodVm {
     if (decision.notice) log.info({ notice: decision.notice }, 'backend chosen');
     // The native VMM's modules load only when it runs (the QEMU path does not pay for them), and while the
     // image is checked and virtiofsd starts.
-    const nativeModule = decision.backend === 'native' ? import('./native-backend.js') : undefined;
+    const nativeModule = decision.backend === 'native' ? import('../vmm/native-backend.js') : undefined;
     nativeModule?.catch(() => undefined);
     // gRPC and the agent's proto take a while to load, and module evaluation blocks the event loop. With QEMU
     // they load after the launch, while the guest boots (first, they held the VMM's start back by about
@@ -160,21 +163,32 @@ export class PodVm {
     } catch (err) {
       // A console that closed early is the VM going away: its own reason is the one to give.
       await within(vm.exited.then(() => true), VM_EXIT_GRACE_MS, () => false);
-      if (!pod.deathReason) await pod.logVmmState('the guest did not come up');
-      const why = pod.deathReason ?? errorMessage(err).split('\n')[0] ?? 'the VM did not come up';
+      if (!pod.failure) await pod.logVmmState('the guest did not come up');
+      const why = pod.failure ?? errorMessage(err).split('\n')[0] ?? 'the VM did not come up';
       await pod.stop({ graceful: false });
       throw new VrunError(why);
     }
   }
 
+  /** The agent of a ready pod; a pod that died or is being stopped has none to offer. */
   get agent(): AgentClient {
-    if (!this.client) throw new VrunError('the guest agent is not connected yet');
-    return this.client;
+    return this.connection().agent;
   }
 
   get details(): GuestDetails {
-    if (!this.guest) throw new VrunError('the guest agent is not connected yet');
-    return this.guest;
+    return this.connection().details;
+  }
+
+  private connection(): AgentConnection {
+    const s = this.state;
+    if (s.status === 'ready') return s.conn;
+    if (s.status === 'dead') throw new VrunError(s.reason, { kind: 'unavailable' });
+    if (s.status === 'stopping') throw new VrunError('the pod VM is being stopped', { kind: 'unavailable' });
+    throw new VrunError('the guest agent is not connected yet');
+  }
+
+  private step(event: PodVmEvent): PodVmState {
+    return (this.state = transition(podVmLifecycle, this.state, event));
   }
 
   get backend(): string {
@@ -187,12 +201,12 @@ export class PodVm {
 
   /** Neither dead nor being stopped: its guest can still be asked where it stands. */
   get up(): boolean {
-    return !this.stopping && !this.deathReason;
+    return this.state.status === 'booting' || this.state.status === 'ready';
   }
 
   /** Why the pod died, once it has. */
   get failure(): string | undefined {
-    return this.deathReason;
+    return this.state.status === 'dead' ? this.state.reason : undefined;
   }
 
   private async untilAgentReady(clientClass: Promise<typeof AgentClient>, onPhase: PodVmHooks['onPhase']): Promise<void> {
@@ -203,11 +217,17 @@ export class PodVm {
     t = performance.now();
     // Bytes sent before the agent opened its port are lost (a lost HTTP/2 preface stalls the connection and
     // quick reconnects trip over each other), so the first connection waits for the agent to say it serves.
-    if (!(await within(this.serving, SERVING_GRACE_MS, () => false)) && !this.deathReason) {
+    if (!(await within(this.serving, SERVING_GRACE_MS, () => false)) && this.state.status !== 'dead') {
       this.log.warn('the agent did not announce its port on the console; connecting anyway');
     }
     const announced = performance.now();
-    ({ client: this.client, details: this.guest } = await this.connectAgent(Client));
+    const conn = await this.connectAgent(Client);
+    // A death or a stop while the last attempt was answered wins: the connection is not the pod's.
+    const s = this.step({ type: 'connected', conn });
+    if (s.status !== 'ready') {
+      conn.agent.close();
+      throw new VrunError(s.status === 'dead' ? s.reason : 'the pod is being stopped');
+    }
     // Where agentReady goes: the agent's own start (until it announces its port), then the first connection and
     // its first call through the port.
     this.log.debug({ startMs: Math.round(announced - t), connectMs: Math.round(performance.now() - announced) }, 'agent reached');
@@ -220,17 +240,17 @@ export class PodVm {
    * reconnect would feed the new connection's bytes into the old session. The first call is GuestDetails,
    * which the pod needs anyway: under TCG each round trip through the guest costs 100-200 ms.
    */
-  private async connectAgent(Client: typeof AgentClient): Promise<{ client: AgentClient; details: GuestDetails }> {
+  private async connectAgent(Client: typeof AgentClient): Promise<AgentConnection> {
     const deadline = Date.now() + AGENT_TIMEOUT_MS;
     let last = '';
     for (let attempt = 0; ; attempt++) {
-      if (this.deathReason) throw new VrunError(this.deathReason);
-      if (this.stopping) throw new VrunError('the pod is being stopped');
+      if (this.state.status === 'dead') throw new VrunError(this.state.reason);
+      if (this.state.status === 'stopping') throw new VrunError('the pod is being stopped');
       const perAttempt = Math.max(1, Math.min(60_000, 10_000 * 2 ** attempt, deadline - Date.now()));
       const client = new Client(this.spec.paths.agent, { callTimeoutMs: 60_000 });
       try {
         const vmGone = this.vm.exited.then(() => {
-          throw new VrunError(this.deathReason ?? 'the VM stopped while the agent was being reached');
+          throw new VrunError(this.failure ?? 'the VM stopped while the agent was being reached');
         });
         vmGone.catch(() => undefined);
         await Promise.race([client.waitForReady(perAttempt), vmGone]);
@@ -238,7 +258,7 @@ export class PodVm {
         asked.catch(() => undefined);
         const details = await within(asked, perAttempt, () => null);
         if (!details) throw new VrunError(`the agent did not answer GuestDetails within ${perAttempt} ms`);
-        return { client, details };
+        return { agent: client, details };
       } catch (err) {
         client.close();
         last = errorMessage(err);
@@ -250,12 +270,13 @@ export class PodVm {
   }
 
   private died(reason: string, isVm: boolean): void {
-    if (this.stopping || this.deathReason) return;
+    // A pod being stopped goes away as asked; a dead one cannot die twice.
+    if (!accepts(podVmLifecycle, this.state, 'death')) return;
     if (!isVm) {
       void this.reportLoss(reason);
       return;
     }
-    this.deathReason = reason;
+    this.step({ type: 'death', reason });
     this.log.error({ reason }, 'pod VM lost');
     this.onDeath(reason);
   }
@@ -276,10 +297,10 @@ export class PodVm {
    * unless the VM itself goes away within a moment, whose reason is then the real one.
    */
   async reportLoss(reason: string): Promise<void> {
-    if (this.stopping || this.deathReason) return;
+    if (!accepts(podVmLifecycle, this.state, 'death')) return;
     const vmGone = await within(this.vm.exited.then(() => true), VM_EXIT_GRACE_MS, () => false);
-    if (vmGone || this.stopping || this.deathReason) return;
-    this.deathReason = reason;
+    if (vmGone || !accepts(podVmLifecycle, this.state, 'death')) return;
+    this.step({ type: 'death', reason });
     this.log.error({ reason }, 'pod lost');
     this.onDeath(reason);
   }
@@ -290,16 +311,20 @@ export class PodVm {
    * happen.
    */
   stop(opts: { graceful: boolean }): Promise<void> {
-    this.stopping ??= (async () => {
-      if (opts.graceful && this.client) {
-        await within(this.client.shutdown().then(() => true, () => false), 2000, () => false);
-        this.client.close();
+    this.stopped ??= (async () => {
+      const from = this.state;
+      const to = this.step({ type: 'stop' });
+      const conn = 'conn' in to ? to.conn : undefined;
+      // Only a guest that was up can shut its containers down; a dead one has nothing left to answer.
+      if (opts.graceful && from.status === 'ready') {
+        await within(from.conn.agent.shutdown().then(() => true, () => false), 2000, () => false);
+        from.conn.agent.close();
         await within(this.vm.exited.then(() => true), 1500, () => false);
       }
-      this.client?.close();
+      conn?.agent.close();
       await this.vm.kill().catch((err: unknown) => this.log.warn({ err: errorMessage(err) }, 'stopping the VMM failed'));
       await Promise.all(this.fsds.map((f) => f.d.stop().catch(() => undefined)));
     })();
-    return this.stopping;
+    return this.stopped;
   }
 }

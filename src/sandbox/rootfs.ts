@@ -29,7 +29,7 @@ export async function checkImage(image: string): Promise<void> {
     await ensureBuiltinImages(store);
     return;
   }
-  throw new VrunError(`unable to find image "${image}" locally: pull or import it first (vrun pull ${image})`);
+  throw new VrunError(`unable to find image "${image}" locally: pull or import it first (vrun pull ${image})`, { kind: 'not-found' });
 }
 
 /** `target` is the share's `rootfs` mount point (on the host side). */

@@ -1,4 +1,4 @@
-import type { VmmChoice } from './vmm-backend.js';
+import type { VmmChoice } from '../vmm/backend.js';
 
 /**
  * Everything `vrun run` decided, handed from the CLI to the sandbox process (inside state.json). The CLI

@@ -1,68 +1,69 @@
-import { randomBytes } from 'node:crypto';
 import path from 'node:path';
 import type { Readable, Writable } from 'node:stream';
-import type { AgentClient, OciProcess, WaitResult } from '../agent/client.js';
-import { VrunError, errorMessage } from '../common/errors.js';
+import type { AgentClient } from '../agent/host/client.js';
+import type { WaitResult } from '../agent/protocol/process.js';
+import { type ErrorKind, VrunError, errorKind, errorMessage } from '../common/errors.js';
+import { accepts, transition } from '../common/lifecycle.js';
 import type { Logger } from '../common/log.js';
 import { ContainerLogWriter } from './container-log.js';
+import { commandError, startExec, type ExecRequest, type OutputSink } from './container-exec.js';
 import { GuestShare } from './guest-share.js';
-import { buildSpec, type OciSpec } from './oci-spec.js';
-import { PodVm } from './pod-vm.js';
+import { buildSpec } from './oci-spec.js';
+import { PodVm, type BootPhase, type PodVmSpec } from './pod-vm.js';
 import { prepareRootfs, type PreparedRootfs } from './rootfs.js';
+import { endRecord, guestIn, sandboxLifecycle, type Failure, type Guest, type SandboxEvent, type SandboxLifecycleState } from './sandbox-state.js';
 import { type SandboxPaths, type SandboxState, writeState } from './state.js';
 import { bindVolume } from './volume-bind.js';
 import { resolveUser } from './user.js';
+
+export type { ExecRequest, OutputSink } from './container-exec.js';
+
+/** What the sandbox uses of its pod VM. */
+export type SandboxPod = Pick<PodVm, 'agent' | 'details' | 'backend' | 'pids' | 'up' | 'logVmmState' | 'reportLoss' | 'stop'>;
+
+/** How the sandbox gets its rootfs and its VM: the real ones, or a test's stand-ins that need no image store or VM. */
+export interface SandboxParts {
+  prepareRootfs: typeof prepareRootfs;
+  bootPod(
+    spec: PodVmSpec,
+    log: Logger,
+    hooks: { onDeath(reason: string): void; onLaunched(pod: SandboxPod): Promise<void>; onPhase(phase: BootPhase, startedAt: number): void },
+  ): Promise<SandboxPod>;
+}
+
+const REAL_PARTS: SandboxParts = { prepareRootfs, bootPod: (spec, log, hooks) => PodVm.boot(spec, log, hooks) };
+
+/** What the guest shares are mounted as inside the guest (relative to the agent's share dir). */
+const ROOTFS_TAG = 'vrun-root';
 
 /**
  * One pod's sandbox, run by the sandbox process: it prepares the rootfs, starts virtiofsd and the VMM,
  * waits for the guest agent, creates the container, and tears everything down when the container ends
  * or any part of the stack dies. Every phase is timed into state.json (the benchmark reads them).
+ * Its lifecycle is in sandbox-state.ts.
  */
-export interface OutputSink {
-  stdout(chunk: Buffer): void;
-  stderr(chunk: Buffer): void;
-}
-
-export interface ExecRequest {
-  args: string[];
-  env: string[];
-  workdir?: string;
-  user?: string;
-  tty: boolean;
-  /** With tty: the client's window, the terminal's size from the start (OCI process.consoleSize). */
-  size?: { rows: number; cols: number };
-}
-
-/** What the guest shares are mounted as inside the guest (relative to the agent's share dir). */
-const ROOTFS_TAG = 'vrun-root';
-
 export class Sandbox {
-  private pod: PodVm | undefined;
+  private lc: SandboxLifecycleState = { status: 'booting' };
+  private pod: SandboxPod | undefined;
   private share: GuestShare | undefined;
   private readonly unbinds: (() => Promise<void>)[] = [];
-  private agent: AgentClient | undefined;
   private rootfs: PreparedRootfs | undefined;
-  private spec: OciSpec | undefined;
   private readonly sinks = new Set<OutputSink>();
   private containerLog: ContainerLogWriter | undefined;
   private pumps: Promise<void>[] = [];
   private stdinStream: (Writable & { written: Promise<number> }) | undefined;
-  private tearingDown = false;
   private stateQueue: Promise<void> = Promise.resolve();
-  private failure: string | undefined;
-  private exitResult: WaitResult | undefined;
   private readonly doneWaiters: (() => void)[] = [];
-  private finished = false;
   /** Settles when the container has been created in the guest (or the boot failed). */
   readonly ready: Promise<void>;
   private resolveReady: () => void = () => undefined;
   private rejectReady: (e: Error) => void = () => undefined;
-  private started = false;
 
   constructor(
     private readonly state: SandboxState,
     private readonly paths: SandboxPaths,
     private readonly log: Logger,
+    private readonly parts: SandboxParts = REAL_PARTS,
   ) {
     this.ready = new Promise((res, rej) => {
       this.resolveReady = res;
@@ -77,6 +78,15 @@ export class Sandbox {
 
   get current(): SandboxState {
     return this.state;
+  }
+
+  get lifecycle(): SandboxLifecycleState {
+    return this.lc;
+  }
+
+  /** A refused edge throws IllegalTransitionError (kind 'precondition'). */
+  private step(event: SandboxEvent): SandboxLifecycleState {
+    return (this.lc = transition(sandboxLifecycle, this.lc, event, this.state.id.slice(0, 12)));
   }
 
   /** Persists the state; writes are queued so the file always holds the latest one. */
@@ -100,8 +110,8 @@ export class Sandbox {
     } catch (err) {
       const msg = errorMessage(err).split('\n')[0] ?? 'boot failed';
       this.log.error({ err: errorMessage(err) }, 'sandbox boot failed');
-      this.rejectReady(new VrunError(msg));
-      await this.fail(msg);
+      this.rejectReady(new VrunError(msg, { kind: errorKind(err) }));
+      await this.fail(msg, errorKind(err));
     }
   }
 
@@ -111,7 +121,7 @@ export class Sandbox {
 
     const t = performance.now();
     this.share = await GuestShare.create(this.paths.dir);
-    this.rootfs = await prepareRootfs(cfg.image, this.state.id, await this.share.mkdir('rootfs'));
+    this.rootfs = await this.parts.prepareRootfs(cfg.image, this.state.id, await this.share.mkdir('rootfs'));
     const userSpec = cfg.user ?? (this.rootfs.config.User || undefined);
     const user = userSpec !== undefined ? await resolveUser(userSpec, this.rootfs.hostPath) : undefined;
     const shares = [{ tag: ROOTFS_TAG, dir: this.share.servedDir, what: 'rootfs' }];
@@ -122,7 +132,7 @@ export class Sandbox {
     }
     this.phase('imagePrep', t);
 
-    const pod = await PodVm.boot(
+    const pod = await this.parts.bootPod(
       {
         vmm: cfg.vmm,
         vcpus: Math.max(1, Math.min(8, Math.ceil(cfg.cpus ?? 2))),
@@ -135,23 +145,24 @@ export class Sandbox {
       {
         onDeath: (reason) => void this.fail(reason),
         onLaunched: async (launched) => {
+          // A teardown that came before the VM existed could not stop it: the boot stops it instead.
+          if (this.lc.status !== 'booting') throw new VrunError(`the sandbox is ${this.lc.status}: its VM is not wanted any more`);
           this.pod = launched;
           await this.save({ backend: launched.backend, pids: { sandbox: process.pid, ...launched.pids } });
         },
         onPhase: (name, started) => this.phase(name, started),
       },
     );
-    this.agent = pod.agent;
-    const details = pod.details;
+    const { agent, details } = pod;
 
     const createStarted = performance.now();
-    const rootMount = await this.agent.mountShare({ tag: ROOTFS_TAG, path: 'root', readonly: false });
+    const rootMount = await agent.mountShare({ tag: ROOTFS_TAG, path: 'root', readonly: false });
     const mounts: { source: string; destination: string; readonly: boolean }[] = [];
     for (const [i, v] of cfg.volumes.entries()) {
-      const src = await this.agent.mountShare({ tag: `vrun-vol${i}`, path: `vol${i}`, readonly: v.readonly });
+      const src = await agent.mountShare({ tag: `vrun-vol${i}`, path: `vol${i}`, readonly: v.readonly });
       mounts.push({ source: src, destination: v.containerPath, readonly: v.readonly });
     }
-    this.spec = buildSpec(this.rootfs.config, {
+    const spec = buildSpec(this.rootfs.config, {
       args: cfg.args,
       entrypoint: cfg.entrypoint,
       env: cfg.env,
@@ -165,14 +176,21 @@ export class Sandbox {
       pidsLimit: cfg.pidsLimit,
       mounts,
     });
-    if (this.spec.process.args.length === 0) throw new VrunError(`no command given and the image ${cfg.image} has no Entrypoint or Cmd`);
-    await this.agent.createContainer({
-      containerId: this.state.id,
-      spec: this.spec as unknown as Parameters<AgentClient['createContainer']>[0]['spec'],
-      rootfs: `${rootMount}/${this.rootfs.guestRelPath}`,
-      stdio: cfg.tty ? 'terminal' : 'pipes',
-    });
-    this.startPumps();
+    if (spec.process.args.length === 0) throw new VrunError(`no command given and the image ${cfg.image} has no Entrypoint or Cmd`, { kind: 'invalid' });
+    const command = spec.process.args[0] as string;
+    await agent
+      .createContainer({
+        containerId: this.state.id,
+        spec: spec as unknown as Parameters<AgentClient['createContainer']>[0]['spec'],
+        rootfs: `${rootMount}/${this.rootfs.guestRelPath}`,
+        stdio: cfg.tty ? 'terminal' : 'pipes',
+      })
+      .catch((err: unknown) => {
+        throw commandError(err, command);
+      });
+    // An end during the boot has torn down what it found: nothing more is started for it.
+    if (this.step({ type: 'booted', agent, spec }).status !== 'created') return;
+    this.startPumps(agent);
     this.phase('containerCreate', createStarted);
     await this.save({
       guest: { kernel: details.kernelRelease, cpus: details.cpus, memTotalBytes: details.memTotalBytes },
@@ -180,8 +198,7 @@ export class Sandbox {
   }
 
   /** Copies the container's output to container.log and to every attached client until EOF. */
-  private startPumps(): void {
-    const agent = this.agent as AgentClient;
+  private startPumps(agent: AgentClient): void {
     this.containerLog = new ContainerLogWriter(this.paths.containerLog);
     const ref = { containerId: this.state.id };
     const streams: ['stdout' | 'stderr', Readable][] = [['stdout', agent.readOutput(ref, 'stdout')]];
@@ -212,11 +229,19 @@ export class Sandbox {
     if (!(await this.pod?.logVmmState(why))) this.log.warn(`${why}: no VMM state (no VM yet, or a backend that gives none)`);
   }
 
+  /** The created container's guest; `what` names the refused request otherwise. */
+  private guest(what: string): Guest {
+    const g = guestIn(this.lc);
+    if (g) return g;
+    if (this.lc.status === 'booting') throw new VrunError('the container is not created yet');
+    throw new VrunError(`the sandbox is ${this.lc.status}: cannot ${what}`, { kind: 'precondition' });
+  }
+
   /** Opens the container's stdin for an attached client (only one writer). */
   openStdin(): Writable & { written: Promise<number> } {
-    if (!this.agent) throw new VrunError('the container is not created yet');
+    const { agent } = this.guest('open stdin');
     if (this.stdinStream) throw new VrunError('another client already writes to this container\'s stdin');
-    this.stdinStream = this.agent.writeStdin({ containerId: this.state.id });
+    this.stdinStream = agent.writeStdin({ containerId: this.state.id });
     this.stdinStream.on('error', (err) => this.log.debug({ err: errorMessage(err) }, 'stdin stream ended'));
     return this.stdinStream;
   }
@@ -224,9 +249,8 @@ export class Sandbox {
   /** Starts the container's process; without interactive stdin it reads EOF, like `docker run` without -i. */
   async start(opts: { keepStdin: boolean }): Promise<void> {
     await this.ready;
-    if (this.started) throw new VrunError('the container was already started');
-    this.started = true;
-    const agent = this.agent as AgentClient;
+    this.step({ type: 'start' });
+    const { agent } = this.guest('start');
     const t = performance.now();
     // The calls go out together on the one connection, since in a TCG guest each round trip costs 100-200 ms:
     // the wait is valid on a created container, and a process that reads stdin before the close lands waits
@@ -236,17 +260,25 @@ export class Sandbox {
     const closing = opts.keepStdin
       ? undefined
       : agent.closeStdin({ containerId: this.state.id }).catch((err: unknown) => this.log.debug({ err: errorMessage(err) }, 'closing stdin'));
-    await agent.startContainer(this.state.id);
+    try {
+      await agent.startContainer(this.state.id);
+    } catch (err) {
+      this.step({ type: 'failed' });
+      throw err;
+    }
     await closing;
     this.phase('containerStart', t);
+    // An end that came during the start owns state.json; recording 'running' now would overwrite it.
+    const s = this.step({ type: 'started' });
+    if (s.status !== 'running' && s.status !== 'stopping') return;
     await this.save({ status: 'running', startedAt: new Date().toISOString() });
     void this.waitForExit(exited);
   }
 
   private async waitForExit(exited: Promise<WaitResult>): Promise<void> {
-    let result: WaitResult;
+    let waited: WaitResult;
     try {
-      result = await exited;
+      waited = await exited;
     } catch (err) {
       const reason = `lost the container's exit status: ${errorMessage(err).split('\n')[0]}`;
       if (this.pod) void this.pod.reportLoss(reason);
@@ -255,36 +287,35 @@ export class Sandbox {
     }
     // Output written just before the exit is still in flight: drain it, bounded.
     await Promise.race([Promise.all(this.pumps), new Promise((r) => setTimeout(r, 5000))]);
-    this.exitResult = result;
-    this.log.info({ ...result }, 'container exited');
-    await this.teardown({ status: 'exited', exitCode: result.exitStatus, oomKilled: result.oomKilled });
+    this.log.info({ ...waited }, 'container exited');
+    await this.end({ type: 'exit', waited });
   }
 
   get exit(): WaitResult | undefined {
-    return this.exitResult;
+    return this.lc.status === 'exiting' || this.lc.status === 'exited' ? this.lc.exit.waited : undefined;
   }
 
-  get failed(): string | undefined {
-    return this.failure;
+  get failed(): Failure | undefined {
+    return this.lc.status === 'failing' || this.lc.status === 'failed' ? this.lc.failure : undefined;
   }
 
   async signal(signal: string, all = false): Promise<void> {
     await this.ready;
-    await (this.agent as AgentClient).signalProcess({ containerId: this.state.id }, signal, { all });
+    await this.guest('signal').agent.signalProcess({ containerId: this.state.id }, signal, { all });
   }
 
   async resize(rows: number, cols: number, execId?: string): Promise<void> {
-    if (!this.agent) return;
-    await this.agent.resizeTerminal({ containerId: this.state.id, execId }, { rows, cols });
+    await guestIn(this.lc)?.agent.resizeTerminal({ containerId: this.state.id, execId }, { rows, cols });
   }
 
   /** SIGTERM, then SIGKILL after `timeoutS`; resolves once the sandbox is torn down. */
   async stop(timeoutS: number): Promise<void> {
-    if (this.finished) return;
-    if (!this.started) {
-      await this.teardown({ status: 'exited', exitCode: 137 });
-      return;
+    if (!accepts(sandboxLifecycle, this.lc, 'stop')) {
+      // Not started: nothing to signal. Already ending: the end is under way.
+      if (accepts(sandboxLifecycle, this.lc, 'teardown')) return this.teardown({ status: 'exited', exitCode: 137 });
+      return this.whenDone();
     }
+    this.step({ type: 'stop' });
     // A guest that never answers must not hold the clock: the signals go out without waiting for their replies,
     // and the caller (control server, SIGTERM handler) bounds the wait for `done` with a teardown of its own.
     void this.signal('SIGTERM').catch(() => undefined);
@@ -296,86 +327,62 @@ export class Sandbox {
 
   async stats(): Promise<unknown> {
     await this.ready;
-    return (this.agent as AgentClient).stats(this.state.id);
+    return this.guest('stats').agent.stats(this.state.id);
   }
 
   async exec(req: ExecRequest, stdin: boolean, sink: OutputSink): Promise<{ execId: string; stdin?: Writable; wait: Promise<WaitResult> }> {
     await this.ready;
-    if (!this.started || this.finished) throw new VrunError('the container is not running');
-    const agent = this.agent as AgentClient;
-    const spec = this.spec as OciSpec;
-    const execId = `exec-${randomBytes(6).toString('hex')}`;
+    const live = this.lc;
+    if (live.status !== 'starting' && live.status !== 'running' && live.status !== 'stopping') throw new VrunError('the container is not running');
+    const { agent, spec } = live;
     const user = req.user !== undefined && this.rootfs ? await resolveUser(req.user, this.rootfs.hostPath) : spec.process.user;
-    const proc: OciProcess = {
-      ...spec.process,
-      args: req.args,
-      env: req.env.length > 0 ? mergeEnvList(spec.process.env, req.env) : spec.process.env,
-      cwd: req.workdir ?? spec.process.cwd,
-      user,
-      terminal: req.tty,
-      ...(req.tty && req.size ? { consoleSize: { height: req.size.rows, width: req.size.cols } } : {}),
-    };
-    await agent.execProcess({ containerId: this.state.id, execId, process: proc, stdio: req.tty ? 'terminal' : 'pipes' });
-    const ref = { containerId: this.state.id, execId };
-    const outs: Promise<void>[] = (req.tty ? (['stdout'] as const) : (['stdout', 'stderr'] as const)).map(
-      (which) =>
-        new Promise<void>((resolve) => {
-          const s = agent.readOutput(ref, which);
-          s.on('data', (c: Buffer) => sink[which](c));
-          s.on('end', resolve);
-          s.on('error', () => resolve());
-        }),
-    );
-    let stdinStream: Writable | undefined;
-    if (stdin) {
-      stdinStream = agent.writeStdin(ref);
-      stdinStream.on('error', () => undefined);
-    } else await agent.closeStdin(ref).catch(() => undefined);
-    const wait = agent.waitProcess(ref).then(async (r) => {
-      await Promise.race([Promise.all(outs), new Promise((res) => setTimeout(res, 5000))]);
-      return r;
-    });
-    return { execId, stdin: stdinStream, wait };
+    return startExec(agent, spec, this.state.id, user, req, stdin, sink);
   }
 
   whenDone(): Promise<void> {
-    if (this.finished) return Promise.resolve();
+    if (this.lc.status === 'exited' || this.lc.status === 'failed') return Promise.resolve();
     return new Promise((r) => this.doneWaiters.push(r));
   }
 
   /** Something broke: record why, tear everything down, keep the state (for `ps`) unless --rm. */
-  async fail(reason: string): Promise<void> {
-    if (this.tearingDown) return;
-    this.failure = reason;
-    this.log.error({ reason }, 'sandbox failed');
-    this.rejectReady(new VrunError(reason));
-    // A guest that is still up but stopped answering: where the VMM saw it goes into the log first.
-    if (this.pod?.up) await this.pod.logVmmState('the sandbox failed');
-    await this.teardown({ status: 'failed', error: reason });
+  async fail(reason: string, kind: ErrorKind = 'internal'): Promise<void> {
+    if (!accepts(sandboxLifecycle, this.lc, 'death')) return;
+    await this.end({ type: 'death', reason, kind }, async () => {
+      this.log.error({ reason, kind }, 'sandbox failed');
+      this.rejectReady(new VrunError(reason, { kind }));
+      // A guest that is still up but stopped answering: where the VMM saw it goes into the log first.
+      if (this.pod?.up) await this.pod.logVmmState('the sandbox failed');
+    });
   }
 
-  /** Stops the guest, the VMM, virtiofsd and the rootfs, in that order; idempotent. */
-  async teardown(final: Partial<SandboxState>): Promise<void> {
-    if (this.tearingDown) return this.whenDone();
-    this.tearingDown = true;
+  /** Ends the sandbox on request, with `end` as its record (a stop before the start, or one the guest did not confirm); idempotent. */
+  teardown(end: { status: 'exited'; exitCode: number; error?: string }): Promise<void> {
+    return this.end({ type: 'teardown', exit: { exitCode: end.exitCode, error: end.error } }, async (from) => {
+      if (from.status === 'booting') this.rejectReady(new VrunError('the sandbox was stopped before its container was created', { kind: 'precondition' }));
+    });
+  }
+
+  /**
+   * Takes the end (the first one wins: a later one waits for it), then stops the guest, the VMM, virtiofsd and
+   * the rootfs, in that order.
+   */
+  private async end(event: Extract<SandboxEvent, { type: 'exit' | 'death' | 'teardown' }>, first?: (from: SandboxLifecycleState) => Promise<void>): Promise<void> {
+    if (!accepts(sandboxLifecycle, this.lc, event.type)) return this.whenDone();
+    const from = this.lc;
+    this.step(event);
+    await first?.(from);
     const t = performance.now();
     // The container has exited (or the pod failed): the guest holds nothing worth a clean shutdown, since
     // virtio-fs writes reach the host as they happen. Pulling the plug is the fast, certain end.
-    this.agent?.close();
+    guestIn(from)?.agent.close();
     await this.pod?.stop({ graceful: false });
     for (const u of this.unbinds) await u().catch((err: unknown) => this.log.warn({ err: errorMessage(err) }, 'undoing a volume bind mount failed'));
     await this.containerLog?.close();
     if (this.rootfs) await this.rootfs.release().catch((err: unknown) => this.log.warn({ err: errorMessage(err) }, 'releasing the rootfs failed'));
     await this.share?.destroy().catch((err: unknown) => this.log.warn({ err: errorMessage(err) }, 'taking the share down failed'));
     this.phase('teardown', t);
-    await this.save({ ...final, finishedAt: new Date().toISOString() });
-    this.finished = true;
+    await this.save({ ...endRecord(this.lc), finishedAt: new Date().toISOString() });
+    this.step({ type: 'torndown' });
     for (const w of this.doneWaiters.splice(0)) w();
   }
-}
-
-function mergeEnvList(base: string[] | undefined, extra: string[]): string[] {
-  const byName = new Map<string, string>();
-  for (const e of [...(base ?? []), ...extra]) byName.set(e.split('=')[0] ?? e, e);
-  return [...byName.values()];
 }

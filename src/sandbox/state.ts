@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { mkdir, readFile, readdir, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { VrunError, errorMessage } from '../common/errors.js';
+import { type ErrorKind, VrunError, errorMessage, isErrorKind } from '../common/errors.js';
 import { vrunRunDir } from '../common/paths.js';
 import type { RunConfig } from './run-config.js';
 
@@ -37,13 +37,14 @@ export interface SandboxState {
   oomKilled?: boolean;
   /** Why the sandbox failed, in one line. */
   error?: string;
+  /** What kind of failure `error` is: the CLI's exit code follows it (127 for a missing command). */
+  errorKind?: ErrorKind;
   /** Milliseconds spent in each start-up and teardown phase. */
   phases?: Record<string, number>;
   guest?: { kernel?: string; cpus?: number; memTotalBytes?: number };
 }
 
 export const ID_RE = /^[a-f0-9]{32}$/;
-export const NAME_RE = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$/;
 
 export function newSandboxId(): string {
   return randomBytes(16).toString('hex');
@@ -108,6 +109,7 @@ export async function readState(id: string, runDir = vrunRunDir()): Promise<Sand
   if (typeof s !== 'object' || s === null || s.version !== 1 || s.id !== id || !isStatus(s.status) || typeof s.name !== 'string') {
     throw new VrunError(`state of sandbox ${shortId(id)} is corrupt: unexpected shape`);
   }
+  if (s.errorKind !== undefined && !isErrorKind(s.errorKind)) delete s.errorKind;
   return s as SandboxState;
 }
 

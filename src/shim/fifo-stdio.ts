@@ -2,7 +2,7 @@ import { close, constants, open, openSync } from 'node:fs';
 import { promisify } from 'node:util';
 import net from 'node:net';
 import type { Readable } from 'node:stream';
-import type { AgentClient, ProcessRef } from '../agent/client.js';
+import type { AgentClient, ProcessRef } from '../agent/host/client.js';
 import { errorMessage } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
 

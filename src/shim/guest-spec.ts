@@ -1,5 +1,5 @@
 import { errorMessage } from '../common/errors.js';
-import type { OciProcess, OciSpec } from '../agent/client.js';
+import type { OciProcess, OciSpec } from '../common/oci-spec.js';
 import { Code, TtrpcError } from '../ttrpc/status.js';
 
 /**

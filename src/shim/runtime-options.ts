@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { errorMessage } from '../common/errors.js';
-import { parseVmmChoice, type VmmChoice } from '../sandbox/vmm-backend.js';
+import { parseVmmChoice, type VmmChoice } from '../vmm/backend.js';
 import { message, pb } from '../ttrpc/protobuf/schema.js';
 import type { Any } from '../ttrpc/protobuf/well-known.js';
 import { Code, TtrpcError } from '../ttrpc/status.js';

@@ -1,8 +1,7 @@
-import { openSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
-import pino from 'pino';
 import { errorMessage } from '../common/errors.js';
-import { fileLogger, setRootLogger } from '../common/log.js';
+import { setRootLogger } from '../common/log.js';
+import { openProcessLog } from '../common/process-log.js';
 import { TtrpcServer } from '../ttrpc/server.js';
 import { EventPublisher } from './events.js';
 import type { ShimFlags } from './flags.js';
@@ -19,8 +18,8 @@ export async function serve(flags: ShimFlags, dir: string, groupId: string): Pro
   // Sockets, logs and state are for root alone; what the jailed VMM must reach is opened up on purpose.
   process.umask(0o077);
   const paths = podPaths(dir);
-  const dest = pino.destination({ fd: openSync(paths.log, 'a'), sync: false });
-  const log = fileLogger(dest, { level: flags.debug ? 'debug' : 'info' }).child({ pod: groupId, ns: flags.namespace });
+  const processLog = openProcessLog(paths.log, flags.debug ? 'debug' : 'info');
+  const log = processLog.logger.child({ pod: groupId, ns: flags.namespace });
   setRootLogger(log);
   const ttrpcAddress = process.env.TTRPC_ADDRESS ?? `${flags.address}.ttrpc`;
   const events = new EventPublisher({ address: ttrpcAddress, namespace: flags.namespace, logger: log });
@@ -55,5 +54,5 @@ export async function serve(flags: ShimFlags, dir: string, groupId: string): Pro
   const problem = await removeSandboxDir(paths.dir, []);
   if (problem) log.error({ problem }, 'the pod directory was not removed');
   log.info('shim done');
-  dest.flushSync();
+  await processLog.close();
 }

@@ -1,58 +1,34 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import type { AgentClient, OciProcess, ProcessRef, WaitResult } from '../agent/client.js';
-import { AgentError } from '../agent/client.js';
-import { VrunError, errorMessage } from '../common/errors.js';
+import type { AgentClient, ProcessRef } from '../agent/host/client.js';
+import type { WaitResult } from '../agent/protocol/process.js';
+import type { OciProcess } from '../common/oci-spec.js';
+import { errorMessage } from '../common/errors.js';
+import { checkId } from '../common/ids.js';
 import type { Logger } from '../common/log.js';
-import { PodVm, type PodVmPids } from '../sandbox/pod-vm.js';
+import type { PodVmPids } from '../sandbox/pod-vm.js';
 import { timestampFromDate, type Timestamp } from '../ttrpc/protobuf/well-known.js';
-import { Code, TtrpcError, isTtrpcError } from '../ttrpc/status.js';
+import { Code, TtrpcError, isTtrpcError, statusFromError } from '../ttrpc/status.js';
 import type { EventPublisher, TaskEventInit } from './events.js';
 import { FifoStdio, type StdioPaths } from './fifo-stdio.js';
 import { guestSpecFromBundle, parseExecProcess } from './guest-spec.js';
 import { bindMount, mountRootfs } from './host-mounts.js';
-import { GuestShare } from '../sandbox/guest-share.js';
 import { metricsAny } from './metrics.js';
 import type { PodPaths } from './pod-paths.js';
+import { ShimPod, type PodHooks } from './pod.js';
 import type { TaskEventKind } from './protocol/event-messages.js';
 import type { ShimTaskService } from './protocol/task-service.js';
 import type * as m from './protocol/task-messages.js';
-import { TaskStatus } from './protocol/types.js';
-import { podVmConfigFrom, type PodVmConfig } from './runtime-options.js';
+import { podVmConfigFrom } from './runtime-options.js';
+import { inFlight, newProc, type Proc } from './task-state.js';
 
 /**
  * The shim's Task service: every container of the pod, each a container in the pod's VM, driven through
  * the guest agent. Exits are reported (Wait, State, the TaskExit event) only after the process's output
  * reached containerd's FIFOs, so `ctr run` never loses the last lines.
  */
-const ID_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
 /** What a process of a pod whose VM died is reported to have exited with. */
 const VM_LOST_STATUS = 255;
-/** The virtio-fs tag of the pod's shared directory, which holds every container's rootfs and bind mounts. */
-const SHARE_TAG = 'vrun-pod';
-
-/** The pod's VM and where the guest sees the pod's shared directory. */
-interface Pod {
-  vm: PodVm;
-  guestShare: string;
-}
-
-interface Proc {
-  execId: string;
-  pid: number;
-  status: TaskStatus;
-  exitStatus: number;
-  exitedAt: Date | undefined;
-  exited: Promise<void>;
-  markExited(status: number): void;
-  stdio: StdioPaths;
-  io: FifoStdio | undefined;
-  /** An exec's process, kept until Start creates it in the guest. */
-  pending: OciProcess | undefined;
-  /** Opens once the start event went out, so an exit event can never overtake it. */
-  startGate: Promise<void>;
-  openGate(): void;
-}
 
 interface Container {
   id: string;
@@ -61,62 +37,34 @@ interface Container {
   execs: Map<string, Proc>;
 }
 
-function newProc(execId: string, stdio: StdioPaths): Proc {
-  let resolveExit: () => void = () => undefined;
-  let openGate: () => void = () => undefined;
-  const p: Proc = {
-    execId,
-    pid: 0,
-    status: TaskStatus.CREATED,
-    exitStatus: 0,
-    exitedAt: undefined,
-    exited: new Promise<void>((r) => (resolveExit = r)),
-    markExited(status: number) {
-      if (p.status === TaskStatus.STOPPED) return;
-      p.status = TaskStatus.STOPPED;
-      p.exitStatus = status;
-      p.exitedAt = new Date();
-      resolveExit();
-    },
-    stdio,
-    io: undefined,
-    pending: undefined,
-    startGate: new Promise<void>((r) => (openGate = r)),
-    openGate: () => openGate(),
-  };
-  return p;
-}
-
 function ts(d: Date | undefined): Timestamp | undefined {
   return d ? timestampFromDate(d) : undefined;
 }
 
-/** Agent failures keep their gRPC code (ttrpc uses the same numbers); everything else is UNKNOWN. */
+/** A failure leaves the shim as its kind's code (the one table, error-codes.ts): an agent error's kind came from the agent. */
 function toTtrpc(err: unknown): Error {
   if (isTtrpcError(err)) return err;
-  if (err instanceof AgentError) return new TtrpcError(err.code as number, err.message);
-  return new TtrpcError(Code.UNKNOWN, errorMessage(err));
+  const st = statusFromError(err);
+  return new TtrpcError(st.code, st.message);
 }
 
 export class VrunTasks implements ShimTaskService {
   private readonly containers = new Map<string, Container>();
-  private pod: Promise<Pod> | undefined;
-  private share: Promise<GuestShare> | undefined;
-  private podLost: string | undefined;
-  private shuttingDown = false;
-  /** containerd asked to shut down while a container still existed (e.g. during a Create that then failed). */
-  private shutdownAsked = false;
+  private readonly pod: ShimPod;
   /** Resolves when the serving process should exit. */
   readonly done: Promise<void>;
   private finish: () => void = () => undefined;
 
   constructor(
-    private readonly paths: PodPaths,
+    paths: PodPaths,
     private readonly events: EventPublisher,
     private readonly log: Logger,
-    private readonly onPodStarted: (pids: PodVmPids, backend: string) => Promise<void>,
+    onPodStarted: (pids: PodVmPids, backend: string) => Promise<void>,
+    /** Tests put a pod without a VM here. */
+    makePod: (hooks: PodHooks) => ShimPod = (hooks) => new ShimPod(paths, log, hooks),
   ) {
     this.done = new Promise((r) => (this.finish = r));
+    this.pod = makePod({ onLost: () => this.onPodLost(), onStarted: onPodStarted });
   }
 
   private emit<K extends TaskEventKind>(kind: K, ev: TaskEventInit<K>): void {
@@ -137,42 +85,6 @@ export class VrunTasks implements ShimTaskService {
     return p;
   }
 
-  private async agent(): Promise<{ vm: PodVm; agent: AgentClient }> {
-    if (this.podLost) throw new TtrpcError(Code.UNAVAILABLE, this.podLost);
-    if (!this.pod) throw new TtrpcError(Code.FAILED_PRECONDITION, 'the pod has no VM yet');
-    const { vm } = await this.pod;
-    return { vm, agent: vm.agent };
-  }
-
-  /** Boots the pod's VM (the first Create does) and mounts the pod's shared directory in the guest. */
-  private async bootPod(cfg: PodVmConfig): Promise<Pod> {
-    const share = await (this.share ??= GuestShare.create(this.paths.dir));
-    let vm: PodVm | undefined;
-    try {
-      vm = await PodVm.boot(
-        {
-          vmm: cfg.vmm,
-          vcpus: cfg.vcpus,
-          memoryMiB: cfg.memoryMiB,
-          shares: [{ tag: SHARE_TAG, dir: share.servedDir, what: "pod's shared directory" }],
-          paths: { runDir: this.paths.runDir, agent: this.paths.agent, console: this.paths.console, fsSocket: () => this.paths.fsSocket },
-        },
-        this.log,
-        { onDeath: (reason) => this.onPodDeath(reason), onLaunched: (launched) => this.onPodStarted(launched.pids, launched.backend) },
-      );
-      return { vm, guestShare: await vm.agent.mountShare({ tag: SHARE_TAG, path: 'pod' }) };
-    } catch (err) {
-      await vm?.stop({ graceful: false });
-      throw new VrunError(`the pod's VM did not come up: ${errorMessage(err).split('\n')[0]}`);
-    }
-  }
-
-  /** The container's mounts and mount points in the pod's share (a host-only tree: see GuestShare). */
-  private async removeContainerDir(id: string): Promise<void> {
-    const share = await this.share?.catch(() => undefined);
-    await share?.remove(id).catch((err: unknown) => this.log.warn({ err: errorMessage(err), id }, 'removing the container from the pod share failed'));
-  }
-
   private async guarded<T>(fn: () => Promise<T>): Promise<T> {
     try {
       return await fn();
@@ -181,15 +93,14 @@ export class VrunTasks implements ShimTaskService {
     }
   }
 
-  private onPodDeath(reason: string): void {
-    if (this.podLost || this.shuttingDown) return;
-    this.podLost = reason;
-    this.log.error({ reason }, 'pod VM lost');
+  /** Every process the guest had is gone with it. */
+  private onPodLost(): void {
     for (const c of this.containers.values()) {
       for (const p of [c.init, ...c.execs.values()]) {
-        if (p.status === TaskStatus.STOPPED || p.pid === 0) continue;
-        p.markExited(VM_LOST_STATUS);
-        void p.startGate.then(() => this.emit('TaskExit', { containerId: c.id, id: p.execId || c.id, pid: p.pid, exitStatus: p.exitStatus, exitedAt: ts(p.exitedAt) }));
+        // pid 0: never made in the guest, nothing to report.
+        if (p.state.status === 'stopped' || p.pid === 0) continue;
+        p.step({ type: 'exit', exitStatus: VM_LOST_STATUS, exitedAt: new Date() });
+        void p.startGate.then(() => this.emit('TaskExit', { containerId: c.id, id: p.execId || c.id, pid: p.pid, exitStatus: p.exitStatus(), exitedAt: ts(p.exitedAt()) }));
       }
     }
   }
@@ -210,11 +121,11 @@ export class VrunTasks implements ShimTaskService {
         },
       )
       .then(async (status) => {
-        if (p.status === TaskStatus.STOPPED) return;
-        p.markExited(status);
+        if (p.state.status === 'stopped') return;
+        p.step({ type: 'exit', exitStatus: status, exitedAt: new Date() });
         await p.io?.release();
         await p.startGate;
-        this.emit('TaskExit', { containerId: c.id, id: p.execId || c.id, pid: p.pid, exitStatus: status, exitedAt: ts(p.exitedAt) });
+        this.emit('TaskExit', { containerId: c.id, id: p.execId || c.id, pid: p.pid, exitStatus: status, exitedAt: ts(p.exitedAt()) });
       });
   }
 
@@ -228,7 +139,7 @@ export class VrunTasks implements ShimTaskService {
         return await agent.waitProcess(ref);
       } catch (err) {
         this.log.warn({ err: errorMessage(err), id, execId, attempt }, 'waiting for a process failed');
-        if (attempt >= 4 || this.podLost || this.shuttingDown) throw err;
+        if (attempt >= 4 || this.pod.gone()) throw err;
         await new Promise((r) => setTimeout(r, 500 * attempt));
       }
     }
@@ -236,7 +147,7 @@ export class VrunTasks implements ShimTaskService {
 
   async create(req: m.CreateTaskRequest) {
     return this.guarded(async () => {
-      if (!ID_RE.test(req.id)) throw new TtrpcError(Code.INVALID_ARGUMENT, `container id ${JSON.stringify(req.id)} is not valid for vrun (letters, digits, _ . -, at most 64)`);
+      checkId('container id', req.id);
       if (this.containers.has(req.id)) throw new TtrpcError(Code.ALREADY_EXISTS, `container ${req.id} already exists in this pod`);
       if (req.checkpoint !== '') throw new TtrpcError(Code.UNIMPLEMENTED, 'vrun cannot restore tasks from a checkpoint');
       let configText: string;
@@ -247,22 +158,20 @@ export class VrunTasks implements ShimTaskService {
       }
       const guest = guestSpecFromBundle(configText);
       const vmConfig = await podVmConfigFrom(req.options);
-      this.pod ??= this.bootPod(vmConfig);
-      const pod = this.pod;
-      pod.catch(() => undefined);
+      const pod = this.pod.boot(vmConfig);
       const stdio: StdioPaths = { stdin: req.stdin, stdout: req.stdout, stderr: req.stderr, terminal: req.terminal };
-      const c: Container = { id: req.id, bundle: req.bundle, init: newProc('', stdio), execs: new Map() };
+      const c: Container = { id: req.id, bundle: req.bundle, init: newProc(req.id, '', stdio, { status: 'creating' }), execs: new Map() };
       this.containers.set(req.id, c);
-      let vm: PodVm | undefined;
+      let agent: AgentClient | undefined;
       try {
         const booted = await pod;
-        vm = booted.vm;
-        const share = await (this.share as Promise<GuestShare>);
+        agent = booted.vm.agent;
+        const share = await this.pod.shareDir();
         if (guest.pod) {
           // The pod's hostname and sysctls belong to the guest, whose uts, ipc and net namespaces every
           // container of the pod shares.
-          if (guest.pod.hostname) await vm.agent.setHostname(guest.pod.hostname);
-          if (Object.keys(guest.pod.sysctls).length > 0) await vm.agent.setSysctls(guest.pod.sysctls);
+          if (guest.pod.hostname) await agent.setHostname(guest.pod.hostname);
+          if (Object.keys(guest.pod.sysctls).length > 0) await agent.setSysctls(guest.pod.sysctls);
         }
         await mountRootfs(share, req.id, req.rootfs, path.join(req.bundle, 'rootfs'));
         const guestDir = `${booted.guestShare}/${req.id}`;
@@ -271,21 +180,23 @@ export class VrunTasks implements ShimTaskService {
           const mnt = guest.spec.mounts?.[b.index];
           if (mnt) mnt.source = `${guestDir}/mounts/${b.index}`;
         }
-        c.init.pid = await vm.agent.createContainer({
+        c.init.pid = await agent.createContainer({
           containerId: req.id,
           spec: guest.spec,
           rootfs: `${guestDir}/rootfs`,
           stdio: req.terminal ? 'terminal' : 'pipes',
         });
-        c.init.io = await FifoStdio.attach(stdio, vm.agent, { containerId: req.id }, this.log);
+        c.init.io = await FifoStdio.attach(stdio, agent, { containerId: req.id }, this.log);
+        // Refused when a Delete came meanwhile (the task is stopped): the container is undone below.
+        c.init.step({ type: 'created' });
       } catch (err) {
-        this.containers.delete(req.id);
-        if (vm && c.init.pid !== 0) await vm.agent.removeContainer(req.id, { force: true }).catch(() => undefined);
-        await this.removeContainerDir(req.id);
-        if (this.shutdownAsked && this.containers.size === 0) void this.stopPod();
+        if (this.containers.get(req.id) === c) this.containers.delete(req.id);
+        if (agent && c.init.pid !== 0) await agent.removeContainer(req.id, { force: true }).catch(() => undefined);
+        await this.pod.removeContainerDir(req.id);
+        if (this.pod.draining() && this.containers.size === 0) void this.stopPod();
         throw err;
       }
-      this.watch(c, c.init, vm.agent);
+      this.watch(c, c.init, agent);
       this.log.info({ id: req.id, pid: c.init.pid }, 'container created');
       this.emit('TaskCreate', { containerId: req.id, bundle: req.bundle, rootfs: req.rootfs, io: { stdin: req.stdin, stdout: req.stdout, stderr: req.stderr, terminal: req.terminal }, pid: c.init.pid });
       return { pid: c.init.pid };
@@ -296,21 +207,19 @@ export class VrunTasks implements ShimTaskService {
     return this.guarded(async () => {
       const c = this.container(req.id);
       const p = this.proc(req.id, req.execId);
-      if (p.status !== TaskStatus.CREATED) throw new TtrpcError(Code.FAILED_PRECONDITION, `${req.execId ? `exec ${req.execId}` : `container ${req.id}`} was already started`);
-      const { agent } = await this.agent();
+      if (req.execId !== '' && c.init.state.status !== 'running') throw new TtrpcError(Code.FAILED_PRECONDITION, `container ${req.id} is not running`);
+      const agent = await this.pod.agent();
       if (req.execId === '') {
-        await agent.startContainer(req.id);
-        p.status = TaskStatus.RUNNING;
+        await inFlight(p, 'start', 'started', () => agent.startContainer(req.id));
         this.emit('TaskStart', { containerId: req.id, pid: p.pid });
         p.openGate();
         return { pid: p.pid };
       }
-      if (c.init.status !== TaskStatus.RUNNING) throw new TtrpcError(Code.FAILED_PRECONDITION, `container ${req.id} is not running`);
-      const proc = p.pending as OciProcess;
-      p.pid = await agent.execProcess({ containerId: req.id, execId: req.execId, process: proc, stdio: p.stdio.terminal ? 'terminal' : 'pipes' });
-      p.pending = undefined;
-      p.io = await FifoStdio.attach(p.stdio, agent, { containerId: req.id, execId: req.execId }, this.log);
-      p.status = TaskStatus.RUNNING;
+      await inFlight(p, 'start', 'started', async () => {
+        const process = (p.state as { process?: OciProcess }).process as OciProcess;
+        p.pid = await agent.execProcess({ containerId: req.id, execId: req.execId, process, stdio: p.stdio.terminal ? 'terminal' : 'pipes' });
+        p.io = await FifoStdio.attach(p.stdio, agent, { containerId: req.id, execId: req.execId }, this.log);
+      });
       this.watch(c, p, agent);
       this.emit('TaskExecStarted', { containerId: req.id, execId: req.execId, pid: p.pid });
       p.openGate();
@@ -322,24 +231,26 @@ export class VrunTasks implements ShimTaskService {
     return this.guarded(async () => {
       const c = this.container(req.id);
       const p = this.proc(req.id, req.execId);
-      if (p.status === TaskStatus.RUNNING || p.status === TaskStatus.PAUSED) {
+      const s = p.state.status;
+      if (s !== 'creating' && s !== 'created' && s !== 'stopped') {
         throw new TtrpcError(Code.FAILED_PRECONDITION, `cannot delete ${req.execId ? `exec ${req.execId}` : `container ${req.id}`}: it is still running`);
       }
-      const exitedAt = p.exitedAt ?? new Date();
+      const exitedAt = p.exitedAt() ?? new Date();
       if (req.execId !== '') {
         c.execs.delete(req.execId);
-        return { pid: p.pid, exitStatus: p.exitStatus, exitedAt: ts(exitedAt) };
+        return { pid: p.pid, exitStatus: p.exitStatus(), exitedAt: ts(exitedAt) };
       }
-      if (p.status === TaskStatus.CREATED) p.markExited(0);
+      // A task deleted before it ran counts as exited with 0 (during its Create, that Create then fails).
+      if (s !== 'stopped') p.step({ type: 'exit', exitStatus: 0, exitedAt });
       p.openGate();
-      if (!this.podLost && this.pod) {
-        const { agent } = await this.agent();
+      if (this.pod.state.status !== 'lost' && this.pod.state.status !== 'idle') {
+        const agent = await this.pod.agent();
         await agent.removeContainer(req.id, { force: true }).catch((err: unknown) => this.log.warn({ err: errorMessage(err), id: req.id }, 'removing the container in the guest failed'));
       }
-      await this.removeContainerDir(req.id);
+      await this.pod.removeContainerDir(req.id);
       this.containers.delete(req.id);
-      this.emit('TaskDelete', { containerId: req.id, pid: p.pid, exitStatus: p.exitStatus, exitedAt: ts(exitedAt) });
-      return { pid: p.pid, exitStatus: p.exitStatus, exitedAt: ts(exitedAt) };
+      this.emit('TaskDelete', { containerId: req.id, pid: p.pid, exitStatus: p.exitStatus(), exitedAt: ts(exitedAt) });
+      return { pid: p.pid, exitStatus: p.exitStatus(), exitedAt: ts(exitedAt) };
     });
   }
 
@@ -350,13 +261,13 @@ export class VrunTasks implements ShimTaskService {
       id: req.execId || req.id,
       bundle: c.bundle,
       pid: p.pid,
-      status: p.status,
+      status: p.status(),
       stdin: p.stdio.stdin,
       stdout: p.stdio.stdout,
       stderr: p.stdio.stderr,
       terminal: p.stdio.terminal,
-      exitStatus: p.exitStatus,
-      exitedAt: ts(p.exitedAt),
+      exitStatus: p.exitStatus(),
+      exitedAt: ts(p.exitedAt()),
       execId: req.execId,
     };
   }
@@ -364,16 +275,16 @@ export class VrunTasks implements ShimTaskService {
   async wait(req: m.WaitRequest) {
     const p = this.proc(req.id, req.execId);
     await p.exited;
-    return { exitStatus: p.exitStatus, exitedAt: ts(p.exitedAt) };
+    return { exitStatus: p.exitStatus(), exitedAt: ts(p.exitedAt()) };
   }
 
   async kill(req: m.KillRequest) {
     return this.guarded(async () => {
       const p = this.proc(req.id, req.execId);
-      if (p.status === TaskStatus.STOPPED) throw new TtrpcError(Code.NOT_FOUND, `process ${req.execId || req.id} already finished`);
+      if (p.state.status === 'stopped') throw new TtrpcError(Code.NOT_FOUND, `process ${req.execId || req.id} already finished`);
       if (p.pid === 0) throw new TtrpcError(Code.FAILED_PRECONDITION, `exec ${req.execId} is not started`);
       if (req.signal < 1 || req.signal > 64) throw new TtrpcError(Code.INVALID_ARGUMENT, `signal ${req.signal} is out of range 1..64`);
-      const { agent } = await this.agent();
+      const agent = await this.pod.agent();
       await agent.signalProcess({ containerId: req.id, execId: req.execId || undefined }, req.signal, { all: req.all });
     });
   }
@@ -381,12 +292,12 @@ export class VrunTasks implements ShimTaskService {
   async exec(req: m.ExecProcessRequest) {
     return this.guarded(async () => {
       const c = this.container(req.id);
-      if (!ID_RE.test(req.execId)) throw new TtrpcError(Code.INVALID_ARGUMENT, `exec id ${JSON.stringify(req.execId)} is not valid (letters, digits, _ . -, at most 64)`);
+      checkId('exec id', req.execId);
       if (c.execs.has(req.execId)) throw new TtrpcError(Code.ALREADY_EXISTS, `exec id ${req.execId} is already in use in container ${req.id}`);
-      if (c.init.status !== TaskStatus.RUNNING) throw new TtrpcError(Code.FAILED_PRECONDITION, `container ${req.id} is not running`);
+      if (c.init.state.status !== 'running') throw new TtrpcError(Code.FAILED_PRECONDITION, `container ${req.id} is not running`);
       const proc = parseExecProcess(req.spec?.value ?? new Uint8Array(0));
-      const p = newProc(req.execId, { stdin: req.stdin, stdout: req.stdout, stderr: req.stderr, terminal: req.terminal });
-      p.pending = { ...proc, terminal: req.terminal };
+      const stdio = { stdin: req.stdin, stdout: req.stdout, stderr: req.stderr, terminal: req.terminal };
+      const p = newProc(req.id, req.execId, stdio, { status: 'created', process: { ...proc, terminal: req.terminal } });
       c.execs.set(req.execId, p);
       this.emit('TaskExecAdded', { containerId: req.id, execId: req.execId });
     });
@@ -395,7 +306,7 @@ export class VrunTasks implements ShimTaskService {
   async pids(req: m.PidsRequest) {
     return this.guarded(async () => {
       this.container(req.id);
-      const { agent } = await this.agent();
+      const agent = await this.pod.agent();
       const procs = await agent.listProcesses(req.id);
       return { processes: procs.map((p) => ({ pid: p.pid })) };
     });
@@ -404,28 +315,26 @@ export class VrunTasks implements ShimTaskService {
   async pause(req: m.PauseRequest) {
     return this.guarded(async () => {
       const c = this.container(req.id);
-      const { agent } = await this.agent();
-      await agent.pauseContainer(req.id);
-      c.init.status = TaskStatus.PAUSED;
-      this.emit('TaskPaused', { containerId: req.id });
+      const agent = await this.pod.agent();
+      const { state } = await inFlight(c.init, 'pause', 'paused', () => agent.pauseContainer(req.id));
+      if (state.status === 'paused') this.emit('TaskPaused', { containerId: req.id });
     });
   }
 
   async resume(req: m.ResumeRequest) {
     return this.guarded(async () => {
       const c = this.container(req.id);
-      const { agent } = await this.agent();
-      await agent.resumeContainer(req.id);
-      if (c.init.status === TaskStatus.PAUSED) c.init.status = TaskStatus.RUNNING;
-      this.emit('TaskResumed', { containerId: req.id });
+      const agent = await this.pod.agent();
+      const { state } = await inFlight(c.init, 'resume', 'resumed', () => agent.resumeContainer(req.id));
+      if (state.status === 'running') this.emit('TaskResumed', { containerId: req.id });
     });
   }
 
   async resizePty(req: m.ResizePtyRequest) {
     return this.guarded(async () => {
       const p = this.proc(req.id, req.execId);
-      if (p.pid === 0 || p.status === TaskStatus.STOPPED) return;
-      const { agent } = await this.agent();
+      if (p.pid === 0 || p.state.status === 'stopped') return;
+      const agent = await this.pod.agent();
       await agent.resizeTerminal({ containerId: req.id, execId: req.execId || undefined }, { rows: req.height, cols: req.width });
     });
   }
@@ -433,8 +342,8 @@ export class VrunTasks implements ShimTaskService {
   async closeIO(req: m.CloseIORequest) {
     return this.guarded(async () => {
       const p = this.proc(req.id, req.execId);
-      if (!req.stdin || p.pid === 0 || p.status === TaskStatus.STOPPED) return;
-      const { agent } = await this.agent();
+      if (!req.stdin || p.pid === 0 || p.state.status === 'stopped') return;
+      const agent = await this.pod.agent();
       await agent.closeStdin({ containerId: req.id, execId: req.execId || undefined });
     });
   }
@@ -449,7 +358,7 @@ export class VrunTasks implements ShimTaskService {
         throw new TtrpcError(Code.INVALID_ARGUMENT, `update: resources are not valid JSON: ${errorMessage(err)}`);
       }
       if (typeof resources !== 'object' || resources === null || Array.isArray(resources)) throw new TtrpcError(Code.INVALID_ARGUMENT, 'update: resources must be a JSON object');
-      const { agent } = await this.agent();
+      const agent = await this.pod.agent();
       await agent.updateResources(req.id, resources as Record<string, unknown>);
     });
   }
@@ -457,7 +366,7 @@ export class VrunTasks implements ShimTaskService {
   async stats(req: m.StatsRequest) {
     return this.guarded(async () => {
       this.container(req.id);
-      const { agent } = await this.agent();
+      const agent = await this.pod.agent();
       return { stats: metricsAny(await agent.stats(req.id)) };
     });
   }
@@ -470,7 +379,7 @@ export class VrunTasks implements ShimTaskService {
   /** containerd calls this after each task's delete; the pod ends when its last container is gone. */
   async shutdown(req: m.ShutdownRequest) {
     if (this.containers.size > 0 && !req.now) {
-      this.shutdownAsked = true;
+      this.pod.drain();
       return;
     }
     void this.stopPod();
@@ -478,15 +387,6 @@ export class VrunTasks implements ShimTaskService {
 
   /** Stops the VM and every mount, then lets the serving process exit. Safe to call twice. */
   async stopPod(): Promise<void> {
-    if (this.shuttingDown) return;
-    this.shuttingDown = true;
-    const pod = this.pod;
-    if (pod) {
-      const booted = await pod.catch(() => undefined);
-      await booted?.vm.stop({ graceful: true });
-    }
-    const share = await this.share?.catch(() => undefined);
-    await share?.destroy().catch((err: unknown) => this.log.warn({ err: errorMessage(err) }, 'taking the pod share down failed'));
-    this.finish();
+    if (await this.pod.stop()) this.finish();
   }
 }

@@ -277,7 +277,7 @@ class ServerConnection {
         this.finish(streamId, ctl, () => {
           clearTimeout(timer);
           const st = statusFromError(err);
-          if (st.code === Code.UNKNOWN) this.server.log.debug({ err, method: `${req.service}/${req.method}` }, 'ttrpc handler failed');
+          if (st.code === Code.UNKNOWN || st.code === Code.INTERNAL) this.server.log.debug({ err, method: `${req.service}/${req.method}` }, 'ttrpc handler failed');
           this.sendResponse(streamId, { status: st }, `${req.service}/${req.method}`);
         }),
     );

@@ -4,29 +4,12 @@
  * (NOT_FOUND -> ErrNotFound, ALREADY_EXISTS, FAILED_PRECONDITION, UNIMPLEMENTED -> ErrNotImplemented, ...),
  * so handlers should throw the code that says what went wrong rather than a bare Error (which becomes UNKNOWN).
  */
+import { StatusCode, kindOfStatusCode, statusCodeOf } from '../common/error-codes.js';
 import { VrunError } from '../common/errors.js';
 import type { Any } from './protobuf/well-known.js';
 
-export const Code = {
-  OK: 0,
-  CANCELLED: 1,
-  UNKNOWN: 2,
-  INVALID_ARGUMENT: 3,
-  DEADLINE_EXCEEDED: 4,
-  NOT_FOUND: 5,
-  ALREADY_EXISTS: 6,
-  PERMISSION_DENIED: 7,
-  RESOURCE_EXHAUSTED: 8,
-  FAILED_PRECONDITION: 9,
-  ABORTED: 10,
-  OUT_OF_RANGE: 11,
-  UNIMPLEMENTED: 12,
-  INTERNAL: 13,
-  UNAVAILABLE: 14,
-  DATA_LOSS: 15,
-  UNAUTHENTICATED: 16,
-} as const;
-export type Code = (typeof Code)[keyof typeof Code];
+export const Code = StatusCode;
+export type Code = StatusCode;
 
 const codeNames = new Map<number, string>(Object.entries(Code).map(([name, value]) => [value, name]));
 
@@ -40,7 +23,7 @@ export class TtrpcError extends VrunError {
   readonly details: readonly Any[];
 
   constructor(code: number, message: string, opts: { details?: readonly Any[]; cause?: unknown } = {}) {
-    super(message, opts.cause === undefined ? {} : { cause: opts.cause });
+    super(message, { kind: kindOfStatusCode(code), ...(opts.cause === undefined ? {} : { cause: opts.cause }) });
     this.name = `TtrpcError(${codeName(code)})`;
     this.code = code;
     this.details = opts.details ?? [];
@@ -51,9 +34,13 @@ export function isTtrpcError(err: unknown, code?: number): err is TtrpcError {
   return err instanceof TtrpcError && (code === undefined || err.code === code);
 }
 
-/** The status a server sends for an error a handler threw: TtrpcErrors keep their code, others are UNKNOWN. */
+/**
+ * The status a server sends for an error a handler threw: TtrpcErrors keep their code, vrun's other errors
+ * get their kind's code, anything else is UNKNOWN.
+ */
 export function statusFromError(err: unknown): { code: number; message: string; details: Any[] } {
   if (err instanceof TtrpcError) return { code: err.code, message: err.message, details: [...err.details] };
+  if (err instanceof VrunError) return { code: statusCodeOf(err.kind), message: err.message, details: [] };
   if (err instanceof Error) return { code: Code.UNKNOWN, message: err.message, details: [] };
   return { code: Code.UNKNOWN, message: String(err), details: [] };
 }

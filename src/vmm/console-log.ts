@@ -31,9 +31,6 @@ export interface ConsoleLogOptions {
   onError?: (err: Error) => void;
 }
 
-/** The line the guest init prints before it ends, with its status: every backend reads the status from it. */
-export const GUEST_EXIT_PATTERN = /VRUN-EXIT status=(\d{1,3})\b/;
-
 export class ConsoleLog {
   private partial = '';
   private readonly tail: string[] = [];

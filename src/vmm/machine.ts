@@ -25,9 +25,10 @@ import { REG, VirtioMmio, type VirtioDevice } from './virtio/mmio.js';
 
 /**
  * The native VMM's machine: a KVM VM with guest RAM, the legacy PC devices Linux expects (8250 UART,
- * i8042 for reset, the exit port), virtio-mmio devices (console with named ports, rng), direct boot
- * of the guest kernel, and the events a sandbox needs: 'exit' (with status), 'reboot', 'panic',
- * 'device-error'.
+ * i8042 for reset, the exit port), virtio-mmio devices (console with named ports, rng, fs), direct boot
+ * of the guest kernel. It emits two events: 'end' once, with how the guest ended (a MachineEnd, which
+ * start() and wait() also resolve with), and 'device-error' when a device model threw, which also ends it.
+ * src/vmm/native-backend.ts puts a MachineEnd in the backends' common words (VmEnd).
  */
 
 export interface VmPortSpec extends ConsolePortSpec {
@@ -59,6 +60,23 @@ export type MachineEnd =
   | { kind: 'panic'; line: string }
   | { kind: 'stopped' }
   | { kind: 'error'; message: string };
+
+/**
+ * How the machine ended once every vCPU thread did, when nothing ended it before (the console's last words,
+ * the exit port, the i8042 reset, a stop: those come first and this is then ignored). A failure wins over
+ * anything the guest did: a vCPU error, then a device model's. A triple fault (KVM_EXIT_SHUTDOWN; the guest
+ * reboots with reboot=t) and a reset event are a reboot; a crash event (the guest's crash notifier, for KVMs
+ * that have one) is a panic; a vCPU that halted or was asked to stop says nothing about the guest.
+ */
+export function machineEndFromStops(stops: readonly VcpuStop[], deviceError?: string): MachineEnd {
+  const err = stops.find((s) => s.reason === 'error');
+  if (err) return { kind: 'error', message: `vCPU ${err.vcpu}: ${err.detail ?? 'failed'}` };
+  if (deviceError !== undefined) return { kind: 'error', message: `device model failed: ${deviceError}` };
+  if (stops.some((s) => s.reason === 'crash')) return { kind: 'panic', line: 'the guest reported a crash (KVM_SYSTEM_EVENT_CRASH)' };
+  if (stops.some((s) => s.reason === 'shutdown' || s.reason === 'reset')) return { kind: 'reboot' };
+  if (stops.some((s) => s.reason === 'poweroff')) return { kind: 'poweroff' };
+  return { kind: 'stopped' };
+}
 
 const MIN_MEMORY_MIB = 64;
 /**
@@ -247,15 +265,8 @@ export class Machine extends EventEmitter<{ end: [MachineEnd]; 'device-error': [
     if (!this.runPromise) {
       this.runPromise = this.vm.run();
       void this.runPromise.then((stops) => {
-        const err = stops.find((s) => s.reason.startsWith('error'));
         if (this.vm.deviceError) this.emit('device-error', this.vm.deviceError.message);
-        this.end(
-          err ? { kind: 'error', message: `vCPU ${err.vcpu}: ${err.reason}` }
-          : this.vm.deviceError ? { kind: 'error', message: `device model failed: ${this.vm.deviceError.message}` }
-          : stops.some((s) => s.reason === 'shutdown' || s.reason === 'reset') ? { kind: 'reboot' }
-          : stops.some((s) => s.reason === 'poweroff') ? { kind: 'poweroff' }
-          : { kind: 'stopped' },
-        );
+        this.end(machineEndFromStops(stops, this.vm.deviceError?.message));
       });
     }
     return this.wait();

@@ -2,8 +2,8 @@ import { mkdir, symlink } from 'node:fs/promises';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { AgentError } from '../../src/agent/client.js';
-import { busyboxSpec, startHostAgent, type HostAgent } from '../../src/agent/host-process.js';
+import { AgentError } from '../../src/agent/host/client.js';
+import { busyboxSpec, startHostAgent, type HostAgent } from '../../src/agent/host/host-process.js';
 
 /** A raw gRPC call with hand-made request bytes: what a hostile or broken peer can send. */
 function rawCall(socketPath: string, method: string, body: Buffer): Promise<{ code: grpc.status; details: string }> {
@@ -68,11 +68,14 @@ describe('agent on the host: hostile requests', () => {
   });
 
   it('refuses ids outside the safe charset', async () => {
-    for (const bad of ['../x', 'a/b', '', '.hidden', 'x'.repeat(65), 'a\u0000b']) {
+    for (const bad of ['../x', 'a/b', '', '.hidden', '-rf', 'x'.repeat(77), 'a\u0000b']) {
       const err = await refusal(agent.client.createContainer({ containerId: bad, spec: busyboxSpec(['true']), rootfs }));
       expect(err.code).toBe(grpc.status.INVALID_ARGUMENT);
-      expect(err.details).toMatch(/container_id .* is not allowed/);
+      expect(err.details).toMatch(/container_id .* is not valid/);
     }
+    const tag = await refusal(agent.client.mountShare({ tag: '../vrun-rootfs', path: 'root' }));
+    expect(tag.code).toBe(grpc.status.INVALID_ARGUMENT);
+    expect(tag.details).toMatch(/share tag "\.\.\/vrun-rootfs" is not valid/);
     const exec = await refusal(agent.client.execProcess({ containerId: 'nope', execId: '../../etc', process: { args: ['true'] } }));
     expect([grpc.status.INVALID_ARGUMENT, grpc.status.NOT_FOUND]).toContain(exec.code);
   });

@@ -14,8 +14,8 @@ const root = path.resolve(import.meta.dirname, '../..');
 const script = (dir: string) => `
 import fs from 'node:fs';
 import { pino } from 'pino';
-import { Reaper } from ${JSON.stringify(path.join(root, 'dist/src/agent/reaper.js'))};
-import { crunRunner } from ${JSON.stringify(path.join(root, 'dist/src/agent/crun.js'))};
+import { Reaper } from ${JSON.stringify(path.join(root, 'dist/src/agent/guest/reaper.js'))};
+import { crunRunner } from ${JSON.stringify(path.join(root, 'dist/src/agent/guest/crun.js'))};
 const dir = ${JSON.stringify(dir)};
 const reaper = new Reaper(pino({ level: 'silent' }));
 const crun = crunRunner('crun', dir, reaper);

@@ -5,9 +5,9 @@ import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import type { MethodDefinition } from '@grpc/proto-loader';
 import { afterEach, describe, expect, it } from 'vitest';
-import { sendWireChunksUncopied } from '../../src/agent/framed-output-send.js';
-import { isWireChunk, OUTPUT_CHUNK_HEADROOM, wireChunkCopy, wireChunkInPlace, type WireChunk } from '../../src/agent/output-chunk-wire.js';
-import { loadAgentProto } from '../../src/agent/proto.js';
+import { sendWireChunksUncopied } from '../../src/agent/guest/framed-output-send.js';
+import { isWireChunk, OUTPUT_CHUNK_HEADROOM, wireChunkCopy, wireChunkInPlace, type WireChunk } from '../../src/agent/guest/output-chunk-wire.js';
+import { loadAgentProto } from '../../src/agent/protocol/proto.js';
 
 type StreamMethod = MethodDefinition<object, object, object, object>;
 

@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { loadProtoRoot, writeParsedProto } from '../../src/agent/proto.js';
+import { loadProtoRoot, writeParsedProto } from '../../src/agent/protocol/proto.js';
 
 const source = path.resolve(import.meta.dirname, '../../proto/vrun/agent/v1/agent.proto');
 

@@ -14,8 +14,8 @@ const root = path.resolve(import.meta.dirname, '../..');
 const script = `
 import { spawn } from 'node:child_process';
 import { pino } from 'pino';
-import { Reaper } from ${JSON.stringify(path.join(root, 'dist/src/agent/reaper.js'))};
-import { trackOwnChild } from ${JSON.stringify(path.join(root, 'dist/src/agent/own-children.js'))};
+import { Reaper } from ${JSON.stringify(path.join(root, 'dist/src/agent/guest/reaper.js'))};
+import { trackOwnChild } from ${JSON.stringify(path.join(root, 'dist/src/agent/guest/own-children.js'))};
 const reaper = new Reaper(pino({ level: 'silent' }));
 const codes = [];
 for (const code of [7, 0, 42]) {

@@ -110,6 +110,38 @@ describe('vrun run --vm (QEMU TCG)', () => {
     expect(r.stderr).toContain('err\n');
   });
 
+  it.each([
+    [['nosuchcmd'], 127, 'vrun: nosuchcmd: command not found in the container'],
+    [['/etc/passwd'], 126, 'vrun: /etc/passwd: permission denied: not an executable file in the container'],
+  ])("a command the container cannot run, like Docker: vrun run %j exits %i with one line", async (cmd, status, line) => {
+    const r = await vrun(['run', '--vm', '--rm', 'busybox', ...cmd]);
+    expect(r.status, r.stderr).toBe(status);
+    expect(r.stderr.replace(/^vrun: note: .*\n/, '')).toBe(`${line}\n`);
+    expect(r.stdout).toBe('');
+    expect(readdirSync(runDir).filter((e) => /^[a-f0-9]{32}$/.test(e))).toEqual([]);
+  });
+
+  it('a command the container cannot run, detached and through exec: the same exit codes', async () => {
+    const d = await vrun(['run', '-d', 'busybox', 'nosuchcmd']);
+    expect(d.status, d.stderr).toBe(127);
+    expect(d.stderr.replace(/^vrun: note: .*\n/, '')).toBe('vrun: nosuchcmd: command not found in the container\n');
+    const up = await vrun(['run', '-d', 'busybox', 'sleep', '1000']);
+    expect(up.status, up.stderr).toBe(0);
+    const id = up.stdout.trim();
+    try {
+      const missing = await vrun(['exec', id, 'nosuchcmd', 'arg']);
+      expect(missing.status, missing.stderr).toBe(127);
+      expect(missing.stderr).toBe('vrun: nosuchcmd: command not found in the container\n');
+      const denied = await vrun(['exec', id, '/etc/passwd']);
+      expect(denied.status, denied.stderr).toBe(126);
+      expect(denied.stderr).toBe('vrun: /etc/passwd: permission denied: not an executable file in the container\n');
+      // The container is unharmed by its failed execs.
+      expect((await vrun(['exec', id, 'true'])).status).toBe(0);
+    } finally {
+      expect((await vrun(['rm', '-f', id])).status).toBe(0);
+    }
+  });
+
   it('pipes stdin with -i', async () => {
     const r = await vrun(['run', '--rm', '-i', 'busybox', 'cat'], { input: 'x\n' });
     expect(r.stdout).toBe('x\n');

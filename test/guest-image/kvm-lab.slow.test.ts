@@ -2,8 +2,8 @@ import { describe, expect, it, beforeAll } from 'vitest';
 import { ensureGuestImage, ensureLabImage, type ImageManifest } from '../../src/guest-image/image.js';
 import { runInLab } from '../../src/kvm-lab/lab.js';
 import { qemuArgs } from '../../src/vmm/qemu/command.js';
-import { BASE_CMDLINE } from '../../src/vmm/qemu/guest-runner.js';
-import { hasHardwareVirtualization } from '../../src/kvm-lab/placement.js';
+import { BASE_CMDLINE } from '../../src/guest-image/guest-contract.js';
+import { hasHardwareVirtualization } from '../../src/vmm/host-capabilities.js';
 
 const shellQuote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
 
@@ -31,17 +31,33 @@ describe('KVM lab', () => {
       memoryMiB: 512,
       accel: 'kvm',
     });
+    // An L2 guest whose kernel reports an RCU stall (one vCPU stopped taking interrupts, NMIs included, early in
+    // boot) is run again, at most twice, and the output says so. This stall is not ours to fix here: stock QEMU is
+    // the L2 VMM in this test, and the same stall hits our native VMM in the lab at about the same rate, so its
+    // cause lies below both VMMs, in L1's KVM running on L0's TCG (see the README's native VMM row).
     const script = [
-      'set -e',
       'ls -l /dev/kvm',
       'echo "vgif=$(cat /sys/module/kvm_amd/parameters/vgif)"',
-      `start=$(cut -d' ' -f1 /proc/uptime)`,
+      'attempt=1',
+      'while :; do',
+      `  start=$(cut -d' ' -f1 /proc/uptime)`,
       // -d cpu_reset: when the guest dies early (QEMU ends with status 0 on a guest reset, as it did once in
       // 21 first boots of a fresh L1 here), the log shows the reset and the vCPU state at that moment.
-      `timeout 240 qemu-system-x86_64 ${args.map(shellQuote).join(' ')} -d cpu_reset -D l2-qemu.log > l2-console.log 2>&1 && st=0 || st=$?`,
-      'echo "qemu exit $st"',
-      `end=$(cut -d' ' -f1 /proc/uptime)`,
-      'echo "l2-seconds $start $end"',
+      `  timeout 240 qemu-system-x86_64 ${args.map(shellQuote).join(' ')} -d cpu_reset -D l2-qemu.log > l2-console.log 2>&1 &`,
+      '  qemu=$!',
+      '  stalled=',
+      '  while kill -0 $qemu 2>/dev/null; do',
+      "    grep -qs 'rcu_sched detected stalls' l2-console.log && { stalled=1; kill $qemu; }",
+      '    sleep 1',
+      '  done',
+      '  wait $qemu && st=0 || st=$?',
+      '  echo "qemu exit $st"',
+      `  end=$(cut -d' ' -f1 /proc/uptime)`,
+      '  echo "l2-seconds $start $end"',
+      '  [ -n "$stalled" ] && [ $attempt -lt 3 ] || break',
+      '  echo "VRUN-RETRY L2 boot $attempt: $(grep -m1 -A1 \'rcu_sched detected stalls\' l2-console.log | tr -s \'\\n \' \' \')"',
+      '  attempt=$((attempt + 1))',
+      'done',
       'grep -E "VRUN-(READY|CHECK|EXIT)" l2-console.log || { tail -40 l2-console.log; echo "--- l2-qemu.log"; tail -60 l2-qemu.log; }',
     ].join('\n');
     const r = await runInLab({ script, timeoutMs: 900_000 });
@@ -52,7 +68,8 @@ describe('KVM lab', () => {
     expect(r.stdout).toMatch(/VRUN-CHECK cgroup2=1/);
     expect(r.stdout).toMatch(/VRUN-CHECK nproc=2/);
     expect(r.stdout).toMatch(/VRUN-EXIT status=0/);
-    const times = /l2-seconds ([\d.]+) ([\d.]+)/.exec(r.stdout);
+    for (const m of r.stdout.matchAll(/^VRUN-RETRY (.*)$/gm)) console.log(`KVM lab: retried after an RCU stall in L2 (below the VMM): ${m[1]}`);
+    const times = [...r.stdout.matchAll(/l2-seconds ([\d.]+) ([\d.]+)/g)].at(-1);
     console.log(`KVM lab: L1 ready after ${r.l1ReadyMs} ms; L2 (qemu -enable-kvm) ran for ${times ? (Number(times[2]) - Number(times[1])).toFixed(1) : '?'} s of L1 time`);
   });
 });

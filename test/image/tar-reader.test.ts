@@ -3,7 +3,7 @@ import path from 'node:path';
 import crypto from 'node:crypto';
 import { execFileSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { MAX_LONG_NAME_BYTES, MAX_PAX_BYTES, TarReader, type TarEntry } from '../../src/image/tar-reader.js';
+import { MAX_LONG_NAME_BYTES, MAX_PAX_BYTES, TarReader, paxText, type PaxRecords, type TarEntry } from '../../src/image/tar-reader.js';
 import { VrunError } from '../../src/common/errors.js';
 import { cleanup, tempDir } from './helpers.js';
 import { prng } from '../prng.js';
@@ -185,6 +185,14 @@ function paxRecord(key: string, value: string): string {
   return `${len}${rest}`;
 }
 
+/** One pax record with a binary value: the length counts bytes, as a reader must. */
+function paxRecordBytes(key: string, value: Buffer): Buffer {
+  const restLen = Buffer.byteLength(` ${key}=`) + value.length + 1;
+  let len = restLen + 1;
+  while (String(len).length + restLen !== len) len = String(len).length + restLen;
+  return Buffer.concat([Buffer.from(`${len} ${key}=`), value, Buffer.from('\n')]);
+}
+
 /** A pax extended header ('x') or global header ('g') member holding `records` (or a raw body). */
 function paxMember(type: 'x' | 'g', records: Record<string, string> | string): Buffer {
   const body =
@@ -194,6 +202,11 @@ function paxMember(type: 'x' | 'g', records: Record<string, string> | string): B
           .map(([k, v]) => paxRecord(k, v))
           .join('');
   return member({ name: 'PaxHeaders.0/entry', type }, body);
+}
+
+/** pax records with their values decoded as UTF-8, for comparing records that are all text. */
+function paxStrings(pax: PaxRecords | null | undefined): Record<string, string> | null {
+  return pax ? Object.fromEntries(Object.entries(pax).map(([k, v]) => [k, v.toString('utf8')])) : null;
 }
 
 function tarOf(...parts: Buffer[]): Buffer {
@@ -304,7 +317,9 @@ function describeSource(root: string, top: string): Map<string, Want> {
 
 /** The owner a consumer applies: a pax uid/gid record when there is one, else the header's. */
 function owner(e: TarEntry): [number, number] {
-  return [e.pax?.uid !== undefined ? Number(e.pax.uid) : e.uid, e.pax?.gid !== undefined ? Number(e.pax.gid) : e.gid];
+  const uid = paxText(e.pax, 'uid');
+  const gid = paxText(e.pax, 'gid');
+  return [uid !== undefined ? Number(uid) : e.uid, gid !== undefined ? Number(gid) : e.gid];
 }
 
 /** Every source file, directory, symlink, fifo and hardlink is in the archive exactly once, as it is on disk. */
@@ -444,9 +459,9 @@ describe('round trip against GNU tar', () => {
           // No pax: the uid and gid came from base-256 header fields.
           expect([big?.uid, big?.gid]).toEqual([3_000_000, 4_000_000]);
         } else {
-          expect(find('long-name-.txt').pax?.path).toBe(find('long-name-.txt').name);
-          expect(find('long-symlink').pax?.linkpath).toBe(find('long-symlink').linkname);
-          expect([big?.pax?.uid, big?.pax?.gid]).toEqual(['3000000', '4000000']);
+          expect(paxText(find('long-name-.txt').pax, 'path')).toBe(find('long-name-.txt').name);
+          expect(paxText(find('long-symlink').pax, 'linkpath')).toBe(find('long-symlink').linkname);
+          expect([paxText(big?.pax, 'uid'), paxText(big?.pax, 'gid')]).toEqual(['3000000', '4000000']);
         }
       });
     }
@@ -498,7 +513,7 @@ describe('round trip against GNU tar', () => {
   it('a file dated before 1970 in a pax archive: the header says 0, the pax mtime record says when', () => {
     const { want, file } = oldFile('pax');
     const [e] = parse(fs.readFileSync(file)).entries;
-    expect(Number(e?.entry.pax?.mtime)).toBe(want);
+    expect(Number(paxText(e?.entry.pax, 'mtime'))).toBe(want);
   });
 
   it('a file dated before 1970 in a GNU archive (negative base-256 mtime, which Go archive/tar reads)', () => {
@@ -523,7 +538,7 @@ describe('pax records', () => {
     const r = parse(archive);
     const [a, b, c] = r.entries;
     expect([a?.entry.name, a?.entry.linkname, a?.entry.size, a?.data.toString()]).toEqual(['over/ridden/path', 'pax-target', 10, '0123456789']);
-    expect([a?.entry.pax?.uid, a?.entry.pax?.gid]).toEqual(['3000000', '4000000']);
+    expect([paxText(a?.entry.pax, 'uid'), paxText(a?.entry.pax, 'gid')]).toEqual(['3000000', '4000000']);
     expect([b?.entry.name, b?.entry.type, b?.entry.linkname]).toEqual(['sym', 'symlink', 'l'.repeat(300)]);
     expect([c?.entry.name, c?.entry.size, c?.entry.uid, c?.entry.gid, c?.entry.pax, c?.data.toString()]).toEqual(['plain', 3, 5, 6, null, 'abc']);
     // GNU tar reads the same archive the same way.
@@ -559,7 +574,7 @@ describe('pax records', () => {
         member({ name: 'four' }),
       ),
     );
-    expect(r.entries.map((p) => [p.entry.name, p.entry.pax === null ? null : { ...p.entry.pax }])).toEqual([
+    expect(r.entries.map((p) => [p.entry.name, paxStrings(p.entry.pax)])).toEqual([
       ['before', null],
       ['one', { comment: 'global', uid: '100', 'SCHILY.xattr.user.a': 'g' }],
       ['two', { comment: 'global', uid: '200', 'SCHILY.xattr.user.a': 'x' }],
@@ -571,7 +586,7 @@ describe('pax records', () => {
   it('records are length-delimited: values may hold "=" and newlines; NUL padding after the last record is ignored', () => {
     const body = paxRecord('comment', 'a=b\nc=d') + paxRecord('SCHILY.xattr.user.k', 'v') + '\0'.repeat(20);
     const [e] = parse(tarOf(paxMember('x', body), member({ name: 'f' }))).entries;
-    expect(Object.entries(e?.entry.pax ?? {})).toEqual([
+    expect(Object.entries(paxStrings(e?.entry.pax) ?? {})).toEqual([
       ['comment', 'a=b\nc=d'],
       ['SCHILY.xattr.user.k', 'v'],
     ]);
@@ -588,7 +603,7 @@ describe('pax records', () => {
     );
     const [a, b] = r.entries;
     expect([a?.entry.name, a?.entry.size, a?.data.toString(), a?.entry.linkname]).toEqual(['plain', 2, 'ab', '']);
-    expect(Object.entries(a?.entry.pax ?? {}).sort()).toEqual(
+    expect(Object.entries(paxStrings(a?.entry.pax) ?? {}).sort()).toEqual(
       [
         ['__proto__', '{"path":"evil"}'],
         ['constructor', 'ctor'],
@@ -596,7 +611,7 @@ describe('pax records', () => {
         ['toString', 'x'],
       ].sort(),
     );
-    expect(Object.entries(b?.entry.pax ?? {}).sort()).toEqual([
+    expect(Object.entries(paxStrings(b?.entry.pax) ?? {}).sort()).toEqual([
       ['__proto__', 'global-proto'],
       ['toString', 'x'],
     ]);
@@ -604,6 +619,36 @@ describe('pax records', () => {
     expect(b?.entry.pax?.size).toBeUndefined();
     expect(({} as Record<string, unknown>).path).toBeUndefined();
     expect(typeof Object.prototype.toString).toBe('function');
+  });
+
+  it('values are handed over as the bytes in the archive: binary xattr values (bytes >= 0x80, invalid UTF-8) intact', () => {
+    // A file capability as setcap writes it (cap_setuid=ep: 0x80 in the permitted mask), then bytes that are no
+    // UTF-8 at all: a lone continuation byte, 0xff/0xfe, an encoded surrogate, an overlong form, NUL, "=" and "\n".
+    const cap = Buffer.from('0100000280000000000000000000000000000000', 'hex');
+    const junk = Buffer.from([0x80, 0xff, 0xfe, 0xc3, 0x28, 0xed, 0xa0, 0x80, 0xc0, 0xaf, 0x00, 0x3d, 0x0a, 0xf4, 0x90, 0x80, 0x80, 0xe2, 0x82]);
+    const archive = tarOf(
+      member({ name: 'PaxHeaders.0/g', type: 'g' }, paxRecordBytes('SCHILY.xattr.user.global', junk.subarray(0, 5))),
+      member(
+        { name: 'PaxHeaders.0/f', type: 'x' },
+        Buffer.concat([paxRecordBytes('SCHILY.xattr.security.capability', cap), paxRecordBytes('SCHILY.xattr.user.junk', junk), Buffer.from(paxRecord('path', 'dïr/fïle'))]),
+      ),
+      member({ name: 'f' }, 'abc'),
+      member({ name: 'next' }, 'de'),
+    );
+    for (const plan of ['whole', 1, 511, 513, randomPlan(7)] as Plan[]) {
+      const [f, next] = parse(archive, plan).entries;
+      const hex = (e: Parsed | undefined): [string, string][] => Object.entries(e?.entry.pax ?? {}).map(([k, v]) => [k, v.toString('hex')]);
+      expect(hex(f)).toEqual([
+        ['SCHILY.xattr.user.global', junk.subarray(0, 5).toString('hex')],
+        ['SCHILY.xattr.security.capability', cap.toString('hex')],
+        ['SCHILY.xattr.user.junk', junk.toString('hex')],
+        ['path', Buffer.from('dïr/fïle').toString('hex')],
+      ]);
+      // Text records are still text where the reader uses them.
+      expect([f?.entry.name, f?.data.toString(), paxText(f?.entry.pax, 'path')]).toEqual(['dïr/fïle', 'abc', 'dïr/fïle']);
+      expect(hex(next)).toEqual([['SCHILY.xattr.user.global', junk.subarray(0, 5).toString('hex')]]);
+      expect([next?.entry.name, next?.data.toString()]).toEqual(['next', 'de']);
+    }
   });
 
   it('a pax size that is not a whole number is refused', () => {

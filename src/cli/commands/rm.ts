@@ -20,7 +20,7 @@ export const rmCommand: Command = {
       try {
         const s = await findSandbox(ref);
         if ((s.status === 'running' || s.status === 'creating') && !flags.force) {
-          throw new VrunError(`cannot remove running container ${s.name}: stop it first, or use rm -f`);
+          throw new VrunError(`cannot remove running container ${s.name}: stop it first, or use rm -f`, { kind: 'precondition' });
         }
         await removeSandbox(s);
         process.stdout.write(`${ref}\n`);

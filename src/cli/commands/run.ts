@@ -6,7 +6,7 @@ import { listSandboxes, removeSandbox } from '../../sandbox/inventory.js';
 import { launchSandbox } from '../../sandbox/launcher.js';
 import { checkImage } from '../../sandbox/rootfs.js';
 import { readState } from '../../sandbox/state.js';
-import { chooseBackend } from '../../sandbox/vmm-backend.js';
+import { chooseBackend } from '../../vmm/backend.js';
 import { formatFlagHelp } from '../args.js';
 import type { Command } from '../command.js';
 import { RUN_FLAGS, parseRunArgs } from '../run-options.js';
@@ -49,7 +49,7 @@ export const runCommand: Command = {
       } catch (err) {
         const st = await readState(sb.id).catch(() => undefined);
         if (st && !process.env.VRUN_KEEP_FAILED) await removeSandbox(st).catch(() => undefined);
-        throw st?.error ? new VrunError(st.error) : err;
+        throw st?.error ? new VrunError(st.error, { kind: st.errorKind }) : err;
       } finally {
         await stopMirror();
       }
@@ -85,7 +85,7 @@ export const runCommand: Command = {
       // and a failed start leaves nothing at all (Docker keeps a "Created" container; we do not).
       const st = await readState(sb.id).catch(() => undefined);
       if (st && !process.env.VRUN_KEEP_FAILED && (config.autoRemove || st.status !== 'failed' || !st.startedAt)) await removeSandbox(st).catch(() => undefined);
-      if (st?.error) throw new VrunError(st.error);
+      if (st?.error) throw new VrunError(st.error, { kind: st.errorKind });
       throw err instanceof VrunError ? err : new VrunError(String(err));
     } finally {
       restore();

@@ -1,6 +1,6 @@
 import { VrunError } from '../../common/errors.js';
 import { terminalSafeJson } from '../../common/terminal-text.js';
-import type { ContainerStats } from '../../agent/client.js';
+import type { ContainerStats } from '../../agent/host/client.js';
 import { controlCall } from '../../sandbox/control-client.js';
 import { findSandbox } from '../../sandbox/inventory.js';
 import { sandboxPaths } from '../../sandbox/state.js';
@@ -27,7 +27,7 @@ export const statsCommand: Command = {
     const rows: [string, ContainerStats][] = [];
     for (const ref of positionals) {
       const s = await findSandbox(ref);
-      if (s.status !== 'running') throw new VrunError(`container ${s.name} is not running`);
+      if (s.status !== 'running') throw new VrunError(`container ${s.name} is not running`, { kind: 'precondition' });
       rows.push([s.name, (await controlCall(sandboxPaths(s.id).control, { op: 'stats' }, { replyTimeoutMs: 30_000 })) as ContainerStats]);
     }
     if (flags.format === 'json') {

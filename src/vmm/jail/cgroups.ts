@@ -74,16 +74,24 @@ function reason(err: unknown): string {
   return (err as NodeJS.ErrnoException).code ?? String(err);
 }
 
+/**
+ * A cgroup stays busy until the kernel has finished tearing down its last task, which for a killed VMM (a
+ * pid-namespace init whose threads the kernel reaps after it) lags the exit its parent saw: on a loaded host
+ * here, by more than 2 s. EBUSY is therefore waited out, up to REMOVE_WAIT_MS.
+ */
+const REMOVE_WAIT_MS = 15_000;
+
 async function removeDirs(dirs: string[]): Promise<void> {
   for (const dir of dirs) {
-    for (let attempt = 0; ; attempt++) {
+    const deadline = Date.now() + REMOVE_WAIT_MS;
+    for (;;) {
       try {
         fs.rmdirSync(dir);
         break;
       } catch (err) {
         const code = (err as NodeJS.ErrnoException).code;
         if (code === 'ENOENT') break;
-        if (code !== 'EBUSY' || attempt >= 100) throw err;
+        if (code !== 'EBUSY' || Date.now() > deadline) throw err;
         await sleep(20);
       }
     }

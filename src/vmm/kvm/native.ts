@@ -9,18 +9,40 @@ export const EXIT_MMIO = 1;
 export const EXIT_STOPPED = 2;
 
 /**
- * Called on the JS thread for every I/O or MMIO exit: `data` holds what a write wrote (a bigint for
- * 8-byte accesses), and the return value is what a read reads. For kind EXIT_STOPPED, `addr` is the
- * reason the vCPU thread ended ("stopped", "hlt", "shutdown", "poweroff", "reset", "error: ...").
+ * Why a vCPU thread ended, indexed by the number the addon sends (VcpuStopReason in native/src/vcpu.h; the
+ * addon exports its own table as `vcpuStopReasons`, and test/vmm/vm-end.test.ts checks the two agree).
  */
-export type ExitCallback = (
-  vcpu: number,
-  kind: number,
-  addr: number | string,
-  size: number,
-  write: boolean,
-  data: number | bigint,
-) => number | bigint;
+export const VCPU_STOP_REASONS = ['stopped', 'hlt', 'shutdown', 'reset', 'poweroff', 'crash', 'error'] as const;
+
+/** A reason from the addon, or 'destroyed' for a vCPU whose thread was still running when the VM was destroyed. */
+export type VcpuStopReason = (typeof VCPU_STOP_REASONS)[number] | 'destroyed';
+
+export interface VcpuStop {
+  vcpu: number;
+  reason: VcpuStopReason;
+  /** For people only (never matched): what failed, for 'error'. */
+  detail?: string;
+}
+
+/**
+ * The addon's stop event as a VcpuStop. The number is checked rather than trusted: an addon built from other
+ * sources reads as an error that names the number, not as some other reason.
+ */
+export function decodeVcpuStop(vcpu: number, code: unknown, detail: unknown): VcpuStop {
+  const reason = typeof code === 'number' && Number.isInteger(code) ? VCPU_STOP_REASONS[code] : undefined;
+  if (!reason) return { vcpu, reason: 'error', detail: `the addon reported an unknown vCPU stop reason ${String(code)}` };
+  return typeof detail === 'string' && detail !== '' ? { vcpu, reason, detail } : { vcpu, reason };
+}
+
+/**
+ * Called on the JS thread for every I/O or MMIO exit: `data` holds what a write wrote (a bigint for
+ * 8-byte accesses), and the return value is what a read reads. When a vCPU thread ends the call is
+ * (vcpu, EXIT_STOPPED, reason, detail): `reason` indexes VCPU_STOP_REASONS (see decodeVcpuStop).
+ */
+export type ExitEvent =
+  | [vcpu: number, kind: typeof EXIT_PIO | typeof EXIT_MMIO, addr: number, size: number, write: boolean, data: number | bigint]
+  | [vcpu: number, kind: typeof EXIT_STOPPED, reason: number, detail: string];
+export type ExitCallback = (...event: ExitEvent) => number | bigint;
 
 export interface NativeKvmVm {
   memory(): ArrayBuffer;
@@ -53,6 +75,7 @@ export interface KvmAddon {
   KvmVm: new (devicePath: string, memBytes: number, regions: [number, number, number][]) => NativeKvmVm;
   kvmApiVersion(path?: string): number;
   kvmCheckExtension(cap: number, path?: string): number;
+  vcpuStopReasons: Record<string, number>;
 }
 
 export function kvmAddon(): KvmAddon {

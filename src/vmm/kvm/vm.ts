@@ -2,7 +2,7 @@ import { VrunError, errorMessage } from '../../common/errors.js';
 import { rootLogger, type Logger } from '../../common/log.js';
 import { Bus } from '../devices/bus.js';
 import { GuestMemory } from '../virtio/guest-memory.js';
-import { EXIT_MMIO, EXIT_PIO, EXIT_STOPPED, kvmAddon, type NativeKvmVm, type VcpuStateKind } from './native.js';
+import { decodeVcpuStop, EXIT_MMIO, EXIT_PIO, EXIT_STOPPED, kvmAddon, type NativeKvmVm, type VcpuStateKind, type VcpuStop } from './native.js';
 import { decodeRegs, encodeRegs, type RegName, type Regs } from './vcpu-state.js';
 
 /**
@@ -57,10 +57,7 @@ const PROFILE_KEYS = 256;
 
 const KVM_CAP_MAX_VCPUS = 66;
 
-export interface VcpuStop {
-  vcpu: number;
-  reason: string;
-}
+export type { VcpuStop, VcpuStopReason } from './native.js';
 
 export class Vm {
   readonly pio: Bus;
@@ -221,12 +218,13 @@ export class Vm {
     if (this.destroyed) return Promise.reject(new VrunError('the VM was destroyed'));
     if (this.started) return this.wait();
     this.started = true;
-    this.native.start((vcpu, kind, addr, size, write, data) => {
-      if (kind === EXIT_STOPPED) {
-        this.stops.push({ vcpu, reason: String(addr) });
+    this.native.start((...event) => {
+      if (event[1] === EXIT_STOPPED) {
+        this.stops.push(decodeVcpuStop(event[0], event[2], event[3]));
         if (this.stops.length === this.vcpus) this.settle();
         return 0;
       }
+      const [, kind, addr, size, write, data] = event;
       const bus = kind === EXIT_PIO ? this.pio : kind === EXIT_MMIO ? this.mmio : undefined;
       if (!bus || typeof addr !== 'number') return 0;
       this.count(kind, addr, write);

@@ -2,21 +2,48 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { VrunError } from '../../common/errors.js';
 import type { Logger } from '../../common/log.js';
+import { GUEST_EXIT_PATTERN } from '../../guest-image/guest-contract.js';
 import { findOnPath } from '../../guest-image/host-tools.js';
-import { ConsoleLog, GUEST_EXIT_PATTERN } from '../console-log.js';
+import { guestText, type VmEnd } from '../backend.js';
+import { ConsoleLog } from '../console-log.js';
 import { QEMU_BINARY, qemuArgs, type QemuSpec } from './command.js';
 import { QmpClient } from './qmp.js';
 
-export interface QemuExit {
-  /** 'reboot' = the guest rebooted or powered off (QEMU runs with -no-reboot); 'killed' = QEMU died by a signal. */
-  reason: 'reboot' | 'killed' | 'error';
+/** What QEMU's end tells the host, before it is put in the backends' common words (qemuVmEnd). */
+export interface QemuStatus {
   code: number | null;
   signal: NodeJS.Signals | null;
   /** The status the guest init printed before it ended (VRUN-EXIT status=N), if any. */
   guestStatus?: number;
-  panic: boolean;
+  /** The guest kernel's panic line, from "Kernel panic" on, if it printed one. */
+  panicLine?: string;
   /** QEMU's (or its jailer's) stderr, the first 8 KiB. */
   stderr: string;
+}
+
+export interface QemuExit extends QemuStatus {
+  end: VmEnd;
+}
+
+const PANIC = /Kernel panic - not syncing/;
+
+/**
+ * QEMU's end in the backends' common words. QEMU runs with -no-reboot, so a guest reset (a reboot, and a panic:
+ * the guest boots with reboot=t panic=-1) makes it exit with status 0. A poweroff never ends it: microvm
+ * without ACPI has no power-off device, so a Linux poweroff only halts the CPUs. So status 0 is a panic if the
+ * console showed one, an exit if the init printed its status, and a reboot otherwise.
+ */
+export function qemuVmEnd(s: QemuStatus): VmEnd {
+  const status = s.guestStatus !== undefined ? { guestStatus: s.guestStatus } : {};
+  if (s.signal) return { kind: 'killed', message: `QEMU killed by ${s.signal}`, signal: s.signal, ...status };
+  if (s.code !== 0) {
+    // The jailer's own failures (exit 125) say what went wrong on stderr in one line; QEMU's start-up errors too.
+    const said = s.stderr.split('\n').find((l) => l.startsWith('vrun-jailer: ') || /^qemu(-system-[^:]*)?: /.test(l));
+    return { kind: 'error', message: `QEMU exited with code ${s.code}${said ? ` (${said})` : ''}`, ...(s.code !== null ? { code: s.code } : {}), ...status };
+  }
+  if (s.panicLine !== undefined) return { kind: 'panic', message: `guest kernel panic (QEMU): ${guestText(s.panicLine)}`, code: 0, ...status };
+  if (s.guestStatus !== undefined) return { kind: 'exit', message: `the guest ended with status ${s.guestStatus} (QEMU)`, code: 0, guestStatus: s.guestStatus };
+  return { kind: 'reboot', message: 'the guest rebooted (QEMU)', code: 0 };
 }
 
 /** Runs QEMU through another program (the jailer): `program args` becomes `command ...`. */
@@ -31,7 +58,7 @@ export class QemuVm {
   readonly exited: Promise<QemuExit>;
   private qmp: QmpClient | undefined;
   private guestStatus: number | undefined;
-  private panic = false;
+  private panicLine: string | undefined;
 
   private constructor(
     private readonly child: ChildProcess,
@@ -44,7 +71,8 @@ export class QemuVm {
     this.console.onLine((line) => {
       const st = GUEST_EXIT_PATTERN.exec(line);
       if (st) this.guestStatus = Number(st[1]);
-      if (/Kernel panic - not syncing/.test(line)) this.panic = true;
+      const panic = PANIC.exec(line);
+      if (panic && this.panicLine === undefined) this.panicLine = line.slice(panic.index).trim();
     });
     let stderr = '';
     child.stdout?.on('data', (d: Buffer) => this.console.write(d));
@@ -53,11 +81,12 @@ export class QemuVm {
     });
     this.exited = new Promise((resolve) => {
       child.on('close', (code, signal) => {
-        const reason: QemuExit['reason'] = signal ? 'killed' : code === 0 ? 'reboot' : 'error';
         this.console.close(signal ? `QEMU killed by ${signal}` : `QEMU exited with ${code}${stderr ? `: ${stderr.trim()}` : ''}`);
         this.qmp?.close();
-        this.log?.info({ code, signal, guestStatus: this.guestStatus, panic: this.panic }, 'qemu exited');
-        resolve({ reason, code, signal, guestStatus: this.guestStatus, panic: this.panic, stderr: stderr.trim() });
+        const status: QemuStatus = { code, signal, guestStatus: this.guestStatus, panicLine: this.panicLine, stderr: stderr.trim() };
+        const end = qemuVmEnd(status);
+        this.log?.info({ code, signal, guestStatus: this.guestStatus, end: end.kind }, 'qemu exited');
+        resolve({ ...status, end });
       });
     });
   }

@@ -1,7 +1,7 @@
 import net from 'node:net';
 import { rmSync } from 'node:fs';
 import type { Logger } from '../../../common/log.js';
-import type { ConsolePort } from './console.js';
+import type { ConsolePort } from './console-port.js';
 
 /** Connections that may wait for the current client to go (a reconnecting client opens its new one early). */
 const MAX_WAITING = 4;
@@ -27,7 +27,7 @@ interface Waiting {
  * read only while the guest has taken everything read so far (one read, at most 64 KiB, waits in the
  * port), so what the guest has not posted buffers for stays in the kernel's socket buffer and the
  * client's writes block. From the guest, the device stops taking the port's transmit chains while the
- * socket's write buffer holds HOST_TX_CAP (console.ts) and starts again on 'drain', so a client that
+ * socket's write buffer holds HOST_TX_CAP (console-port.ts) and starts again on 'drain', so a client that
  * does not read blocks the guest's writer instead of growing this process. Bytes the guest sends while
  * no client is connected are dropped, like a serial line with nobody listening.
  *
