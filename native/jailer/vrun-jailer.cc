@@ -8,11 +8,16 @@
 //                           tmpfs root is mounted on it in a private mount namespace (required)
 //   --ro-bind PATH          bind PATH (file or directory) read-only at the same path in the jail
 //   --rw-bind PATH          bind PATH read-write at the same path in the jail
-//   --dev NAME              bind /dev/NAME into the jail's /dev (null, zero and urandom are always there)
+//   --dev NAME              bind /dev/NAME into the jail's /dev (null, zero and urandom are always there);
+//                           NAME may have one directory level (net/tun)
 //   --symlink TARGET:LINK   create the symlink LINK -> TARGET in the jail (merged-/usr: /lib -> usr/lib)
 //   --proc                  mount a fresh /proc (of the jail's pid namespace) in the jail
 //   --hostname NAME         the jail's hostname (its own UTS namespace either way)
 //   --netns new|PATH        a fresh, empty network namespace (the default) or join the one at PATH
+//   --tap FD:NAME           open the existing persistent tap NAME in the --netns PATH namespace (as root, before
+//                           the credentials drop) and hand it to PROGRAM as fd FD (3-255), attached with
+//                           IFF_TAP|IFF_NO_PI|IFF_VNET_HDR: PROGRAM needs neither /dev/net/tun nor the tap's
+//                           ownership, and can reach no other tap
 //   --cgroup DIR            join cgroup DIR (write our pid to DIR/cgroup.procs) before anything else
 //   --rlimit NAME=SOFT[:HARD]  NAME: nofile, nproc, fsize, core, memlock, as; a value or "unlimited"
 //   --env KEY=VALUE         PROGRAM's environment (empty by default)
@@ -32,9 +37,12 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <linux/close_range.h>
+#include <linux/if_tun.h>
+#include <net/if.h>
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
+#include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -75,6 +83,11 @@ struct Bind {
   bool writable;
 };
 
+struct Tap {
+  int fd;
+  std::string name;
+};
+
 struct Options {
   uid_t uid = 0;
   gid_t gid = 0;
@@ -90,8 +103,12 @@ struct Options {
   std::vector<Rlimit> rlimits;
   std::vector<std::string> env;
   std::vector<int> keepFds;
+  std::vector<Tap> taps;
   std::vector<std::string> program;
 };
+
+// PROGRAM (QEMU) needs a handful at most; a bound keeps them all below any RLIMIT_NOFILE in use.
+constexpr int kMaxTapFd = 255;
 
 // ---- argument parsing and validation: everything is checked before any state changes -------------------
 
@@ -202,6 +219,13 @@ Options parse(int argc, char** argv) {
       o.hostname = value(a);
     } else if (a == "--netns") {
       o.netns = value(a);
+    } else if (a == "--tap") {
+      std::string v = value(a);
+      size_t colon = v.find(':');
+      if (colon == std::string::npos) fail(a, "\"" + v + "\" is not FD:NAME");
+      int fd = static_cast<int>(parseNumber(a, v.substr(0, colon), kMaxTapFd));
+      if (fd <= 2) fail(a, "\"" + v + "\": fds 0-2 are stdio");
+      o.taps.push_back({fd, v.substr(colon + 1)});
     } else if (a == "--cgroup") {
       o.cgroups.push_back(value(a));
     } else if (a == "--rlimit") {
@@ -261,7 +285,11 @@ Options parse(int argc, char** argv) {
   std::sort(o.devs.begin(), o.devs.end());
   o.devs.erase(std::unique(o.devs.begin(), o.devs.end()), o.devs.end());
   for (const auto& d : o.devs) {
-    if (d.empty() || d.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789_-") != std::string::npos) fail("--dev " + d, "not a plain device name");
+    // One directory level at most (net/tun), each part plain: no dot components, nothing outside /dev.
+    auto parts = split(d, '/');
+    bool plain = parts.size() <= 2;
+    for (const auto& part : parts) plain = plain && !part.empty() && part.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789_-") == std::string::npos;
+    if (!plain) fail("--dev " + d, "not a plain device name");
     struct stat st {};
     if (stat(("/dev/" + d).c_str(), &st) != 0) failErrno("--dev /dev/" + d);
     if (!S_ISCHR(st.st_mode)) fail("--dev /dev/" + d, "not a character device");
@@ -270,6 +298,22 @@ Options parse(int argc, char** argv) {
     struct stat st {};
     if (o.netns.empty() || o.netns[0] != '/') fail("--netns", "expected \"new\" or an absolute path");
     if (stat(o.netns.c_str(), &st) != 0) failErrno("--netns " + o.netns);
+  }
+  for (size_t t = 0; t < o.taps.size(); t++) {
+    const Tap& tap = o.taps[t];
+    const std::string opt = "--tap " + std::to_string(tap.fd) + ":" + tap.name;
+    // A fresh namespace has no taps; and opening one of the host's own is exactly what must not happen.
+    if (o.netns == "new") fail(opt, "needs --netns PATH (the namespace the tap is in)");
+    // The kernel's own rule for interface names (dev_valid_name), narrowed to what vrun makes.
+    if (tap.name.empty() || tap.name.size() >= IFNAMSIZ || tap.name[0] == '.' || tap.name[0] == '-' ||
+        tap.name.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-") != std::string::npos) {
+      fail(opt, "not a valid interface name");
+    }
+    if (std::find(o.keepFds.begin(), o.keepFds.end(), tap.fd) != o.keepFds.end()) fail(opt, "fd " + std::to_string(tap.fd) + " is also a --keep-fd");
+    for (size_t u = 0; u < t; u++) {
+      if (o.taps[u].fd == tap.fd) fail(opt, "fd " + std::to_string(tap.fd) + " is given twice");
+      if (o.taps[u].name == tap.name) fail(opt, "tap " + tap.name + " is given twice");
+    }
   }
   for (const auto& c : o.cgroups) {
     if (c.empty() || c[0] != '/') fail("--cgroup " + c, "not an absolute path");
@@ -377,9 +421,40 @@ void closeFds(std::vector<int> keep) {
   if (syscall(SYS_close_range, from, ~0U, 0) != 0) failErrno("close_range");
 }
 
+// Opens the tap where PROGRAM expects it. Without IFF_PERSIST the kernel has just made a new tap under that name
+// (TUNSETIFF does, for root): the one asked for does not exist, and closing the fd removes the new one again.
+void openTap(const Tap& tap) {
+  const std::string what = "--tap " + std::to_string(tap.fd) + ":" + tap.name;
+  int fd = open("/dev/net/tun", O_RDWR | O_CLOEXEC);
+  if (fd < 0) failErrno(what + ": open /dev/net/tun");
+  ifreq ifr{};
+  std::memcpy(ifr.ifr_name, tap.name.data(), tap.name.size());
+  ifr.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
+  if (ioctl(fd, TUNSETIFF, &ifr) != 0) failErrno(what + ": attach (TUNSETIFF)");
+  ifreq got{};
+  if (ioctl(fd, TUNGETIFF, &got) != 0) failErrno(what + ": TUNGETIFF");
+  if ((got.ifr_flags & IFF_PERSIST) == 0) fail(what, "no such tap in the namespace");
+  if (fd == tap.fd) {
+    if (fcntl(fd, F_SETFD, 0) != 0) failErrno(what + ": F_SETFD");
+    return;
+  }
+  // dup2 replaces whatever the caller left on that number (closed later anyway) and clears FD_CLOEXEC.
+  if (dup2(fd, tap.fd) < 0) failErrno(what + ": dup2");
+  close(fd);
+}
+
 [[noreturn]] void child(const Options& o, int parentAlive, const sigset_t& oldMask) {
   for (int sig = 1; sig < NSIG; sig++) {
     if (sig != SIGKILL && sig != SIGSTOP) signal(sig, SIG_DFL);
+  }
+  if (!o.taps.empty()) {
+    // The pipe must not sit on a number a tap's fd goes to.
+    int above = 0;
+    for (const auto& tap : o.taps) above = std::max(above, tap.fd + 1);
+    int moved = fcntl(parentAlive, F_DUPFD_CLOEXEC, above);
+    if (moved < 0) failErrno("move the jailer's pipe");
+    close(parentAlive);
+    parentAlive = moved;
   }
   if (o.netns != "new") {
     int fd = open(o.netns.c_str(), O_RDONLY | O_CLOEXEC);
@@ -387,6 +462,8 @@ void closeFds(std::vector<int> keep) {
     if (setns(fd, CLONE_NEWNET) != 0) failErrno("setns " + o.netns);
     close(fd);
   }
+  // Still root and still with the host's /dev: the tap is opened here, and PROGRAM only ever gets the fd.
+  for (const auto& tap : o.taps) openTap(tap);
   if (unshare(CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS | (o.netns == "new" ? CLONE_NEWNET : 0)) != 0) failErrno("unshare");
   // Nothing mounted from here on may propagate back to the host.
   if (mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) failErrno("make / private");
@@ -403,7 +480,9 @@ void closeFds(std::vector<int> keep) {
   pollfd p{parentAlive, POLLIN, 0};
   if (poll(&p, 1, 0) != 0) fail("start", "the jailer went away");
   close(parentAlive);
-  closeFds(o.keepFds);
+  std::vector<int> keep = o.keepFds;
+  for (const auto& tap : o.taps) keep.push_back(tap.fd);
+  closeFds(keep);
 
   std::vector<char*> args, env;
   for (const auto& a : o.program) args.push_back(const_cast<char*>(a.c_str()));

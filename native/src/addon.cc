@@ -6,6 +6,7 @@
 #include "kvm_vm.h"
 #include "new_files.h"
 #include "process_ops.h"
+#include "tap.h"
 #include "vhost_user_socket.h"
 
 namespace {
@@ -17,6 +18,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   vrun::InitFdPassing(env, exports);
   vrun::InitProcessOps(env, exports);
   vrun::InitVhostUserSocket(env, exports);
+  vrun::InitTap(env, exports);
   return exports;
 }
 }  // namespace

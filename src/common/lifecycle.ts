@@ -65,3 +65,18 @@ export function transition<S extends State, E extends Event>(lc: Lifecycle<S, E>
   }
   return edge(from, event);
 }
+
+/**
+ * The events of something that is created, started, paused and resumed, each operation in two steps (asked,
+ * then done) so that an exit can land between them: the container in the guest and the shim's task share them.
+ * `failed` means the operation in flight failed, back to where it started.
+ */
+export type PauseCycleEvent =
+  | { readonly type: 'created' }
+  | { readonly type: 'start' }
+  | { readonly type: 'started' }
+  | { readonly type: 'pause' }
+  | { readonly type: 'paused' }
+  | { readonly type: 'resume' }
+  | { readonly type: 'resumed' }
+  | { readonly type: 'failed' };

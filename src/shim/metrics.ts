@@ -1,4 +1,4 @@
-import type { ContainerStats } from '../agent/host/client.js';
+import type { ContainerStats } from '../agent/host/reply-checks.js';
 import { message, pb } from '../ttrpc/protobuf/schema.js';
 import type { Any } from '../ttrpc/protobuf/well-known.js';
 

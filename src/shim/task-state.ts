@@ -4,7 +4,7 @@
  * the call is awaited wins: the call's completion leaves the task stopped, with its exit status.
  */
 import type { OciProcess } from '../common/oci-spec.js';
-import { transition, type Lifecycle } from '../common/lifecycle.js';
+import { transition, type Lifecycle, type PauseCycleEvent } from '../common/lifecycle.js';
 import type { FifoStdio, StdioPaths } from './fifo-stdio.js';
 import { TaskStatus } from './protocol/types.js';
 
@@ -21,15 +21,7 @@ export type TaskState =
   | { readonly status: 'stopped'; readonly exitStatus: number; readonly exitedAt: Date };
 
 export type TaskEvent =
-  | { readonly type: 'created' }
-  | { readonly type: 'start' }
-  | { readonly type: 'started' }
-  | { readonly type: 'pause' }
-  | { readonly type: 'paused' }
-  | { readonly type: 'resume' }
-  | { readonly type: 'resumed' }
-  /** The guest call of the operation in flight failed: back to where it started. */
-  | { readonly type: 'failed' }
+  | PauseCycleEvent
   | { readonly type: 'exit'; readonly exitStatus: number; readonly exitedAt: Date };
 
 const stopped = (_: unknown, e: { exitStatus: number; exitedAt: Date }): TaskState => ({ status: 'stopped', exitStatus: e.exitStatus, exitedAt: e.exitedAt });

@@ -25,6 +25,65 @@ export interface VmLaunch {
   agentSocket: string;
   shares: { tag: string; socketPath: string }[];
   consoleLog: string;
+  /**
+   * The pod's NICs, one guest virtio-net device each (eth0, eth1, ... in this order), made by
+   * src/network/tap.ts next to the interface CNI made. All in one network namespace, which the VMM runs in.
+   */
+  nets?: VmNet[];
+}
+
+export interface VmNet {
+  /** The pod's network namespace, e.g. /run/netns/vrun-<sandbox id>. */
+  netns: string;
+  /** A persistent tap (IFF_TAP|IFF_NO_PI|IFF_VNET_HDR) in that namespace. */
+  tap: string;
+  /** The guest NIC's MAC: the CNI interface's, so the bridge and the neighbours keep knowing it. */
+  mac: string;
+  /** The CNI interface's MTU, which the guest NIC is given too. */
+  mtu: number;
+}
+
+/** One microvm has few virtio-mmio slots, and each NIC is one more fd into the VMM. */
+export const MAX_VM_NETS = 8;
+/** Linux's smallest IPv4 MTU and virtio-net's largest (the config field is 16 bits). */
+export const VM_NET_MTU = { min: 68, max: 65535 } as const;
+/** What a kernel accepts as an interface name, narrowed to plain characters (as src/network does). */
+const IFNAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$/;
+const MAC = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/;
+
+/**
+ * Checks `nets` before anything is started, and returns their one network namespace (undefined for none). Each
+ * value ends up in a VMM argument (QEMU's option syntax splits on commas), so anything outside the plain forms
+ * is refused rather than escaped.
+ */
+export function checkVmNets(nets: VmNet[] | undefined): string | undefined {
+  if (!nets || nets.length === 0) return undefined;
+  const bad = (why: string) => new VrunError(`invalid VM network: ${why}`, { kind: 'invalid' });
+  if (nets.length > MAX_VM_NETS) throw bad(`${nets.length} NICs, at most ${MAX_VM_NETS}`);
+  const netns = nets[0]?.netns ?? '';
+  if (!netns.startsWith('/') || /[\s,]/.test(netns) || netns.split('/').some((p) => p === '..' || p === '.')) {
+    throw bad(`network namespace ${JSON.stringify(netns)} is not a plain absolute path`);
+  }
+  const taps = new Set<string>();
+  const macs = new Set<string>();
+  for (const n of nets) {
+    // One VMM process is in one network namespace: NICs in two would need two processes.
+    if (n.netns !== netns) throw bad(`NICs in two network namespaces (${netns}, ${n.netns}): all of a VM's NICs must be in one`);
+    if (typeof n.tap !== 'string' || !IFNAME.test(n.tap)) throw bad(`tap name ${JSON.stringify(n.tap)} is not a valid interface name`);
+    if (taps.has(n.tap)) throw bad(`tap ${n.tap} is given twice`);
+    taps.add(n.tap);
+    const mac = typeof n.mac === 'string' ? n.mac.toLowerCase() : '';
+    if (!MAC.test(mac)) throw bad(`MAC ${JSON.stringify(n.mac)} is not six colon-separated hex bytes`);
+    // Bit 0 of the first byte is the group bit: a NIC's own address must be unicast.
+    if (parseInt(mac.slice(0, 2), 16) & 1) throw bad(`MAC ${n.mac} is a multicast address`);
+    if (mac === '00:00:00:00:00:00') throw bad('MAC 00:00:00:00:00:00 is not an address');
+    if (macs.has(mac)) throw bad(`MAC ${n.mac} is given twice`);
+    macs.add(mac);
+    if (!Number.isInteger(n.mtu) || n.mtu < VM_NET_MTU.min || n.mtu > VM_NET_MTU.max) {
+      throw bad(`MTU ${String(n.mtu)} of ${n.tap} is outside ${VM_NET_MTU.min}-${VM_NET_MTU.max}`);
+    }
+  }
+  return netns;
 }
 
 /**

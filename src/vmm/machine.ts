@@ -20,12 +20,14 @@ import { VirtioConsole, type ConsolePortSpec } from './virtio/devices/console.js
 import { PortSocket } from './virtio/devices/console-socket.js';
 import { VHOST_USER_ADDR_BASE, VirtioFs } from './virtio/devices/fs.js';
 import { VirtioRng } from './virtio/devices/rng.js';
+import { VirtioNet } from './virtio/devices/net.js';
+import { NativeTap } from './virtio/devices/net-tap.js';
 import { VhostUserFrontend } from './vhost-user/frontend.js';
 import { REG, VirtioMmio, type VirtioDevice } from './virtio/mmio.js';
 
 /**
  * The native VMM's machine: a KVM VM with guest RAM, the legacy PC devices Linux expects (8250 UART,
- * i8042 for reset, the exit port), virtio-mmio devices (console with named ports, rng, fs), direct boot
+ * i8042 for reset, the exit port), virtio-mmio devices (console with named ports, fs, net, rng), direct boot
  * of the guest kernel. It emits two events: 'end' once, with how the guest ended (a MachineEnd, which
  * start() and wait() also resolve with), and 'device-error' when a device model threw, which also ends it.
  * src/vmm/native-backend.ts puts a MachineEnd in the backends' common words (VmEnd).
@@ -46,6 +48,8 @@ export interface CreateVmOptions {
   ports?: VmPortSpec[];
   /** virtio-fs shares, each served by a vhost-user backend (virtiofsd) already listening on `socket`. */
   shares?: { tag: string; socket: string }[];
+  /** virtio-net NICs, each on a persistent tap the pod's network made (in `netns` when given, else here). */
+  nets?: { tapName: string; mac: string; mtu?: number; netns?: string }[];
   /** File receiving the serial console. */
   consoleLog?: string;
   logger?: Logger;
@@ -97,6 +101,7 @@ export class Machine extends EventEmitter<{ end: [MachineEnd]; 'device-error': [
   readonly consoleDevice: VirtioConsole | undefined;
   private readonly sockets: PortSocket[] = [];
   private readonly backends: VhostUserFrontend[] = [];
+  private readonly nets: VirtioNet[] = [];
   private ended: MachineEnd | undefined;
   private runPromise: Promise<VcpuStop[]> | undefined;
   private serial: Serial | undefined;
@@ -129,8 +134,18 @@ export class Machine extends EventEmitter<{ end: [MachineEnd]; 'device-error': [
     if (opts.initrd && !existsSync(opts.initrd)) throw new VrunError(`initrd ${opts.initrd} does not exist`);
     const backends: VhostUserFrontend[] = [];
     const sockets: PortSocket[] = [];
+    const nets: VirtioNet[] = [];
     let vm: Vm | undefined;
     try {
+      for (const n of opts.nets ?? []) {
+        const tap = NativeTap.open(n.tapName, { netns: n.netns });
+        try {
+          nets.push(new VirtioNet(tap, { mac: n.mac, mtu: n.mtu, name: `net:${n.tapName}` }, logger));
+        } catch (err) {
+          tap.close();
+          throw err;
+        }
+      }
       for (const share of opts.shares ?? []) {
         const backend = VhostUserFrontend.connect(share.socket);
         backends.push(backend);
@@ -150,7 +165,7 @@ export class Machine extends EventEmitter<{ end: [MachineEnd]; 'device-error': [
       });
       const consoleDevice = opts.ports && opts.ports.length > 0 ? new VirtioConsole(opts.ports, logger) : undefined;
       if (consoleDevice) devices.push(consoleDevice);
-      devices.push(new VirtioRng());
+      devices.push(...nets, new VirtioRng());
       const slots = devices.map((_, i) => virtioMmioSlot(i));
       const cmdline = buildCmdline({ virtio: slots, extra: opts.cmdline });
       const result = directBoot(created.ram.subarray(0, lowRamEnd(memBytes)), {
@@ -169,10 +184,12 @@ export class Machine extends EventEmitter<{ end: [MachineEnd]; 'device-error': [
       }
       m.backends.push(...backends);
       m.sockets.push(...sockets);
+      m.nets.push(...nets);
       return m;
     } catch (err) {
       for (const s of sockets) s.close();
       for (const b of backends) b.close();
+      for (const n of nets) n.close();
       vm?.destroy();
       throw err instanceof VrunError ? err : new VrunError(`cannot set up the VM: ${errorMessage(err)}`, { cause: err });
     }
@@ -324,6 +341,7 @@ export class Machine extends EventEmitter<{ end: [MachineEnd]; 'device-error': [
     this.vm.destroy();
     for (const b of this.backends) b.close();
     for (const s of this.sockets) s.close();
+    for (const n of this.nets) n.close();
     this.console.close('VM destroyed');
   }
 }

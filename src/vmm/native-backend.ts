@@ -1,7 +1,7 @@
 import { errorMessage } from '../common/errors.js';
 import { rootLogger, type Logger } from '../common/log.js';
 import { GUEST_EXIT_PATTERN } from '../guest-image/guest-contract.js';
-import { guestText, type BackendDecision, type RunningVm, type VmEnd, type VmLaunch } from './backend.js';
+import { checkVmNets, guestText, type BackendDecision, type RunningVm, type VmEnd, type VmLaunch } from './backend.js';
 import { createVm, type MachineEnd } from './machine.js';
 
 /**
@@ -50,6 +50,8 @@ export async function launchNative(decision: BackendDecision, spec: VmLaunch, lo
     memoryMiB: spec.memoryMiB,
     ports: [{ name: 'vrun.agent', socket: spec.agentSocket }],
     shares: spec.shares.map((s) => ({ tag: s.tag, socket: s.socketPath })),
+    // The taps live in the pod's network namespace: the machine opens each there (tapOpen enters it for the open).
+    nets: checkVmNets(spec.nets) === undefined ? [] : (spec.nets ?? []).map((n) => ({ tapName: n.tap, mac: n.mac, mtu: n.mtu, netns: n.netns })),
     consoleLog: spec.consoleLog,
     logger: log,
   });

@@ -3,7 +3,7 @@ import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { AgentError } from '../../src/agent/host/client.js';
+import { AgentError } from '../../src/agent/host/agent-error.js';
 import { busyboxSpec, readAll, startHostAgent, type HostAgent } from '../../src/agent/host/host-process.js';
 
 describe('agent on the host: containers through crun', () => {

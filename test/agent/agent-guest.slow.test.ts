@@ -3,7 +3,8 @@ import { chmod, copyFile, mkdir, readFile, symlink, writeFile } from 'node:fs/pr
 import type { Readable } from 'node:stream';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { AgentClient, AgentError, type OomEvent } from '../../src/agent/host/client.js';
+import { AgentError } from '../../src/agent/host/agent-error.js';
+import { AgentClient, type OomEvent } from '../../src/agent/host/client.js';
 import { busyboxSpec } from '../../src/agent/host/host-process.js';
 import { ensureGuestImage } from '../../src/guest-image/image.js';
 import { Virtiofsd } from '../../src/vmm/vhost-user/virtiofsd.js';

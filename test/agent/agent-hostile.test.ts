@@ -2,8 +2,8 @@ import { mkdir, symlink } from 'node:fs/promises';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { AgentError } from '../../src/agent/host/client.js';
 import { busyboxSpec, startHostAgent, type HostAgent } from '../../src/agent/host/host-process.js';
+import { refusal } from './refusal.js';
 
 /** A raw gRPC call with hand-made request bytes: what a hostile or broken peer can send. */
 function rawCall(socketPath: string, method: string, body: Buffer): Promise<{ code: grpc.status; details: string }> {
@@ -29,14 +29,6 @@ function stringField(n: number, s: string): Buffer {
   return Buffer.concat([Buffer.from([(n << 3) | 2, ...len]), data]);
 }
 
-async function refusal(p: Promise<unknown>): Promise<AgentError> {
-  const err = await p.then(
-    () => null,
-    (e: unknown) => e,
-  );
-  expect(err).toBeInstanceOf(AgentError);
-  return err as AgentError;
-}
 
 describe('agent on the host: hostile requests', () => {
   let agent: HostAgent;

@@ -8,7 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { AgentError } from '../../src/agent/host/client.js';
+import { AgentError } from '../../src/agent/host/agent-error.js';
 import { busyboxSpec, startHostAgent, type HostAgent } from '../../src/agent/host/host-process.js';
 
 /**

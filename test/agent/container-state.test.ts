@@ -10,7 +10,7 @@ import {
 } from '../../src/agent/guest/container-state.js';
 import type { WaitResult } from '../../src/agent/protocol/process.js';
 import { transition } from '../../src/common/lifecycle.js';
-import { checkLifecycle } from './lifecycle-table.js';
+import { checkLifecycle, pauseCycleEvents } from './lifecycle-table.js';
 
 const exit: WaitResult = { exitStatus: 137, signal: 9, oomKilled: false };
 const cleanup = Promise.resolve();
@@ -28,14 +28,7 @@ const containerStates: Record<ContainerState['status'], ContainerState> = {
 };
 
 const containerEvents: Record<ContainerEvent['type'], ContainerEvent> = {
-  created: { type: 'created' },
-  start: { type: 'start' },
-  started: { type: 'started' },
-  pause: { type: 'pause' },
-  paused: { type: 'paused' },
-  resume: { type: 'resume' },
-  resumed: { type: 'resumed' },
-  failed: { type: 'failed' },
+  ...pauseCycleEvents,
   exit: { type: 'exit', exit },
   remove: { type: 'remove', cleanup },
 };

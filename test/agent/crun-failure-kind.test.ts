@@ -2,7 +2,7 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { AgentError } from '../../src/agent/host/client.js';
+import { AgentError } from '../../src/agent/host/agent-error.js';
 import { crunFailureKind } from '../../src/agent/guest/crun.js';
 import { busyboxSpec, startHostAgent, type HostAgent } from '../../src/agent/host/host-process.js';
 

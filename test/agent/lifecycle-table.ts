@@ -4,7 +4,7 @@
  * edge fails the test that spells it out.
  */
 import { expect } from 'vitest';
-import { IllegalTransitionError, transition, type Event, type Lifecycle, type State } from '../../src/common/lifecycle.js';
+import { IllegalTransitionError, transition, type Event, type Lifecycle, type PauseCycleEvent, type State } from '../../src/common/lifecycle.js';
 
 /** For each state, the events it accepts and the status each one leads to; everything else must be refused. */
 export type Expected<S extends State, E extends Event> = { [K in S['status']]: Partial<Record<E['type'], S['status']>> };
@@ -38,3 +38,15 @@ export function checkLifecycle<S extends State, E extends Event>(lc: Lifecycle<S
   }
   return { legal, illegal };
 }
+
+/** One of each event the container and the task lifecycles share. */
+export const pauseCycleEvents: Record<PauseCycleEvent['type'], PauseCycleEvent> = {
+  created: { type: 'created' },
+  start: { type: 'start' },
+  started: { type: 'started' },
+  pause: { type: 'pause' },
+  paused: { type: 'paused' },
+  resume: { type: 'resume' },
+  resumed: { type: 'resumed' },
+  failed: { type: 'failed' },
+};

@@ -4,7 +4,7 @@ import { transition } from '../../src/common/lifecycle.js';
 import { podLifecycle, type PodEvent, type PodState } from '../../src/shim/pod.js';
 import { TaskStatus } from '../../src/shim/protocol/types.js';
 import { newProc, taskLifecycle, type TaskEvent, type TaskState } from '../../src/shim/task-state.js';
-import { checkLifecycle } from '../agent/lifecycle-table.js';
+import { checkLifecycle, pauseCycleEvents } from '../agent/lifecycle-table.js';
 
 const at = new Date(0);
 const process = { args: ['sh'], cwd: '/', env: [] };
@@ -21,14 +21,7 @@ const taskStates: Record<TaskState['status'], TaskState> = {
 };
 
 const taskEvents: Record<TaskEvent['type'], TaskEvent> = {
-  created: { type: 'created' },
-  start: { type: 'start' },
-  started: { type: 'started' },
-  pause: { type: 'pause' },
-  paused: { type: 'paused' },
-  resume: { type: 'resume' },
-  resumed: { type: 'resumed' },
-  failed: { type: 'failed' },
+  ...pauseCycleEvents,
   exit: { type: 'exit', exitStatus: 137, exitedAt: at },
 };
 

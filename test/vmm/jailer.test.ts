@@ -250,6 +250,64 @@ describe('vrun-jailer, seen from inside', () => {
   });
 });
 
+describe('vrun-jailer in a pod network namespace', () => {
+  // Made by this test, with only a tap in it (no link anywhere): nothing touches the host's own network.
+  const nsName = `vrun-test-jailer-${process.pid}`;
+  const netns = `/run/netns/${nsName}`;
+  const ip = (...args: string[]) => {
+    const r = spawnSync('ip', args, { encoding: 'utf8' });
+    if (r.status !== 0) throw new Error(`ip ${args.join(' ')}: ${r.stderr}`);
+    return r.stdout;
+  };
+
+  beforeAll(() => {
+    ip('netns', 'add', nsName);
+    for (const tap of ['tapj0', 'tapj1']) ip('-n', nsName, 'tuntap', 'add', 'dev', tap, 'mode', 'tap', 'vnet_hdr');
+  });
+
+  afterAll(() => {
+    spawnSync('ip', ['netns', 'delete', nsName]);
+  });
+
+  it('joins the namespace and hands the program each tap as the fd asked for, without /dev/net/tun in the jail', async () => {
+    const jid = reserve();
+    // fds 3 and 4: where the jailer's own pipe would be, had it not moved it.
+    const script = 'id -u; readlink /proc/self/ns/net; grep -h ^iff: /proc/self/fdinfo/4 /proc/self/fdinfo/3; ls /dev; ls /proc/self/fd';
+    const j = startJailed({ ...baseSpec(jid, freshRoot()), proc: true, netns, taps: [{ fd: 4, name: 'tapj0' }, { fd: 3, name: 'tapj1' }] }, '/bin/sh', ['-c', script]);
+    expect((await j.exited).code, j.err()).toBe(0);
+    const lines = j.out().trim().split('\n');
+    expect(lines[0]).toBe(String(jid.id));
+    expect(lines[1]).toBe(`net:[${fs.statSync(netns).ino}]`);
+    expect(lines[2]).toMatch(/^iff:\s+tapj0$/);
+    expect(lines[3]).toMatch(/^iff:\s+tapj1$/);
+    expect(lines.slice(4, 7)).toEqual(['null', 'urandom', 'zero']);
+    // 0-2, the taps, and the fd ls lists the directory with.
+    expect(lines.slice(7).map(Number).sort()).toEqual([0, 1, 2, 3, 4, 5]);
+  });
+
+  it('refuses a tap that is not in the namespace, and leaves none behind', () => {
+    const jid = reserve();
+    const r = spawnSync(jailerBinary(), jailerArgs({ ...baseSpec(jid, freshRoot()), netns, taps: [{ fd: 3, name: 'tapnone' }] }, '/bin/true'), { encoding: 'utf8' });
+    expect(r.status).toBe(125);
+    expect(r.stderr).toBe('vrun-jailer: --tap 3:tapnone: no such tap in the namespace\n');
+    expect(ip('-n', nsName, '-o', 'link', 'show')).not.toContain('tapnone');
+  });
+
+  it('refuses an interface that is not a tap', () => {
+    const jid = reserve();
+    const r = spawnSync(jailerBinary(), jailerArgs({ ...baseSpec(jid, freshRoot()), netns, taps: [{ fd: 3, name: 'lo' }] }, '/bin/true'), { encoding: 'utf8' });
+    expect(r.status).toBe(125);
+    expect(r.stderr).toMatch(/^vrun-jailer: --tap 3:lo: attach \(TUNSETIFF\): Invalid argument\n$/);
+  });
+
+  it('binds /dev/net/tun when asked, as a device node only', async () => {
+    const jid = reserve();
+    const j = startJailed({ ...baseSpec(jid, freshRoot()), devs: ['net/tun'] }, '/bin/sh', ['-c', 'ls /dev /dev/net']);
+    expect((await j.exited).code, j.err()).toBe(0);
+    expect(j.out()).toBe('/dev:\nnet\nnull\nurandom\nzero\n\n/dev/net:\ntun\n');
+  });
+});
+
 describe('vrun-jailer argument checks', () => {
   const run = (args: string[]) => spawnSync(jailerBinary(), args, { encoding: 'utf8' });
 
@@ -267,6 +325,13 @@ describe('vrun-jailer argument checks', () => {
     ['a bad rlimit', (r: string) => ['--uid', '7', '--gid', '7', '--root', r, '--rlimit', 'stack=1', '--', '/bin/true'], /unknown limit "stack"/],
     ['a soft limit above the hard one', (r: string) => ['--uid', '7', '--gid', '7', '--root', r, '--rlimit', 'nofile=10:5', '--', '/bin/true'], /soft limit is above the hard one/],
     ['a missing cgroup', (r: string) => ['--uid', '7', '--gid', '7', '--root', r, '--cgroup', '/sys/fs/cgroup/pids/nope', '--', '/bin/true'], /--cgroup \/sys\/fs\/cgroup\/pids\/nope\/cgroup.procs: No such file/],
+    ['a device outside /dev', (r: string) => ['--uid', '7', '--gid', '7', '--root', r, '--dev', 'net/../../etc', '--', '/bin/true'], /--dev net\/\.\.\/\.\.\/etc: not a plain device name/],
+    ['a tap without --netns', (r: string) => ['--uid', '7', '--gid', '7', '--root', r, '--tap', '3:tap0', '--', '/bin/true'], /--tap 3:tap0: needs --netns PATH/],
+    ['a tap on stdio', (r: string) => ['--uid', '7', '--gid', '7', '--root', r, '--tap', '2:tap0', '--', '/bin/true'], /--tap: "2:tap0": fds 0-2 are stdio/],
+    ['a tap fd out of range', (r: string) => ['--uid', '7', '--gid', '7', '--root', r, '--tap', '256:tap0', '--', '/bin/true'], /--tap: "256" is out of range/],
+    ['a tap name with a comma', (r: string) => ['--uid', '7', '--gid', '7', '--root', r, '--netns', '/proc/self/ns/net', '--tap', '3:a,b', '--', '/bin/true'], /--tap 3:a,b: not a valid interface name/],
+    ['a tap name too long', (r: string) => ['--uid', '7', '--gid', '7', '--root', r, '--netns', '/proc/self/ns/net', '--tap', '3:abcdefghijklmnop', '--', '/bin/true'], /not a valid interface name/],
+    ['one tap fd twice', (r: string) => ['--uid', '7', '--gid', '7', '--root', r, '--netns', '/proc/self/ns/net', '--tap', '3:a', '--tap', '3:b', '--', '/bin/true'], /--tap 3:b: fd 3 is given twice/],
     ['a missing netns', (r: string) => ['--uid', '7', '--gid', '7', '--root', r, '--netns', '/run/netns/nope', '--', '/bin/true'], /--netns \/run\/netns\/nope: No such file/],
   ])('rejects %s with one clear line and status 125', (_what, args, message) => {
     const r = run(args(freshRoot()));

@@ -4,7 +4,7 @@
  * init's exit, which can arrive during the await, lands on a state that knows an operation is pending: the
  * operation's completion then leaves the stopped container stopped.
  */
-import { transition, type Lifecycle } from '../../common/lifecycle.js';
+import { transition, type Lifecycle, type PauseCycleEvent } from '../../common/lifecycle.js';
 import type { WaitResult } from '../protocol/process.js';
 import type { ProcessIo } from './process-io.js';
 
@@ -42,15 +42,7 @@ export type ContainerState =
   | { readonly status: 'removing'; readonly cleanup: Promise<void> };
 
 export type ContainerEvent =
-  | { readonly type: 'created' }
-  | { readonly type: 'start' }
-  | { readonly type: 'started' }
-  | { readonly type: 'pause' }
-  | { readonly type: 'paused' }
-  | { readonly type: 'resume' }
-  | { readonly type: 'resumed' }
-  /** The crun call of the operation in flight failed: back to where it started. */
-  | { readonly type: 'failed' }
+  | PauseCycleEvent
   | { readonly type: 'exit'; readonly exit: WaitResult }
   | { readonly type: 'remove'; readonly cleanup: Promise<void> };
 

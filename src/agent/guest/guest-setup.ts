@@ -1,4 +1,4 @@
-/** Pod-level guest setup requests: shares, a busybox rootfs, hostname, DNS, sysctls. */
+/** Pod-level guest setup requests: shares, a busybox rootfs, hostname, DNS, hosts, sysctls. */
 import { copyFile, mkdir, symlink, writeFile, chmod } from 'node:fs/promises';
 import path from 'node:path';
 import { status } from '@grpc/grpc-js';
@@ -6,6 +6,7 @@ import { checkId } from '../../common/ids.js';
 import type { AgentConfig } from './config.js';
 import { agentNative } from './native-ops.js';
 import { runTracked } from './own-children.js';
+import { formatIp, parseIp } from './network.js';
 import { checkRelativeUnder } from './request-checks.js';
 import { invalid, RpcError } from '../protocol/rpc-error.js';
 
@@ -110,4 +111,29 @@ export async function setDns(cfg: AgentConfig, req: { nameservers: string[]; sea
     ...(req.options.length ? [`options ${req.options.join(' ')}`] : []),
   ];
   await writeFile(path.join(cfg.etcDir, 'resolv.conf'), lines.length ? `${lines.join('\n')}\n` : '');
+}
+
+const MAX_HOSTS_ENTRIES = 256;
+const MAX_NAMES_PER_ENTRY = 16;
+/** A DNS name: labels of letters, digits, "-" and "_" (as some hosts files carry), at most 253 characters. */
+const HOSTS_NAME = /^(?=.{1,253}$)[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?(\.[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*\.?$/;
+
+/**
+ * The localhost lines Docker and the kubelet write, then the caller's entries in order. Written in place like
+ * resolv.conf: a container that bind-mounts the file keeps seeing the current one (a rename would leave it
+ * on the old inode).
+ */
+export async function setHosts(cfg: AgentConfig, entries: { ip: string; names: string[] }[]): Promise<void> {
+  if (entries.length > MAX_HOSTS_ENTRIES) throw invalid(`entries: ${entries.length} given, at most ${MAX_HOSTS_ENTRIES}`);
+  const lines = ['127.0.0.1\tlocalhost', '::1\tlocalhost ip6-localhost ip6-loopback', 'fe00::0\tip6-localnet', 'ff00::0\tip6-mcastprefix', 'ff02::1\tip6-allnodes', 'ff02::2\tip6-allrouters'];
+  entries.forEach((e, i) => {
+    const ip = parseIp(e.ip);
+    if (!ip) throw invalid(`entries[${i}].ip ${JSON.stringify(e.ip.slice(0, 80))} is not an IPv4 or IPv6 address`);
+    if (e.names.length < 1 || e.names.length > MAX_NAMES_PER_ENTRY) throw invalid(`entries[${i}].names: ${e.names.length} given, 1 to ${MAX_NAMES_PER_ENTRY} allowed`);
+    e.names.forEach((n, j) => {
+      if (!HOSTS_NAME.test(n)) throw invalid(`entries[${i}].names[${j}] ${JSON.stringify(n.slice(0, 80))} is not a host name`);
+    });
+    lines.push(`${formatIp(ip)}\t${e.names.join(' ')}`);
+  });
+  await writeFile(path.join(cfg.etcDir, 'hosts'), `${lines.join('\n')}\n`);
 }

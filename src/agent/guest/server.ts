@@ -15,7 +15,8 @@ import type { AgentConfig } from './config.js';
 import type { Containers } from './containers.js';
 import type { AgentHandlers } from '../protocol/generated/vrun/agent/v1/Agent.js';
 import type { WriteStdinRequest__Output } from '../protocol/generated/vrun/agent/v1/WriteStdinRequest.js';
-import { createBusyboxRootfs, mountShare, setDns, setHostname, setSysctls } from './guest-setup.js';
+import { createBusyboxRootfs, mountShare, setDns, setHostname, setHosts, setSysctls } from './guest-setup.js';
+import { configureNetwork } from './network.js';
 import { runTracked } from './own-children.js';
 import type { ProcessIo } from './process-io.js';
 import { sendWireChunksUncopied } from './framed-output-send.js';
@@ -213,6 +214,11 @@ export function createAgentServer(s: AgentServices): grpc.Server {
       await setSysctls(s.cfg, r.sysctls);
       return {};
     }),
+    SetHosts: unary('SetHosts', async (r) => {
+      await setHosts(s.cfg, r.entries);
+      return {};
+    }),
+    ConfigureNetwork: unary('ConfigureNetwork', async (r) => ({ interfaces: await configureNetwork(s.cfg, r) })),
     Shutdown: unary('Shutdown', async () => {
       await s.containers.removeAll();
       setTimeout(s.onShutdown, 50);

@@ -6,22 +6,17 @@
  */
 import { Readable, Transform, Writable } from 'node:stream';
 import * as grpc from '@grpc/grpc-js';
-import { type ErrorKind, VrunError } from '../../common/errors.js';
+import { VrunError } from '../../common/errors.js';
 import type { OciProcess, OciSpec } from '../../common/oci-spec.js';
-import { kindOfStatus } from '../protocol/rpc-error.js';
 import type { AgentClient as GeneratedAgentClient, AgentDefinition } from '../protocol/generated/vrun/agent/v1/Agent.js';
-import type { CpuStats__Output } from '../protocol/generated/vrun/agent/v1/CpuStats.js';
 import type { GuestDetailsResponse__Output } from '../protocol/generated/vrun/agent/v1/GuestDetailsResponse.js';
-import type { IoStats__Output } from '../protocol/generated/vrun/agent/v1/IoStats.js';
-import type { MemoryStats__Output } from '../protocol/generated/vrun/agent/v1/MemoryStats.js';
-import type { PidsStats__Output } from '../protocol/generated/vrun/agent/v1/PidsStats.js';
 import type { OomEvent__Output } from '../protocol/generated/vrun/agent/v1/OomEvent.js';
 import type { OutputChunk__Output } from '../protocol/generated/vrun/agent/v1/OutputChunk.js';
 import type { ProcessInfo__Output } from '../protocol/generated/vrun/agent/v1/ProcessInfo.js';
-import type { StatsResponse__Output } from '../protocol/generated/vrun/agent/v1/StatsResponse.js';
-import type { WaitProcessResponse__Output } from '../protocol/generated/vrun/agent/v1/WaitProcessResponse.js';
 import type { WriteStdinRequest } from '../protocol/generated/vrun/agent/v1/WriteStdinRequest.js';
 import type { WriteStdinResponse__Output } from '../protocol/generated/vrun/agent/v1/WriteStdinResponse.js';
+import { AgentError, isServiceError, toAgentError } from './agent-error.js';
+import { checkInt, type ContainerStats, validPid, validStats, validWait } from './reply-checks.js';
 import { STDIO_WIRE, type StdioKind, type WaitResult } from '../protocol/process.js';
 import { loadAgentProto, MAX_MESSAGE_BYTES, STDIO_CHUNK_BYTES } from '../protocol/proto.js';
 
@@ -53,13 +48,6 @@ export interface ExecOptions {
 }
 
 /** cgroup v2 statistics of a container; every section present (absent controllers read as zeros). */
-export interface ContainerStats {
-  cpu: CpuStats__Output;
-  memory: MemoryStats__Output;
-  pids: PidsStats__Output;
-  io: IoStats__Output;
-  controllers: string[];
-}
 
 export interface DnsConfig {
   nameservers: string[];
@@ -67,67 +55,34 @@ export interface DnsConfig {
   options?: string[];
 }
 
-/**
- * A failed agent call: the gRPC status code, the kind it means (error-codes.ts; the agent may name a finer
- * kind beside the code, see kindOfStatus) and the agent's message.
- */
-export class AgentError extends VrunError {
-  readonly code: grpc.status;
-  readonly details: string;
-  readonly method: string;
-
-  constructor(method: string, code: grpc.status, details: string, cause?: unknown, kind: ErrorKind = kindOfStatus(code, undefined)) {
-    super(`agent ${method} failed: ${grpc.status[code] ?? code}: ${details}`, { cause, kind });
-    this.name = 'AgentError';
-    this.code = code;
-    this.details = details;
-    this.method = method;
-  }
+/** One line of the pod's hosts file: an address and its names (`--add-host NAME:IP`, the pod's own hostname). */
+export interface HostsEntry {
+  ip: string;
+  names: string[];
 }
 
-function isServiceError(err: unknown): err is grpc.ServiceError {
-  return err instanceof Error && typeof (err as Partial<grpc.ServiceError>).code === 'number';
+/** The guest's network (see ConfigureNetwork in agent.proto): links by MAC, then routes, then neighbours. */
+export interface NetworkConfig {
+  interfaces: { mac: string; name?: string; mtu?: number; addresses?: string[] }[];
+  routes?: {
+    destination: string;
+    gateway?: string;
+    interfaceMac: string;
+    source?: string;
+    scope?: 'universe' | 'link' | 'host';
+    onlink?: boolean;
+    metric?: number;
+  }[];
+  neighbors?: { ip: string; mac: string; interfaceMac: string; permanent?: boolean }[];
 }
 
-function toAgentError(method: string, err: unknown): AgentError {
-  if (err instanceof AgentError) return err;
-  if (isServiceError(err)) return new AgentError(method, err.code, err.details || err.message, err, kindOfStatus(err.code, err.metadata));
-  return new AgentError(method, grpc.status.UNKNOWN, err instanceof Error ? err.message : String(err), err);
-}
-
-function checkInt(what: string, value: number, min: number, max: number): number {
-  if (!Number.isSafeInteger(value) || value < min || value > max) {
-    throw new VrunError(`agent sent an invalid ${what}: ${value} (expected an integer in ${min}..${max})`);
-  }
-  return value;
-}
-
-function validPid(method: string, pid: number): number {
-  return checkInt(`${method} pid`, pid, 1, 4_194_304);
-}
-
-function validWait(r: WaitProcessResponse__Output): WaitResult {
-  return {
-    exitStatus: checkInt('exit status', r.exitStatus, 0, 255),
-    signal: checkInt('signal', r.signal, 0, 64),
-    oomKilled: r.oomKilled === true,
-  };
-}
-
-function validStats(r: StatsResponse__Output): ContainerStats {
-  const { cpu, memory, pids, io } = r;
-  if (!cpu || !memory || !pids || !io) throw new VrunError('agent stats lack a section (cpu, memory, pids or io)');
-  for (const [group, value] of Object.entries({ cpu, memory, pids, io })) {
-    for (const [k, v] of Object.entries(value)) checkInt(`stats ${group}.${k}`, v as number, 0, Number.MAX_SAFE_INTEGER);
-  }
-  if (r.controllers.length > 32 || r.controllers.some((c) => c.length > 32)) throw new VrunError('agent stats name too many or overlong controllers');
-  return { cpu, memory, pids, io, controllers: r.controllers };
-}
+const ROUTE_SCOPES = { universe: 'ROUTE_SCOPE_UNIVERSE', link: 'ROUTE_SCOPE_LINK', host: 'ROUTE_SCOPE_HOST' } as const;
 
 type UnaryMethod =
   | 'Health' | 'GuestDetails' | 'CreateContainer' | 'StartContainer' | 'ExecProcess' | 'SignalProcess' | 'WaitProcess'
   | 'CloseStdin' | 'ResizeTerminal' | 'ListProcesses' | 'Stats' | 'UpdateResources' | 'PauseContainer'
-  | 'ResumeContainer' | 'RemoveContainer' | 'MountShare' | 'CreateBusyboxRootfs' | 'SetHostname' | 'SetDns' | 'SetSysctls' | 'Shutdown';
+  | 'ResumeContainer' | 'RemoveContainer' | 'MountShare' | 'CreateBusyboxRootfs' | 'SetHostname' | 'SetDns' | 'SetSysctls' | 'SetHosts'
+  | 'ConfigureNetwork' | 'Shutdown';
 type RequestOf<M extends UnaryMethod> = Parameters<AgentDefinition[M]['requestSerialize']>[0];
 type ResponseOf<M extends UnaryMethod> = ReturnType<AgentDefinition[M]['responseDeserialize']>;
 type UnaryFn = (req: unknown, options: grpc.CallOptions, cb: grpc.requestCallback<unknown>) => grpc.ClientUnaryCall;
@@ -430,6 +385,31 @@ export class AgentClient {
   /** Kernel parameters for the whole guest (every container of the pod shares its namespaces). */
   async setSysctls(sysctls: Record<string, string>): Promise<void> {
     await this.unary('SetSysctls', { sysctls: Object.entries(sysctls).map(([key, value]) => ({ key, value })) });
+  }
+
+  /** Replaces the pod's hosts file: the localhost lines, then `entries` in order (include the pod's own hostname). */
+  async setHosts(entries: HostsEntry[]): Promise<void> {
+    await this.unary('SetHosts', { entries });
+  }
+
+  /** Configures the guest's links, routes and neighbours; returns each interface's name in the guest, by MAC. */
+  async configureNetwork(net: NetworkConfig): Promise<{ mac: string; name: string }[]> {
+    const reply = await this.unary('ConfigureNetwork', {
+      interfaces: net.interfaces.map((i) => ({ mac: i.mac, name: i.name ?? '', mtu: i.mtu ?? 0, addresses: i.addresses ?? [] })),
+      routes: (net.routes ?? []).map((r) => ({
+        destination: r.destination,
+        gateway: r.gateway ?? '',
+        interfaceMac: r.interfaceMac,
+        source: r.source ?? '',
+        scope: r.scope ? ROUTE_SCOPES[r.scope] : 'ROUTE_SCOPE_UNSPECIFIED',
+        onlink: r.onlink ?? false,
+        metric: r.metric ?? 0,
+      })),
+      neighbors: (net.neighbors ?? []).map((n) => ({ ip: n.ip, mac: n.mac, interfaceMac: n.interfaceMac, permanent: n.permanent ?? true })),
+    });
+    // The names come from the guest: bounded before anyone logs or uses them.
+    if (reply.interfaces.length > net.interfaces.length) throw new AgentError('ConfigureNetwork', grpc.status.INTERNAL, `the guest named ${reply.interfaces.length} interfaces for ${net.interfaces.length} asked`);
+    return reply.interfaces.map((i) => ({ mac: i.mac.slice(0, 17), name: i.name.slice(0, 15) }));
   }
 
   /** Asks the agent to kill every container and exit; the guest then powers off. */

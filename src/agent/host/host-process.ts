@@ -32,7 +32,15 @@ export interface HostAgent {
   stop(): Promise<void>;
 }
 
-export async function startHostAgent(): Promise<HostAgent> {
+export interface HostAgentOptions {
+  /**
+   * A command the agent runs under, its arguments before the agent's own (`['ip', 'netns', 'exec', 'ns1']`):
+   * network tests put the agent in a namespace of their own, never the host's network.
+   */
+  wrapper?: string[];
+}
+
+export async function startHostAgent(opts: HostAgentOptions = {}): Promise<HostAgent> {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'vrun-agent-test-'));
   const socketPath = path.join(dir, 'agent.sock');
   const shareDir = path.join(dir, 'share');
@@ -49,7 +57,8 @@ export async function startHostAgent(): Promise<HostAgent> {
   ].join('\n');
   let out = '';
   const launch = async (): Promise<ChildProcess> => {
-    const child = spawn('unshare', ['-m', '-u', '--propagation', 'private', 'sh', '-c', script], {
+    const command = [...(opts.wrapper ?? []), 'unshare', '-m', '-u', '--propagation', 'private', 'sh', '-c', script];
+    const child = spawn(command[0] as string, command.slice(1), {
       env: { ...process.env, VRUN_NATIVE_ADDON: nativeAddonPath(), VRUN_LOG_LEVEL: 'warn' },
       stdio: ['ignore', 'pipe', 'pipe'],
     });

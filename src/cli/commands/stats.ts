@@ -1,6 +1,6 @@
 import { VrunError } from '../../common/errors.js';
 import { terminalSafeJson } from '../../common/terminal-text.js';
-import type { ContainerStats } from '../../agent/host/client.js';
+import type { ContainerStats } from '../../agent/host/reply-checks.js';
 import { controlCall } from '../../sandbox/control-client.js';
 import { findSandbox } from '../../sandbox/inventory.js';
 import { sandboxPaths } from '../../sandbox/state.js';

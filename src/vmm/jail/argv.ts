@@ -21,6 +21,11 @@ export interface JailSpec {
   hostname?: string;
   /** 'new' (the default) or a network namespace to join, e.g. /run/netns/NAME. */
   netns?: string;
+  /**
+   * Persistent taps in `netns` the jailer opens (as root, before dropping privileges) and hands to the program
+   * as fd `fd`: the program needs neither /dev/net/tun nor the tap's ownership.
+   */
+  taps?: { fd: number; name: string }[];
   cgroups?: string[];
   rlimits?: Partial<Record<RlimitName, RlimitValue | [RlimitValue, RlimitValue]>>;
   env?: Record<string, string>;
@@ -37,6 +42,7 @@ export function jailerArgs(spec: JailSpec, program: string, args: string[] = [])
   if (spec.proc) out.push('--proc');
   if (spec.hostname) out.push('--hostname', spec.hostname);
   out.push('--netns', spec.netns ?? 'new');
+  for (const t of spec.taps ?? []) out.push('--tap', `${t.fd}:${t.name}`);
   for (const c of spec.cgroups ?? []) out.push('--cgroup', c);
   for (const [name, v] of Object.entries(spec.rlimits ?? {})) {
     if (v === undefined) continue;

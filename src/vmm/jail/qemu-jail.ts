@@ -44,6 +44,11 @@ export interface QemuJailOptions {
   accel: Accel;
   memoryMiB: number;
   vcpus: number;
+  /**
+   * The pod's network namespace, which QEMU then runs in instead of a new empty one, and the taps in it the
+   * jailer opens for QEMU (QEMU gets fd `fd`; see JailSpec.taps).
+   */
+  net?: { netns: string; taps: { fd: number; name: string }[] };
   /** Defaults to `<runDir>.jail`, made here and removed at teardown. */
   root?: string;
   logger?: Logger;
@@ -155,7 +160,8 @@ export function prepareQemuJail(o: QemuJailOptions): QemuJail {
       devs: kvm ? ['kvm'] : [],
       symlinks: usr.symlinks,
       hostname: 'vrun-vmm',
-      netns: 'new',
+      netns: o.net?.netns ?? 'new',
+      taps: o.net?.taps,
       cgroups: cgroups.dirs,
       rlimits: {
         nofile: NOFILE,
@@ -167,7 +173,7 @@ export function prepareQemuJail(o: QemuJailOptions): QemuJail {
       },
     };
     o.logger?.info(
-      { jailId: jid.id, root, cgroupVersion: cgroups.version, cgroups: cgroups.applied, skipped: cgroups.skipped, memoryLimitMiB: o.memoryMiB + VMM_OVERHEAD_MIB, pidsMax: pidsMax(o.vcpus) },
+      { jailId: jid.id, root, netns: o.net?.netns ?? 'new', taps: o.net?.taps.map((t) => t.name), cgroupVersion: cgroups.version, cgroups: cgroups.applied, skipped: cgroups.skipped, memoryLimitMiB: o.memoryMiB + VMM_OVERHEAD_MIB, pidsMax: pidsMax(o.vcpus) },
       `VMM jailed as uid ${jid.id}; cgroup controllers applied: ${cgroups.applied.join(', ') || 'none'}`,
     );
     return {

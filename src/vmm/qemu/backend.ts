@@ -1,18 +1,33 @@
 import { realpathSync } from 'node:fs';
-import { errorMessage } from '../../common/errors.js';
+import { errorMessage, VrunError } from '../../common/errors.js';
 import type { Logger } from '../../common/log.js';
-import type { BackendDecision, RunningVm, VmEnd, VmLaunch } from '../backend.js';
+import { checkVmNets, type BackendDecision, type RunningVm, type VmEnd, type VmLaunch } from '../backend.js';
 import { canonicalPath, prepareQemuJail, TCG_TB_MIB, type QemuJail } from '../jail/qemu-jail.js';
 import type { QemuSpec } from './command.js';
 import { QemuVm } from './machine.js';
+
+/** QEMU's fd for the tap of `nets[i]`: the jailer puts it there, right above stdio. */
+export const TAP_FD_BASE = 3;
 
 /**
  * QEMU as a sandbox backend. QEMU runs confined by native/jailer (own uid/gid, namespaces, a read-only root of
  * just what it needs, host cgroups, rlimits) and by its own seccomp filter. VRUN_JAIL=0 starts it unconfined,
  * for debugging only.
+ *
+ * With `nets`, the jailer joins the pod's network namespace instead of making an empty one, and opens each
+ * tap there as root before it drops privileges: QEMU gets the fds (`-netdev tap,fd=N`), so its jail needs no
+ * /dev/net/tun, the taps need no owner (the jail id is only reserved here, after the taps were made), and
+ * QEMU can reach no other tap.
  */
+
 export function launchQemu(decision: BackendDecision, spec: VmLaunch, logger?: Logger): RunningVm {
   const unjailed = process.env.VRUN_JAIL === '0';
+  const nets = spec.nets ?? [];
+  const netns = checkVmNets(nets);
+  if (netns !== undefined && unjailed) {
+    // Unjailed QEMU runs in the host's network namespace, where the pod's taps are not.
+    throw new VrunError('VRUN_JAIL=0 cannot run a VM with a pod network: only the jailer joins the pod network namespace', { kind: 'precondition' });
+  }
   const kernel = realpathSync(spec.kernel);
   const initrd = realpathSync(spec.initrd);
   const qemuSpec: QemuSpec = {
@@ -26,6 +41,7 @@ export function launchQemu(decision: BackendDecision, spec: VmLaunch, logger?: L
     shares: spec.shares.map((s) => ({ tag: s.tag, socketPath: canonicalPath(s.socketPath) })),
     sandbox: true,
     tcgTbMiB: TCG_TB_MIB,
+    nets: nets.map((n, i) => ({ fd: TAP_FD_BASE + i, mac: n.mac.toLowerCase(), mtu: n.mtu })),
   };
   let jail: QemuJail | undefined;
   if (unjailed) {
@@ -38,6 +54,7 @@ export function launchQemu(decision: BackendDecision, spec: VmLaunch, logger?: L
       accel: decision.accel,
       memoryMiB: spec.memoryMiB,
       vcpus: spec.vcpus,
+      net: netns === undefined ? undefined : { netns, taps: nets.map((n, i) => ({ fd: TAP_FD_BASE + i, name: n.tap })) },
       logger,
     });
   }

@@ -15,6 +15,12 @@ export interface QemuSpec {
   ports?: { name: string; socketPath: string }[];
   /** vhost-user-fs shares: virtiofsd listens on socketPath, the guest mounts `tag`. */
   shares?: { tag: string; socketPath: string }[];
+  /**
+   * virtio-net NICs on taps: `fd` one the jailer opened and passes down (the jailed launch), or `ifname` one
+   * QEMU opens itself by name (needs /dev/net/tun and the tap's ownership, or root). `mtu` becomes the
+   * device's host_mtu (VIRTIO_NET_F_MTU), so the guest starts with the pod interface's MTU.
+   */
+  nets?: QemuNic[];
   /** 9p shares (used by the KVM lab to share the host's /). */
   ninePShares?: { tag: string; path: string; readonly: boolean }[];
   /** Tests only: production launches have no QMP (nothing uses it, and it is one more way into QEMU). */
@@ -30,6 +36,8 @@ export interface QemuSpec {
   cpu?: string;
   extraArgs?: string[];
 }
+
+export type QemuNic = ({ fd: number } | { ifname: string }) & { mac: string; mtu: number };
 
 export const QEMU_BINARY = 'qemu-system-x86_64';
 
@@ -78,6 +86,12 @@ export function qemuArgs(spec: QemuSpec): string[] {
   (spec.shares ?? []).forEach((s, i) => {
     args.push('-chardev', `socket,id=fs${i},path=${s.socketPath}`);
     args.push('-device', `vhost-user-fs-device,chardev=fs${i},tag=${s.tag}`);
+  });
+  (spec.nets ?? []).forEach((n, i) => {
+    // vhost=off: vhost-net needs /dev/vhost-net and a kernel thread per queue acting for the jailed process.
+    const backend = 'fd' in n ? `fd=${n.fd}` : `ifname=${n.ifname},script=no,downscript=no`;
+    args.push('-netdev', `tap,id=net${i},${backend},vhost=off`);
+    args.push('-device', `virtio-net-device,netdev=net${i},mac=${n.mac},host_mtu=${n.mtu}`);
   });
   (spec.ninePShares ?? []).forEach((s, i) => {
     args.push('-fsdev', `local,id=p9fs${i},path=${s.path},security_model=none,multidevs=remap${s.readonly ? ',readonly=on' : ''}`);

@@ -4,6 +4,8 @@ import type * as grpc from '@grpc/grpc-js'
 import type { MethodDefinition } from '@grpc/proto-loader'
 import type { CloseStdinRequest as _vrun_agent_v1_CloseStdinRequest, CloseStdinRequest__Output as _vrun_agent_v1_CloseStdinRequest__Output } from '../../../vrun/agent/v1/CloseStdinRequest.js';
 import type { CloseStdinResponse as _vrun_agent_v1_CloseStdinResponse, CloseStdinResponse__Output as _vrun_agent_v1_CloseStdinResponse__Output } from '../../../vrun/agent/v1/CloseStdinResponse.js';
+import type { ConfigureNetworkRequest as _vrun_agent_v1_ConfigureNetworkRequest, ConfigureNetworkRequest__Output as _vrun_agent_v1_ConfigureNetworkRequest__Output } from '../../../vrun/agent/v1/ConfigureNetworkRequest.js';
+import type { ConfigureNetworkResponse as _vrun_agent_v1_ConfigureNetworkResponse, ConfigureNetworkResponse__Output as _vrun_agent_v1_ConfigureNetworkResponse__Output } from '../../../vrun/agent/v1/ConfigureNetworkResponse.js';
 import type { CreateBusyboxRootfsRequest as _vrun_agent_v1_CreateBusyboxRootfsRequest, CreateBusyboxRootfsRequest__Output as _vrun_agent_v1_CreateBusyboxRootfsRequest__Output } from '../../../vrun/agent/v1/CreateBusyboxRootfsRequest.js';
 import type { CreateBusyboxRootfsResponse as _vrun_agent_v1_CreateBusyboxRootfsResponse, CreateBusyboxRootfsResponse__Output as _vrun_agent_v1_CreateBusyboxRootfsResponse__Output } from '../../../vrun/agent/v1/CreateBusyboxRootfsResponse.js';
 import type { CreateContainerRequest as _vrun_agent_v1_CreateContainerRequest, CreateContainerRequest__Output as _vrun_agent_v1_CreateContainerRequest__Output } from '../../../vrun/agent/v1/CreateContainerRequest.js';
@@ -34,6 +36,8 @@ import type { SetDnsRequest as _vrun_agent_v1_SetDnsRequest, SetDnsRequest__Outp
 import type { SetDnsResponse as _vrun_agent_v1_SetDnsResponse, SetDnsResponse__Output as _vrun_agent_v1_SetDnsResponse__Output } from '../../../vrun/agent/v1/SetDnsResponse.js';
 import type { SetHostnameRequest as _vrun_agent_v1_SetHostnameRequest, SetHostnameRequest__Output as _vrun_agent_v1_SetHostnameRequest__Output } from '../../../vrun/agent/v1/SetHostnameRequest.js';
 import type { SetHostnameResponse as _vrun_agent_v1_SetHostnameResponse, SetHostnameResponse__Output as _vrun_agent_v1_SetHostnameResponse__Output } from '../../../vrun/agent/v1/SetHostnameResponse.js';
+import type { SetHostsRequest as _vrun_agent_v1_SetHostsRequest, SetHostsRequest__Output as _vrun_agent_v1_SetHostsRequest__Output } from '../../../vrun/agent/v1/SetHostsRequest.js';
+import type { SetHostsResponse as _vrun_agent_v1_SetHostsResponse, SetHostsResponse__Output as _vrun_agent_v1_SetHostsResponse__Output } from '../../../vrun/agent/v1/SetHostsResponse.js';
 import type { SetSysctlsRequest as _vrun_agent_v1_SetSysctlsRequest, SetSysctlsRequest__Output as _vrun_agent_v1_SetSysctlsRequest__Output } from '../../../vrun/agent/v1/SetSysctlsRequest.js';
 import type { SetSysctlsResponse as _vrun_agent_v1_SetSysctlsResponse, SetSysctlsResponse__Output as _vrun_agent_v1_SetSysctlsResponse__Output } from '../../../vrun/agent/v1/SetSysctlsResponse.js';
 import type { ShutdownRequest as _vrun_agent_v1_ShutdownRequest, ShutdownRequest__Output as _vrun_agent_v1_ShutdownRequest__Output } from '../../../vrun/agent/v1/ShutdownRequest.js';
@@ -60,6 +64,15 @@ export interface AgentClient extends grpc.Client {
   closeStdin(argument: _vrun_agent_v1_CloseStdinRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_vrun_agent_v1_CloseStdinResponse__Output>): grpc.ClientUnaryCall;
   closeStdin(argument: _vrun_agent_v1_CloseStdinRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_vrun_agent_v1_CloseStdinResponse__Output>): grpc.ClientUnaryCall;
   closeStdin(argument: _vrun_agent_v1_CloseStdinRequest, callback: grpc.requestCallback<_vrun_agent_v1_CloseStdinResponse__Output>): grpc.ClientUnaryCall;
+  
+  ConfigureNetwork(argument: _vrun_agent_v1_ConfigureNetworkRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_vrun_agent_v1_ConfigureNetworkResponse__Output>): grpc.ClientUnaryCall;
+  ConfigureNetwork(argument: _vrun_agent_v1_ConfigureNetworkRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_vrun_agent_v1_ConfigureNetworkResponse__Output>): grpc.ClientUnaryCall;
+  ConfigureNetwork(argument: _vrun_agent_v1_ConfigureNetworkRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_vrun_agent_v1_ConfigureNetworkResponse__Output>): grpc.ClientUnaryCall;
+  ConfigureNetwork(argument: _vrun_agent_v1_ConfigureNetworkRequest, callback: grpc.requestCallback<_vrun_agent_v1_ConfigureNetworkResponse__Output>): grpc.ClientUnaryCall;
+  configureNetwork(argument: _vrun_agent_v1_ConfigureNetworkRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_vrun_agent_v1_ConfigureNetworkResponse__Output>): grpc.ClientUnaryCall;
+  configureNetwork(argument: _vrun_agent_v1_ConfigureNetworkRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_vrun_agent_v1_ConfigureNetworkResponse__Output>): grpc.ClientUnaryCall;
+  configureNetwork(argument: _vrun_agent_v1_ConfigureNetworkRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_vrun_agent_v1_ConfigureNetworkResponse__Output>): grpc.ClientUnaryCall;
+  configureNetwork(argument: _vrun_agent_v1_ConfigureNetworkRequest, callback: grpc.requestCallback<_vrun_agent_v1_ConfigureNetworkResponse__Output>): grpc.ClientUnaryCall;
   
   CreateBusyboxRootfs(argument: _vrun_agent_v1_CreateBusyboxRootfsRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_vrun_agent_v1_CreateBusyboxRootfsResponse__Output>): grpc.ClientUnaryCall;
   CreateBusyboxRootfs(argument: _vrun_agent_v1_CreateBusyboxRootfsRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_vrun_agent_v1_CreateBusyboxRootfsResponse__Output>): grpc.ClientUnaryCall;
@@ -193,6 +206,15 @@ export interface AgentClient extends grpc.Client {
   setHostname(argument: _vrun_agent_v1_SetHostnameRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_vrun_agent_v1_SetHostnameResponse__Output>): grpc.ClientUnaryCall;
   setHostname(argument: _vrun_agent_v1_SetHostnameRequest, callback: grpc.requestCallback<_vrun_agent_v1_SetHostnameResponse__Output>): grpc.ClientUnaryCall;
   
+  SetHosts(argument: _vrun_agent_v1_SetHostsRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_vrun_agent_v1_SetHostsResponse__Output>): grpc.ClientUnaryCall;
+  SetHosts(argument: _vrun_agent_v1_SetHostsRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_vrun_agent_v1_SetHostsResponse__Output>): grpc.ClientUnaryCall;
+  SetHosts(argument: _vrun_agent_v1_SetHostsRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_vrun_agent_v1_SetHostsResponse__Output>): grpc.ClientUnaryCall;
+  SetHosts(argument: _vrun_agent_v1_SetHostsRequest, callback: grpc.requestCallback<_vrun_agent_v1_SetHostsResponse__Output>): grpc.ClientUnaryCall;
+  setHosts(argument: _vrun_agent_v1_SetHostsRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_vrun_agent_v1_SetHostsResponse__Output>): grpc.ClientUnaryCall;
+  setHosts(argument: _vrun_agent_v1_SetHostsRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_vrun_agent_v1_SetHostsResponse__Output>): grpc.ClientUnaryCall;
+  setHosts(argument: _vrun_agent_v1_SetHostsRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_vrun_agent_v1_SetHostsResponse__Output>): grpc.ClientUnaryCall;
+  setHosts(argument: _vrun_agent_v1_SetHostsRequest, callback: grpc.requestCallback<_vrun_agent_v1_SetHostsResponse__Output>): grpc.ClientUnaryCall;
+  
   SetSysctls(argument: _vrun_agent_v1_SetSysctlsRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_vrun_agent_v1_SetSysctlsResponse__Output>): grpc.ClientUnaryCall;
   SetSysctls(argument: _vrun_agent_v1_SetSysctlsRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_vrun_agent_v1_SetSysctlsResponse__Output>): grpc.ClientUnaryCall;
   SetSysctls(argument: _vrun_agent_v1_SetSysctlsRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_vrun_agent_v1_SetSysctlsResponse__Output>): grpc.ClientUnaryCall;
@@ -270,6 +292,8 @@ export interface AgentClient extends grpc.Client {
 export interface AgentHandlers extends grpc.UntypedServiceImplementation {
   CloseStdin: grpc.handleUnaryCall<_vrun_agent_v1_CloseStdinRequest__Output, _vrun_agent_v1_CloseStdinResponse>;
   
+  ConfigureNetwork: grpc.handleUnaryCall<_vrun_agent_v1_ConfigureNetworkRequest__Output, _vrun_agent_v1_ConfigureNetworkResponse>;
+  
   CreateBusyboxRootfs: grpc.handleUnaryCall<_vrun_agent_v1_CreateBusyboxRootfsRequest__Output, _vrun_agent_v1_CreateBusyboxRootfsResponse>;
   
   CreateContainer: grpc.handleUnaryCall<_vrun_agent_v1_CreateContainerRequest__Output, _vrun_agent_v1_CreateContainerResponse>;
@@ -302,6 +326,8 @@ export interface AgentHandlers extends grpc.UntypedServiceImplementation {
   
   SetHostname: grpc.handleUnaryCall<_vrun_agent_v1_SetHostnameRequest__Output, _vrun_agent_v1_SetHostnameResponse>;
   
+  SetHosts: grpc.handleUnaryCall<_vrun_agent_v1_SetHostsRequest__Output, _vrun_agent_v1_SetHostsResponse>;
+  
   SetSysctls: grpc.handleUnaryCall<_vrun_agent_v1_SetSysctlsRequest__Output, _vrun_agent_v1_SetSysctlsResponse>;
   
   Shutdown: grpc.handleUnaryCall<_vrun_agent_v1_ShutdownRequest__Output, _vrun_agent_v1_ShutdownResponse>;
@@ -322,6 +348,7 @@ export interface AgentHandlers extends grpc.UntypedServiceImplementation {
 
 export interface AgentDefinition extends grpc.ServiceDefinition {
   CloseStdin: MethodDefinition<_vrun_agent_v1_CloseStdinRequest, _vrun_agent_v1_CloseStdinResponse, _vrun_agent_v1_CloseStdinRequest__Output, _vrun_agent_v1_CloseStdinResponse__Output>
+  ConfigureNetwork: MethodDefinition<_vrun_agent_v1_ConfigureNetworkRequest, _vrun_agent_v1_ConfigureNetworkResponse, _vrun_agent_v1_ConfigureNetworkRequest__Output, _vrun_agent_v1_ConfigureNetworkResponse__Output>
   CreateBusyboxRootfs: MethodDefinition<_vrun_agent_v1_CreateBusyboxRootfsRequest, _vrun_agent_v1_CreateBusyboxRootfsResponse, _vrun_agent_v1_CreateBusyboxRootfsRequest__Output, _vrun_agent_v1_CreateBusyboxRootfsResponse__Output>
   CreateContainer: MethodDefinition<_vrun_agent_v1_CreateContainerRequest, _vrun_agent_v1_CreateContainerResponse, _vrun_agent_v1_CreateContainerRequest__Output, _vrun_agent_v1_CreateContainerResponse__Output>
   ExecProcess: MethodDefinition<_vrun_agent_v1_ExecProcessRequest, _vrun_agent_v1_ExecProcessResponse, _vrun_agent_v1_ExecProcessRequest__Output, _vrun_agent_v1_ExecProcessResponse__Output>
@@ -338,6 +365,7 @@ export interface AgentDefinition extends grpc.ServiceDefinition {
   ResumeContainer: MethodDefinition<_vrun_agent_v1_ResumeContainerRequest, _vrun_agent_v1_ResumeContainerResponse, _vrun_agent_v1_ResumeContainerRequest__Output, _vrun_agent_v1_ResumeContainerResponse__Output>
   SetDns: MethodDefinition<_vrun_agent_v1_SetDnsRequest, _vrun_agent_v1_SetDnsResponse, _vrun_agent_v1_SetDnsRequest__Output, _vrun_agent_v1_SetDnsResponse__Output>
   SetHostname: MethodDefinition<_vrun_agent_v1_SetHostnameRequest, _vrun_agent_v1_SetHostnameResponse, _vrun_agent_v1_SetHostnameRequest__Output, _vrun_agent_v1_SetHostnameResponse__Output>
+  SetHosts: MethodDefinition<_vrun_agent_v1_SetHostsRequest, _vrun_agent_v1_SetHostsResponse, _vrun_agent_v1_SetHostsRequest__Output, _vrun_agent_v1_SetHostsResponse__Output>
   SetSysctls: MethodDefinition<_vrun_agent_v1_SetSysctlsRequest, _vrun_agent_v1_SetSysctlsResponse, _vrun_agent_v1_SetSysctlsRequest__Output, _vrun_agent_v1_SetSysctlsResponse__Output>
   Shutdown: MethodDefinition<_vrun_agent_v1_ShutdownRequest, _vrun_agent_v1_ShutdownResponse, _vrun_agent_v1_ShutdownRequest__Output, _vrun_agent_v1_ShutdownResponse__Output>
   SignalProcess: MethodDefinition<_vrun_agent_v1_SignalProcessRequest, _vrun_agent_v1_SignalProcessResponse, _vrun_agent_v1_SignalProcessRequest__Output, _vrun_agent_v1_SignalProcessResponse__Output>
