@@ -3,7 +3,7 @@ import path from 'node:path';
 import { VrunError } from '../common/errors.js';
 import type { RunConfig, VolumeSpec } from '../sandbox/run-config.js';
 import { validateName } from '../sandbox/names.js';
-import { parseUserSpec } from '../sandbox/user.js';
+import { parseUserSpec } from '../common/user-db.js';
 import { parseVmmChoice } from '../vmm/backend.js';
 import { type FlagSpecs, parseArgs } from './args.js';
 import { parsePositiveNumber, parseSize } from './units.js';

@@ -24,12 +24,14 @@ export interface ExecRequest {
   size?: { rows: number; cols: number };
 }
 
-/** Runs `req` beside the container's init, from its spec; `user` is already resolved in the container's rootfs. */
+/**
+ * Runs `req` beside the container's init, from its spec. A `-u` is resolved by the agent, in the guest, against
+ * the container's own /etc/passwd and /etc/group: the guest can change those files while it runs.
+ */
 export async function startExec(
   agent: AgentClient,
   spec: OciSpec,
   containerId: string,
-  user: OciProcess['user'],
   req: ExecRequest,
   stdin: boolean,
   sink: OutputSink,
@@ -40,11 +42,10 @@ export async function startExec(
     args: req.args,
     env: req.env.length > 0 ? mergeEnvList(spec.process.env, req.env) : spec.process.env,
     cwd: req.workdir ?? spec.process.cwd,
-    user,
     terminal: req.tty,
     ...(req.tty && req.size ? { consoleSize: { height: req.size.rows, width: req.size.cols } } : {}),
   };
-  await agent.execProcess({ containerId, execId, process: proc, stdio: req.tty ? 'terminal' : 'pipes' }).catch((err: unknown) => {
+  await agent.execProcess({ containerId, execId, process: proc, stdio: req.tty ? 'terminal' : 'pipes', ...(req.user !== undefined ? { userSpec: req.user } : {}) }).catch((err: unknown) => {
     throw commandError(err, req.args[0] ?? '');
   });
   const ref = { containerId, execId };

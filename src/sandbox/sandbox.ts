@@ -14,7 +14,7 @@ import { prepareRootfs, type PreparedRootfs } from './rootfs.js';
 import { endRecord, guestIn, sandboxLifecycle, type Failure, type Guest, type SandboxEvent, type SandboxLifecycleState } from './sandbox-state.js';
 import { type SandboxPaths, type SandboxState, writeState } from './state.js';
 import { bindVolume } from './volume-bind.js';
-import { resolveUser } from './user.js';
+import { resolveUser } from '../common/user-db.js';
 
 export type { ExecRequest, OutputSink } from './container-exec.js';
 
@@ -335,8 +335,7 @@ export class Sandbox {
     const live = this.lc;
     if (live.status !== 'starting' && live.status !== 'running' && live.status !== 'stopping') throw new VrunError('the container is not running');
     const { agent, spec } = live;
-    const user = req.user !== undefined && this.rootfs ? await resolveUser(req.user, this.rootfs.hostPath) : spec.process.user;
-    return startExec(agent, spec, this.state.id, user, req, stdin, sink);
+    return startExec(agent, spec, this.state.id, req, stdin, sink);
   }
 
   whenDone(): Promise<void> {

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { AgentError } from '../../src/agent/host/agent-error.js';
@@ -195,6 +195,38 @@ describe('agent on the host: containers through crun', () => {
     expect(out.toString()).toBe('in-ctr\nsleep\u00001000\u0000');
     const procs = await client.listProcesses(c);
     expect(procs.some((p) => p.known && p.execId === '')).toBe(true);
+    await client.removeContainer(c, { force: true });
+  });
+
+  it('resolves an exec\'s -u in the container\'s own /etc/passwd and /etc/group, as the guest sees them', async () => {
+    const { client } = agent;
+    const own = await client.createBusyboxRootfs('rootfs-users');
+    await writeFile(path.join(own, 'etc', 'passwd'), 'root:x:0:0::/root:/bin/sh\nalice:x:1000:1001::/home/alice:/bin/sh\n');
+    await writeFile(path.join(own, 'etc', 'group'), 'root:x:0:\nstaff:x:1001:\nwheel:x:10:alice\n');
+    const c = id();
+    await client.createContainer({ containerId: c, spec: busyboxSpec(['sleep', '1000']), rootfs: own });
+    await client.startContainer(c);
+    const idsOf = async (execId: string, userSpec: string) => {
+      await client.execProcess({ containerId: c, execId, process: { args: ['sh', '-c', 'echo $(id -u) $(id -g) $(id -G)'], env: ['PATH=/bin'] }, userSpec });
+      const out = await readAll(client.readOutput({ containerId: c, execId }, 'stdout'));
+      await client.waitProcess({ containerId: c, execId });
+      return out.toString().trim();
+    };
+    expect(await idsOf('u1', 'alice')).toBe('1000 1001 1001 10');
+    expect(await idsOf('u2', 'alice:wheel')).toBe('1000 10 10');
+    expect(await idsOf('u3', '4242:77')).toBe('4242 77 77');
+    // The guest changed its passwd file after the container started: the exec sees the new one.
+    await writeFile(path.join(own, 'etc', 'passwd'), 'bob:x:2000:2000::/:/bin/sh\n');
+    expect(await idsOf('u4', 'bob')).toBe('2000 2000 2000');
+    const unknown = await client.execProcess({ containerId: c, execId: 'u5', process: { args: ['true'] }, userSpec: 'alice' }).then(
+      () => null,
+      (e: unknown) => e,
+    );
+    expect(unknown).toBeInstanceOf(AgentError);
+    expect((unknown as AgentError).kind).toBe('not-found');
+    expect((unknown as AgentError).details).toMatch(/unable to find user alice/);
+    const bad = await client.execProcess({ containerId: c, execId: 'u6', process: { args: ['true'] }, userSpec: 'a b' }).catch((e: unknown) => e);
+    expect((bad as AgentError).kind).toBe('invalid');
     await client.removeContainer(c, { force: true });
   });
 

@@ -278,6 +278,14 @@ describe('vrun run --vm (QEMU TCG)', () => {
     expect(ex.status).toBe(5);
     const execIn = await vrun(['exec', '-i', 'ticker', 'cat'], { input: 'piped\n' });
     expect(execIn.stdout).toBe('piped\n');
+    // exec -u is resolved by the agent in the guest, in the container's own files (written here by the guest).
+    const addUser = await vrun(['exec', 'ticker', 'sh', '-c', 'echo "alice:x:1000:1001::/:/bin/sh" >> /etc/passwd']);
+    expect(addUser.status, addUser.stderr).toBe(0);
+    const asAlice = await vrun(['exec', '-u', 'alice', 'ticker', 'sh', '-c', 'echo $(id -u) $(id -g)']);
+    expect(asAlice.stdout, asAlice.stderr).toBe('1000 1001\n');
+    const nobodyHere = await vrun(['exec', '-u', 'bob', 'ticker', 'true']);
+    expect(nobodyHere.status).toBe(125);
+    expect(nobodyHere.stderr).toMatch(/unable to find user bob/);
     // exec -t: the local terminal's size from the process's first instruction (OCI consoleSize), not after a resize.
     const execTty = await underScript(`stty rows 21 cols 71; "${process.execPath}" "${path.join(root, 'bin/vrun.js')}" exec -t ticker stty size`);
     expect(terminalLines(execTty.stdout), execTty.stdout + execTty.stderr).toEqual(['21 71']);

@@ -9,7 +9,7 @@ import { ContainerLogWriter, replayContainerLog } from '../../src/sandbox/contai
 import { FrameDecoder, FrameType, encodeFrame } from '../../src/sandbox/frames.js';
 import { reserveName, releaseName, nameOwner } from '../../src/sandbox/names.js';
 import { ensureRunDir, hostBootId, newSandboxId, readState, writeState, type SandboxState } from '../../src/sandbox/state.js';
-import { resolveUser } from '../../src/sandbox/user.js';
+import { resolveUser } from '../../src/common/user-db.js';
 
 describe('frames', () => {
   it('round-trips frames split at every byte boundary', () => {

@@ -1,7 +1,8 @@
 /** Checks of what the host sends about a container (the OCI spec, an exec's process) before the agent uses it. */
 import { constants } from 'node:fs';
-import { access } from 'node:fs/promises';
-import { invalid } from '../protocol/rpc-error.js';
+import { access, readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { internal, invalid } from '../protocol/rpc-error.js';
 
 export function parseJsonObject(what: string, text: string): Record<string, unknown> {
   let v: unknown;
@@ -37,4 +38,12 @@ export async function onReadOnlyMount(dir: string): Promise<boolean> {
 export function hasHooks(spec: Record<string, unknown>, kind: 'poststart' | 'poststop'): boolean {
   const hooks = spec.hooks as Record<string, unknown> | undefined;
   return Array.isArray(hooks?.[kind]) && (hooks[kind] as unknown[]).length > 0;
+}
+
+/** The container's rootfs as the agent wrote it into the bundle's config.json (the agent's own file). */
+export async function bundleRootfs(bundle: string): Promise<string> {
+  const spec = parseJsonObject('config.json', await readFile(path.join(bundle, 'config.json'), 'utf8'));
+  const root = (spec.root as { path?: unknown } | undefined)?.path;
+  if (typeof root !== 'string' || !path.isAbsolute(root)) throw internal(`the bundle ${bundle} names no absolute rootfs`);
+  return root;
 }

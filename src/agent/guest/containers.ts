@@ -12,7 +12,8 @@ import path from 'node:path';
 import { status } from '@grpc/grpc-js';
 import type { Logger } from '../../common/log.js';
 import type { AgentConfig } from './config.js';
-import { checkProcess, hasHooks, onReadOnlyMount, parseJsonObject } from './bundle-spec.js';
+import { resolveUser } from '../../common/user-db.js';
+import { bundleRootfs, checkProcess, hasHooks, onReadOnlyMount, parseJsonObject } from './bundle-spec.js';
 import { cgroupPids, cgroupStats, oomKillCount } from './cgroup-stats.js';
 import { recoverContainer } from './container-recovery.js';
 import { EXIT_UNKNOWN, inFlight, pidOf, stepContainer, stepProcess, type Container, type Proc } from './container-state.js';
@@ -224,7 +225,7 @@ export class Containers extends EventEmitter<{ oom: [{ containerId: string; oomK
     );
   }
 
-  async exec(req: { containerId: string; execId: string; processJson: string; stdio: StdioKind }): Promise<number> {
+  async exec(req: { containerId: string; execId: string; processJson: string; stdio: StdioKind; userSpec?: string }): Promise<number> {
     const c = this.get(req.containerId);
     const execId = checkId('exec_id', req.execId);
     if (c.execs.has(execId)) throw new RpcError(status.ALREADY_EXISTS, `exec id ${execId} is already used in container ${c.id}`);
@@ -233,6 +234,7 @@ export class Containers extends EventEmitter<{ oom: [{ containerId: string; oomK
     const terminal = req.stdio === 'terminal';
     // crun requires cwd and user in a process file; default them like the container's own process.
     const proc = { cwd: '/', user: { uid: 0, gid: 0 }, ...checkProcess('process_json', parseJsonObject('process_json', req.processJson)), terminal };
+    if (req.userSpec) proc.user = await resolveUser(req.userSpec, await bundleRootfs(c.bundle));
     const spec = path.join(c.bundle, `exec-${execId}.json`);
     const pidFile = path.join(c.bundle, `exec-${execId}.pid`);
     const p = startingProc(execId);

@@ -156,7 +156,7 @@ export function createAgentServer(s: AgentServices): grpc.Server {
       return {};
     }),
     ExecProcess: unary('ExecProcess', async (r) => ({
-      pid: await s.containers.exec({ containerId: r.containerId, execId: r.execId, processJson: r.processJson, stdio: stdioKind(r.stdio) }),
+      pid: await s.containers.exec({ containerId: r.containerId, execId: r.execId, processJson: r.processJson, stdio: stdioKind(r.stdio), userSpec: r.userSpec }),
     })),
     SignalProcess: unary('SignalProcess', async (r) => {
       await s.containers.signal(r);

@@ -45,6 +45,8 @@ export interface ExecOptions {
   execId: string;
   process: OciProcess;
   stdio?: StdioKind;
+  /** Docker's `-u USER[:GROUP]`, resolved by the agent in the container's rootfs; replaces process.user. */
+  userSpec?: string;
 }
 
 /** cgroup v2 statistics of a container; every section present (absent controllers read as zeros). */
@@ -196,6 +198,7 @@ export class AgentClient {
       execId: o.execId,
       processJson: JSON.stringify(o.process),
       stdio: STDIO_WIRE[o.stdio ?? 'pipes'],
+      userSpec: o.userSpec ?? '',
     });
     return validPid('ExecProcess', res.pid);
   }

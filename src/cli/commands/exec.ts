@@ -2,7 +2,7 @@ import { VrunError } from '../../common/errors.js';
 import { controlStream } from '../../sandbox/control-client.js';
 import { findSandbox } from '../../sandbox/inventory.js';
 import { sandboxPaths } from '../../sandbox/state.js';
-import { parseUserSpec } from '../../sandbox/user.js';
+import { parseUserSpec } from '../../common/user-db.js';
 import { formatFlagHelp, parseArgs } from '../args.js';
 import type { Command } from '../command.js';
 import { flushStdio, initialSize, localOutput, wireLocalIo } from '../attach-io.js';

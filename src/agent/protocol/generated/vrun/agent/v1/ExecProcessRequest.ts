@@ -7,6 +7,7 @@ export interface ExecProcessRequest {
   'execId'?: (string);
   'processJson'?: (string);
   'stdio'?: (_vrun_agent_v1_StdioMode);
+  'userSpec'?: (string);
 }
 
 export interface ExecProcessRequest__Output {
@@ -14,4 +15,5 @@ export interface ExecProcessRequest__Output {
   'execId': (string);
   'processJson': (string);
   'stdio': (_vrun_agent_v1_StdioMode__Output);
+  'userSpec': (string);
 }
