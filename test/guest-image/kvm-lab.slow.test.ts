@@ -60,7 +60,18 @@ describe('KVM lab', () => {
       'done',
       'grep -E "VRUN-(READY|CHECK|EXIT)" l2-console.log || { tail -40 l2-console.log; echo "--- l2-qemu.log"; tail -60 l2-qemu.log; }',
     ].join('\n');
-    const r = await runInLab({ script, timeoutMs: 900_000 });
+    // L1 itself is stock Linux KVM under L0's TCG, and runs only stock QEMU here: when L1's own kernel oopses
+    // (seen once in CI: a fault in its entry code while L2 ran) the lab is run again, at most once, and says so.
+    let r: Awaited<ReturnType<typeof runInLab>> | undefined;
+    for (let attempt = 1; r === undefined; attempt++) {
+      try {
+        r = await runInLab({ script, timeoutMs: 900_000 });
+      } catch (err) {
+        const l1Oops = /---\[ end trace |Kernel panic|BUG: /.exec((err as Error).message);
+        if (!l1Oops || attempt >= 2) throw err;
+        console.log(`KVM lab: retried after L1's own kernel failed (below the VMM): ${(err as Error).message.split('\n')[0] ?? ''}`);
+      }
+    }
     expect(r.kvm, `L1 has no /dev/kvm\n${r.consoleLog}`).toBe(true);
     expect(r.stdout, `stderr: ${r.stderr}\nconsole:\n${r.consoleLog}`).toMatch(/VRUN-READY/);
     // L1's KVM runs without virtual GIF: with it, an L2 vCPU now and then stops taking interrupts (see lab.ts).
