@@ -5,6 +5,10 @@ import { defineConfig } from 'vitest/config';
 export default defineConfig({
   test: {
     globalSetup: ['test/global-setup.ts'],
+    // A `vrun run` without --network joins the default bridge, which lives in the namespace vrun runs in: the
+    // host's, for a test. Tests must keep every bridge and rule in a namespace of their own, so by default
+    // they get loopback only; the network tests run vrun inside their own namespace with --network given.
+    env: { VRUN_NETWORK: 'none' },
     projects: [
       {
         extends: true,

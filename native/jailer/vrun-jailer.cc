@@ -2,7 +2,18 @@
 //
 //   vrun-jailer [options] -- PROGRAM [ARGS...]
 //
-//   --uid N --gid N         credentials to run PROGRAM with (both required, non-zero)
+//   --uid N --gid N         credentials to run PROGRAM with (both required, non-zero, unless --userns-fd)
+//   --userns-fd N           instead of --uid/--gid: run PROGRAM as uid/gid 0 of the user namespace open on fd N
+//                           (which must map neither uid nor gid 0 to host id 0): a non-root host uid with
+//                           capabilities only inside that namespace (virtiofsd). The jail's mounts then are
+//                           slaves of the host's (mounts made later under a bound path show in the jail) and
+//                           the bounding set is left to PROGRAM, whose capabilities reach no further than the
+//                           namespace
+//   --idmap-bind PATH       (with --userns-fd) bind PATH and the mounts under it id-mapped with that namespace's
+//                           mapping, nosuid,nodev, at the same path in the jail: files host uid N owns are N
+//                           to PROGRAM. Every filesystem under PATH must support id-mapped mounts
+//   --listen FD:PATH        create a unix stream socket listening at PATH (0600, owned by the caller; PATH must
+//                           not exist) and hand it to PROGRAM as fd FD (3-255)
 //   --groups G1,G2          supplementary groups (e.g. kvm); default none
 //   --root DIR              an existing, empty, root-owned directory (no symlinks on its path); the jail's
 //                           tmpfs root is mounted on it in a private mount namespace (required)
@@ -38,6 +49,8 @@
 #include <grp.h>
 #include <linux/close_range.h>
 #include <linux/if_tun.h>
+#include <linux/mount.h>
+#include <linux/nsfs.h>
 #include <net/if.h>
 #include <poll.h>
 #include <sched.h>
@@ -48,7 +61,9 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
+#include <sys/un.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -58,6 +73,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <sstream>
 #include <string>
 #include <utility>
 #include <vector>
@@ -88,6 +104,11 @@ struct Tap {
   std::string name;
 };
 
+struct Listen {
+  int fd;
+  std::string path;
+};
+
 struct Options {
   uid_t uid = 0;
   gid_t gid = 0;
@@ -104,6 +125,9 @@ struct Options {
   std::vector<std::string> env;
   std::vector<int> keepFds;
   std::vector<Tap> taps;
+  int usernsFd = -1;
+  std::vector<std::string> idmapBinds;
+  std::vector<Listen> listens;
   std::vector<std::string> program;
 };
 
@@ -226,6 +250,21 @@ Options parse(int argc, char** argv) {
       int fd = static_cast<int>(parseNumber(a, v.substr(0, colon), kMaxTapFd));
       if (fd <= 2) fail(a, "\"" + v + "\": fds 0-2 are stdio");
       o.taps.push_back({fd, v.substr(colon + 1)});
+    } else if (a == "--userns-fd") {
+      o.usernsFd = static_cast<int>(parseNumber(a, value(a), INT_MAX));
+      if (o.usernsFd <= 2) fail(a, "fds 0-2 are stdio");
+      int type = ioctl(o.usernsFd, NS_GET_NSTYPE);
+      if (type < 0) failErrno(a + " " + std::to_string(o.usernsFd) + ": NS_GET_NSTYPE");
+      if (type != CLONE_NEWUSER) fail(a, "fd " + std::to_string(o.usernsFd) + " is not a user namespace");
+    } else if (a == "--idmap-bind") {
+      o.idmapBinds.push_back(value(a));
+    } else if (a == "--listen") {
+      std::string v = value(a);
+      size_t colon = v.find(':');
+      if (colon == std::string::npos) fail(a, "\"" + v + "\" is not FD:PATH");
+      int fd = static_cast<int>(parseNumber(a, v.substr(0, colon), kMaxTapFd));
+      if (fd <= 2) fail(a, "\"" + v + "\": fds 0-2 are stdio");
+      o.listens.push_back({fd, v.substr(colon + 1)});
     } else if (a == "--cgroup") {
       o.cgroups.push_back(value(a));
     } else if (a == "--rlimit") {
@@ -253,8 +292,13 @@ Options parse(int argc, char** argv) {
   }
   for (; i < argc; i++) o.program.emplace_back(argv[i]);
 
-  if (!uidSet || !gidSet) fail("--uid/--gid", "both are required");
-  if (o.uid == 0 || o.gid == 0) fail("--uid/--gid", "must not be 0");
+  if (o.usernsFd >= 0) {
+    if (uidSet || gidSet) fail("--uid/--gid", "not with --userns-fd (PROGRAM runs as the namespace's uid 0)");
+  } else {
+    if (!uidSet || !gidSet) fail("--uid/--gid", "both are required");
+    if (o.uid == 0 || o.gid == 0) fail("--uid/--gid", "must not be 0");
+    if (!o.idmapBinds.empty()) fail("--idmap-bind", "needs --userns-fd");
+  }
   if (o.root.empty()) fail("--root", "required");
   checkRoot(o.root);
   if (o.program.empty()) fail("program", "missing (give it after --)");
@@ -277,6 +321,29 @@ Options parse(int argc, char** argv) {
     if (stat(b.path.c_str(), &st) != 0) failErrno(std::string(opt) + " " + b.path);
     if (!S_ISDIR(st.st_mode) && !S_ISREG(st.st_mode) && !S_ISSOCK(st.st_mode)) fail(std::string(opt) + " " + b.path, "not a file or directory");
     claim(opt, b.path);
+  }
+  for (const auto& p : o.idmapBinds) {
+    requireCanonical("--idmap-bind", p);
+    struct stat st {};
+    if (stat(p.c_str(), &st) != 0) failErrno("--idmap-bind " + p);
+    if (!S_ISDIR(st.st_mode)) fail("--idmap-bind " + p, "not a directory");
+    claim("--idmap-bind", p);
+  }
+  for (size_t l = 0; l < o.listens.size(); l++) {
+    const Listen& li = o.listens[l];
+    const std::string opt = "--listen " + std::to_string(li.fd) + ":" + li.path;
+    if (li.path.empty() || li.path[0] != '/' || li.path.size() >= sizeof(sockaddr_un{}.sun_path)) fail(opt, "not an absolute path short enough for a socket");
+    requireCanonical(opt, li.path.substr(0, li.path.rfind('/')));
+    struct stat st {};
+    if (lstat(li.path.c_str(), &st) == 0 || errno != ENOENT) fail(opt, "the path exists already");
+    auto clash = [&](int fd) { return fd == li.fd; };
+    if (std::any_of(o.keepFds.begin(), o.keepFds.end(), clash) || li.fd == o.usernsFd) fail(opt, "fd " + std::to_string(li.fd) + " is taken");
+    for (const auto& t : o.taps) {
+      if (t.fd == li.fd) fail(opt, "fd " + std::to_string(li.fd) + " is also a --tap");
+    }
+    for (size_t m = 0; m < l; m++) {
+      if (o.listens[m].fd == li.fd) fail(opt, "fd " + std::to_string(li.fd) + " is given twice");
+    }
   }
   for (const auto& [target, link] : o.symlinks) {
     if (link[0] != '/' || link == "/" || link.find("/.") != std::string::npos) fail("--symlink " + link, "the link must be a plain absolute path");
@@ -355,7 +422,24 @@ void bindInto(const std::string& src, const std::string& dst, unsigned long extr
   if (sv.f_flag & ST_NODIRATIME) keep |= MS_NODIRATIME;
   if (sv.f_flag & ST_RELATIME) keep |= MS_RELATIME;
   if (sv.f_flag & ST_NODEV) keep |= MS_NODEV;
+  if (sv.f_flag & ST_RDONLY) keep |= MS_RDONLY;
   if (mount(nullptr, dst.c_str(), nullptr, MS_BIND | MS_REMOUNT | MS_NOSUID | keep | extra, nullptr) != 0) failErrno("remount " + src);
+}
+
+// A recursive id-mapped copy of src, made while detached (so no copy of it is ever seen without the mapping),
+// moved to dst. It stays a slave of src: mounts the host makes under src later show in the jail.
+void idmapBindInto(const std::string& src, const std::string& dst, int usernsFd) {
+  int tree = static_cast<int>(syscall(SYS_open_tree, AT_FDCWD, src.c_str(), OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE | AT_SYMLINK_NOFOLLOW));
+  if (tree < 0) failErrno("open_tree " + src);
+  mount_attr attr{};
+  attr.attr_set = MOUNT_ATTR_IDMAP | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV;
+  attr.userns_fd = static_cast<uint64_t>(usernsFd);
+  attr.propagation = MS_SLAVE;
+  if (syscall(SYS_mount_setattr, tree, "", AT_EMPTY_PATH | AT_RECURSIVE, &attr, sizeof attr) != 0) {
+    failErrno("--idmap-bind " + src + ": id-mapping it (every filesystem under it must support id-mapped mounts)");
+  }
+  if (syscall(SYS_move_mount, tree, "", AT_FDCWD, dst.c_str(), MOVE_MOUNT_F_EMPTY_PATH) != 0) failErrno("move_mount " + dst);
+  close(tree);
 }
 
 void buildRoot(const Options& o) {
@@ -366,6 +450,10 @@ void buildRoot(const Options& o) {
     if (stat(b.path.c_str(), &st) != 0) failErrno("stat " + b.path);
     makeMountPoint(r + b.path, S_ISDIR(st.st_mode));
     bindInto(b.path, r + b.path, MS_NODEV | (b.writable ? 0 : MS_RDONLY));
+  }
+  for (const auto& p : o.idmapBinds) {
+    makeMountPoint(r + p, true);
+    idmapBindInto(p, r + p, o.usernsFd);
   }
   if (mkdir((r + "/dev").c_str(), 0755) != 0) failErrno("mkdir " + r + "/dev");
   for (const auto& d : o.devs) {
@@ -392,7 +480,71 @@ void enterRoot(const std::string& root) {
   if (mount(nullptr, "/", nullptr, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) != 0) failErrno("remount / read-only");
 }
 
-void dropCredentials(const Options& o) {
+// Fails unless every range of /proc/self/{uid,gid}_map (read inside the namespace: "inside outside count")
+// leaves host id 0 out: PROGRAM's uid 0 must not be host root. procSelf: /proc/self, opened before the jail
+// root (which may have no /proc) replaced the host's.
+void checkMapExcludesRoot(int procSelf, const char* name) {
+  const std::string file = std::string("/proc/self/") + name;
+  int fd = openat(procSelf, name, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) failErrno("open " + file);
+  std::string text;
+  char buf[4096];
+  for (ssize_t n; (n = read(fd, buf, sizeof buf)) > 0;) text.append(buf, static_cast<size_t>(n));
+  close(fd);
+  std::istringstream in(text);
+  std::string line;
+  bool any = false;
+  while (std::getline(in, line)) {
+    std::istringstream fields(line);
+    unsigned long inside = 0, outside = 0, count = 0;
+    if (!(fields >> inside >> outside >> count)) continue;
+    any = true;
+    if (outside == 0 && count > 0) fail("--userns-fd", file + " maps " + std::to_string(inside) + " to host id 0");
+  }
+  if (!any) fail("--userns-fd", file + " is empty: the namespace has no mapping");
+}
+
+void enterUserns(const Options& o, int procSelf) {
+  for (const auto& l : o.rlimits) {
+    if (setrlimit(l.resource, &l.value) != 0) failErrno("setrlimit");
+  }
+  if (setns(o.usernsFd, CLONE_NEWUSER) != 0) failErrno("setns(--userns-fd)");
+  close(o.usernsFd);
+  checkMapExcludesRoot(procSelf, "uid_map");
+  checkMapExcludesRoot(procSelf, "gid_map");
+  close(procSelf);
+  if (setgroups(0, nullptr) != 0) failErrno("setgroups");
+  if (setresgid(0, 0, 0) != 0) failErrno("setresgid");
+  if (setresuid(0, 0, 0) != 0) failErrno("setresuid");
+  if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) failErrno("PR_SET_NO_NEW_PRIVS");
+}
+
+// Bound and listening before PROGRAM runs: a client may connect as soon as the path exists.
+void openListener(const Listen& li) {
+  const std::string what = "--listen " + std::to_string(li.fd) + ":" + li.path;
+  int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) failErrno(what + ": socket");
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::memcpy(addr.sun_path, li.path.data(), li.path.size());
+  mode_t was = umask(0177);
+  int rc = bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+  umask(was);
+  if (rc != 0) failErrno(what + ": bind");
+  if (listen(fd, 16) != 0) failErrno(what + ": listen");
+  if (fd == li.fd) {
+    if (fcntl(fd, F_SETFD, 0) != 0) failErrno(what + ": F_SETFD");
+    return;
+  }
+  if (dup2(fd, li.fd) < 0) failErrno(what + ": dup2");
+  close(fd);
+}
+
+void dropCredentials(const Options& o, int procSelf) {
+  if (o.usernsFd >= 0) {
+    enterUserns(o, procSelf);
+    return;
+  }
   for (const auto& l : o.rlimits) {
     if (setrlimit(l.resource, &l.value) != 0) failErrno("setrlimit");
   }
@@ -447,10 +599,11 @@ void openTap(const Tap& tap) {
   for (int sig = 1; sig < NSIG; sig++) {
     if (sig != SIGKILL && sig != SIGSTOP) signal(sig, SIG_DFL);
   }
-  if (!o.taps.empty()) {
-    // The pipe must not sit on a number a tap's fd goes to.
-    int above = 0;
+  if (!o.taps.empty() || !o.listens.empty() || o.usernsFd >= 0) {
+    // The pipe must not sit on a number a tap's or listener's fd goes to.
+    int above = o.usernsFd + 1;
     for (const auto& tap : o.taps) above = std::max(above, tap.fd + 1);
+    for (const auto& li : o.listens) above = std::max(above, li.fd + 1);
     int moved = fcntl(parentAlive, F_DUPFD_CLOEXEC, above);
     if (moved < 0) failErrno("move the jailer's pipe");
     close(parentAlive);
@@ -464,16 +617,20 @@ void openTap(const Tap& tap) {
   }
   // Still root and still with the host's /dev: the tap is opened here, and PROGRAM only ever gets the fd.
   for (const auto& tap : o.taps) openTap(tap);
+  for (const auto& li : o.listens) openListener(li);
   if (unshare(CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWUTS | (o.netns == "new" ? CLONE_NEWNET : 0)) != 0) failErrno("unshare");
-  // Nothing mounted from here on may propagate back to the host.
-  if (mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) failErrno("make / private");
+  // Nothing mounted from here on may propagate back to the host. In a user namespace, PROGRAM (virtiofsd) serves
+  // a tree the host keeps mounting into: slaves still receive those mounts.
+  if (mount(nullptr, "/", nullptr, MS_REC | (o.usernsFd >= 0 ? MS_SLAVE : MS_PRIVATE), nullptr) != 0) failErrno("make / private");
   if (!o.hostname.empty() && sethostname(o.hostname.data(), o.hostname.size()) != 0) failErrno("sethostname");
   // The jail's directories need exactly their modes (0755: PROGRAM must traverse them), whatever umask the
   // caller runs with; PROGRAM gets the caller's umask back.
   mode_t umaskWas = umask(0);
+  int procSelf = o.usernsFd >= 0 ? open("/proc/self", O_PATH | O_DIRECTORY | O_CLOEXEC) : -1;
+  if (o.usernsFd >= 0 && procSelf < 0) failErrno("open /proc/self");
   buildRoot(o);
   enterRoot(o.root);
-  dropCredentials(o);
+  dropCredentials(o, procSelf);
   // Set after the uid change, which clears it. The pipe tells whether the jailer died before it took effect:
   // getppid() cannot, it is 0 for a pid namespace's init.
   if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0) failErrno("PR_SET_PDEATHSIG");
@@ -482,6 +639,7 @@ void openTap(const Tap& tap) {
   close(parentAlive);
   std::vector<int> keep = o.keepFds;
   for (const auto& tap : o.taps) keep.push_back(tap.fd);
+  for (const auto& li : o.listens) keep.push_back(li.fd);
   closeFds(keep);
 
   std::vector<char*> args, env;
@@ -512,6 +670,20 @@ void openTap(const Tap& tap) {
   _exit(128 + sig);
 }
 
+// Whether pid has a handler for sig (SigCgt in /proc/PID/status); false when that cannot be read.
+bool catches(pid_t pid, int sig) {
+  int fd = open(("/proc/" + std::to_string(pid) + "/status").c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return false;
+  std::string text;
+  char buf[4096];
+  for (ssize_t n; (n = read(fd, buf, sizeof buf)) > 0;) text.append(buf, static_cast<size_t>(n));
+  close(fd);
+  size_t at = text.find("\nSigCgt:");
+  if (at == std::string::npos) return false;
+  unsigned long long mask = std::strtoull(text.c_str() + at + 8, nullptr, 16);
+  return (mask >> (sig - 1)) & 1ULL;
+}
+
 [[noreturn]] void parent(pid_t pid, const sigset_t& waitFor) {
   for (;;) {
     siginfo_t info{};
@@ -521,8 +693,10 @@ void openTap(const Tap& tap) {
       failErrno("sigwaitinfo");
     }
     if (sig != SIGCHLD) {
-      // Signals to a pid namespace's init arrive only if it handles them (QEMU handles these).
-      kill(pid, sig);
+      // Signals to a pid namespace's init arrive only if it handles them (QEMU handles these; virtiofsd does only
+      // once it serves). A request to end that would be dropped ends it the hard way instead.
+      bool ending = sig == SIGTERM || sig == SIGINT || sig == SIGHUP || sig == SIGQUIT;
+      kill(pid, ending && !catches(pid, sig) ? SIGKILL : sig);
       continue;
     }
     int status = 0;

@@ -2,8 +2,10 @@
 
 #include "fd_passing.h"
 #include "fs_ops.h"
+#include "idmap.h"
 #include "kvm_system.h"
 #include "kvm_vm.h"
+#include "netns_socket.h"
 #include "new_files.h"
 #include "process_ops.h"
 #include "tap.h"
@@ -14,11 +16,13 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   vrun::InitKvmSystem(env, exports);
   vrun::KvmVm::Init(env, exports);
   vrun::InitFsOps(env, exports);
+  vrun::InitIdmap(env, exports);
   vrun::InitNewFiles(env, exports);
   vrun::InitFdPassing(env, exports);
   vrun::InitProcessOps(env, exports);
   vrun::InitVhostUserSocket(env, exports);
   vrun::InitTap(env, exports);
+  vrun::InitNetnsSocket(env, exports);
   return exports;
 }
 }  // namespace

@@ -11,9 +11,9 @@
 
 #include <cstdint>
 #include <string>
-#include <thread>
 
 #include "errno_error.h"
+#include "netns_thread.h"
 #include "tap_poll.h"
 
 namespace vrun {
@@ -92,24 +92,12 @@ void OpenTap(const std::string& name, unsigned offloads, OpenResult* r) {
   if (!SetOffloads(r->fd, offloads & kKnownOffloads, &r->offloads)) return Fail(r, "TUNSETOFFLOAD");
 }
 
-// A tun fd belongs to the network namespace it was opened in, whoever uses it later. A thread of our own
-// enters the namespace for the open, so no other thread of the process (vCPUs, libuv's pool) ever runs in it.
+// A tun fd belongs to the network namespace it was opened in: the open runs on a thread inside it.
 void OpenTapIn(const std::string& netns, const std::string& name, unsigned offloads, OpenResult* r) {
-  std::thread t([&]() {
-    int ns = open(netns.c_str(), O_RDONLY | O_CLOEXEC);
+  if (!RunInNetns(netns, &r->syscall, [&]() { OpenTap(name, offloads, r); })) {
     r->netns = true;
-    if (ns < 0) return Fail(r, "open(netns)");
-    int rc = setns(ns, CLONE_NEWNET);
-    int err = errno;
-    close(ns);
-    if (rc != 0) {
-      errno = err;
-      return Fail(r, "setns");
-    }
-    r->netns = false;
-    OpenTap(name, offloads, r);
-  });
-  t.join();
+    Fail(r, r->syscall);
+  }
 }
 
 // tapOpen(name, offloads, netns?) -> { fd, offloads }: attaches to the persistent tap `name`, nonblocking and

@@ -23,6 +23,7 @@ export const commands: CommandEntry[] = [
   { name: 'rm', summary: 'Remove containers (their VM, processes, mounts and state)', load: async () => (await import('./commands/rm.js')).rmCommand },
   { name: 'inspect', summary: 'Show details of containers or images as JSON', load: async () => (await import('./commands/inspect.js')).inspectCommand },
   { name: 'stats', summary: "Show resource usage of running containers (from the guest's cgroups)", load: async () => (await import('./commands/stats.js')).statsCommand },
+  { name: 'network ls', aliases: ['network list'], summary: 'List the networks --network accepts', load: async () => (await import('./commands/network.js')).networkLsCommand },
   { name: 'version', summary: 'Show the vrun version', load: async () => (await import('./commands/version.js')).versionCommand },
   { name: 'pull', aliases: ['image pull'], summary: 'Pull an image from a registry', load: async () => (await import('./commands/pull.js')).pullCommand },
   {

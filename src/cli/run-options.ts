@@ -7,6 +7,7 @@ import { parseUserSpec } from '../common/user-db.js';
 import { parseVmmChoice } from '../vmm/backend.js';
 import { type FlagSpecs, parseArgs } from './args.js';
 import { parsePositiveNumber, parseSize } from './units.js';
+import { parseHostname, parseNetworkFlags } from './network-options.js';
 
 /** `vrun run`'s flags, Docker's names and meanings. */
 export const RUN_FLAGS = {
@@ -27,6 +28,13 @@ export const RUN_FLAGS = {
   'read-only': { type: 'boolean', description: 'Mount the root filesystem read-only' },
   entrypoint: { type: 'string', value: 'CMD', description: 'Override the image\'s entrypoint' },
   vmm: { type: 'string', value: 'auto|qemu|native', description: 'Which VMM runs the VM (default auto)' },
+  network: { type: 'string', value: 'bridge|none|NAME', description: 'Connect to a network (default bridge; see vrun network ls)' },
+  publish: { type: 'list', short: 'p', value: '[IP:]HOSTPORT:CTRPORT[/PROTO]', description: 'Publish a container port on the host' },
+  dns: { type: 'list', value: 'IP', description: 'Set a DNS server' },
+  'dns-search': { type: 'list', value: 'DOMAIN', description: 'Set a DNS search domain' },
+  'dns-option': { type: 'list', value: 'OPTION', description: 'Set a DNS option' },
+  'add-host': { type: 'list', value: 'NAME:IP', description: 'Add a line to /etc/hosts' },
+  hostname: { type: 'string', value: 'NAME', description: 'Container host name' },
 } as const satisfies FlagSpecs;
 
 export interface RunRequest {
@@ -109,6 +117,8 @@ export function parseRunArgs(argv: string[], env: { debug: boolean }): RunReques
     volumes: flags.volume.map(parseVolume),
     vmm: parseVmmChoice(flags.vmm),
     debug: env.debug,
+    hostname: flags.hostname !== undefined ? parseHostname(flags.hostname) : undefined,
+    network: parseNetworkFlags(flags),
   };
   if (config.memoryBytes !== undefined && config.memoryBytes < 6 * 2 ** 20) throw new VrunError(`invalid value "${flags.memory}" for --memory: the minimum is 6m`, { kind: 'invalid' });
   if (config.memoryBytes !== undefined && config.memoryBytes > 64 * 2 ** 30) throw new VrunError(`invalid value "${flags.memory}" for --memory: the maximum is 64g`, { kind: 'invalid' });

@@ -10,6 +10,7 @@ function describe(m: ImageManifest): string {
     `  vmlinux ${mib(m.sizes.vmlinux)}  bzImage ${mib(m.sizes.bzImage)}  initrd ${mib(m.sizes.initrd)}`,
     `  kernel ${m.kernel}`,
     `  initrd ${m.initrd}`,
+    ...(m.userland ? [`  split userland: boot initrd ${mib(m.sizes.bootInitrd ?? 0)} ${m.userland.initrd}, image ${mib(m.sizes.userlandImage ?? 0)} ${m.userland.image}`] : []),
     `  this run: ${m.totalSeconds}s`,
   ].join('\n');
 }

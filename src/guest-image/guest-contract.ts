@@ -8,7 +8,13 @@
  * reboot=t and panic=-1 turn a reboot and a panic into an immediate triple-fault reset, which both VMMs treat
  * as the end of the VM (QEMU runs with -no-reboot).
  */
-export const BASE_CMDLINE = 'console=ttyS0 reboot=t panic=-1 i8042.noaux i8042.nomux i8042.dumbkbd tsc=reliable no_timer_check';
+/**
+ * dummy.numdummies=0: the built-in dummy driver (there for privileged containers) would make a dummy0 nobody
+ * asked for. fb_tunnels_only_for_init_net=1: the built-in SIT driver's fallback sit0 stays in the guest's own
+ * namespace, so a container with a namespace of its own (--network none) has only lo, as in Docker.
+ */
+export const BASE_CMDLINE =
+  'console=ttyS0 reboot=t panic=-1 i8042.noaux i8042.nomux i8042.dumbkbd tsc=reliable no_timer_check dummy.numdummies=0 sysctl.net.core.fb_tunnels_only_for_init_net=1';
 
 /** The init's readiness line, with the guest's uptime in seconds. */
 export const READY_PATTERN = /VRUN-READY (\d+\.\d+)/;

@@ -18,6 +18,9 @@ export async function addBinary(files: Map<string, string>, hostPath: string, gu
 
 export const BASE_DIRS = ['proc', 'sys', 'dev', 'run', 'tmp', 'root', 'etc', 'usr/bin', 'usr/sbin', 'sbin', 'bin', 'mnt'];
 
+/** The guest's shared userland: node, crun, the agent, the native addon and their libraries. */
+export const USERLAND_DIRS = ['usr', 'lib', 'lib64', 'opt'];
+
 /** The bundled agent this checkout puts into the guest initrd. */
 export function agentBundlePath(): string {
   return path.join(projectRoot(), 'dist', 'agent', 'agent.cjs');
@@ -82,6 +85,8 @@ export async function guestPayload(): Promise<InitrdPayload> {
     files,
     generated,
     dirs: [...BASE_DIRS, 'newroot', 'var/lib', 'opt/vrun'],
+    // What every guest runs but none writes: served read-only from one host file (see InitrdPayload.userland).
+    userland: { dirs: USERLAND_DIRS },
     derived: [
       { name: 'strip node', run: (staging) => stripNode(tools.strip as string, staging) },
       { name: 'agent code cache', run: agentCodeCache },

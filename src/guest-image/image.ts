@@ -19,12 +19,17 @@ export interface GuestImage {
   initrd: string;
   kernelRelease: string;
   configHash: string;
+  /**
+   * The split form of the initrd (guest image only): a small boot initrd and the read-only userland disk image
+   * the guest init mounts (issue 19). Absent in images built before it.
+   */
+  userland?: { initrd: string; image: string };
 }
 
 export interface ImageManifest extends GuestImage {
   kind: 'guest-image' | 'lab-image';
   kernelBuildSeconds: number;
-  sizes: { vmlinux: number; bzImage: number; initrd: number };
+  sizes: { vmlinux: number; bzImage: number; initrd: number; bootInitrd?: number; userlandImage?: number };
   builtAt: string;
   totalSeconds: number;
   /** sha256 of the agent bundle inside the initrd (guest image only): the host's client must speak its API. */
@@ -89,7 +94,13 @@ async function build(kind: 'guest-image' | 'lab-image', cacheDir: string, progre
     kernelRelease: kernel.release,
     configHash: kernel.configHash,
     kernelBuildSeconds: kernel.buildSeconds,
-    sizes: { vmlinux: sizeOf('vmlinux'), bzImage: sizeOf('bzImage'), initrd: initrd.sizeBytes },
+    sizes: {
+      vmlinux: sizeOf('vmlinux'),
+      bzImage: sizeOf('bzImage'),
+      initrd: initrd.sizeBytes,
+      ...(initrd.split ? { bootInitrd: initrd.split.bootInitrdBytes, userlandImage: initrd.split.imageBytes } : {}),
+    },
+    ...(initrd.split ? { userland: { initrd: initrd.split.bootInitrd, image: initrd.split.image } } : {}),
     builtAt: new Date().toISOString(),
     totalSeconds: Math.round((Date.now() - started) / 100) / 10,
     ...(kind === 'guest-image' ? { agentSha256: await sha256File(agentBundlePath()) } : {}),

@@ -15,7 +15,19 @@ export interface InitrdArtifact {
   initrd: string;
   sizeBytes: number;
   cached: boolean;
+  /** With a payload's `userland`: the small initrd and the read-only disk image it mounts (see there). */
+  split?: SplitUserland;
 }
+
+export interface SplitUserland {
+  bootInitrd: string;
+  image: string;
+  bootInitrdBytes: number;
+  imageBytes: number;
+}
+
+const BOOT_CPIO = 'boot.cpio';
+const USERLAND_IMAGE = 'userland.ext4';
 
 interface InitrdManifest {
   kind: 'initrd';
@@ -40,6 +52,13 @@ export interface InitrdPayload {
    * their names are, so adding or changing a step means a rebuild.
    */
   derived?: { name: string; run: (stagingRoot: string) => Promise<void> }[];
+  /**
+   * Also build the split form (issue 19): these top-level directories (node, crun, the agent, libraries) go
+   * into a read-only ext4 image that every pod's VMM serves from one host file, and a small initrd keeps the
+   * rest plus empty mount points, onto which the guest init binds the image's directories. The full initrd
+   * stays the default until the split one is chosen at launch.
+   */
+  userland?: { dirs: string[] };
 }
 
 /** The shared libraries a dynamically linked program needs, as `ldd` resolves them on this host. */
@@ -62,6 +81,7 @@ async function inputHashes(p: InitrdPayload): Promise<Record<string, string>> {
   for (const [guest, g] of [...p.generated].sort()) out[guest] = sha256Text(g.content, String(g.mode));
   out['dirs'] = sha256Text(...p.dirs);
   out['derived'] = (p.derived ?? []).map((d) => d.name).join(',');
+  if (p.userland) out['userland'] = p.userland.dirs.join(',');
   return out;
 }
 
@@ -83,7 +103,7 @@ export async function buildInitrd(opts: {
   const outDir = path.join(opts.cacheDir, `${opts.name}-${key}`);
   if (!opts.force) {
     const m = await readVerifiedManifest<InitrdManifest>(outDir, 'full');
-    if (m.ok) return { dir: outDir, initrd: path.join(outDir, 'initrd.cpio'), sizeBytes: m.manifest.files['initrd.cpio']?.size ?? 0, cached: true };
+    if (m.ok) return artifact(outDir, m.manifest, true);
     if (m.reason !== 'missing') {
       opts.progress.step(`guest-image: cached initrd rejected (${m.reason}), rebuilding`);
       opts.progress.done('stale');
@@ -123,14 +143,12 @@ export async function buildInitrd(opts: {
 
   opts.progress.step('guest-image: writing initrd.cpio');
   const logFile = path.join(tmpOut, 'cpio.log');
-  const list = (await capture('find', ['.', '-mindepth', '1'], staging)).split('\n').filter(Boolean).sort().join('\n') + '\n';
-  await writeFile(path.join(tmpOut, 'files.txt'), list);
-  // Same inputs, same bytes (but for derived files: V8's code caches are not reproducible): fixed mtimes, and
-  // cpio's --reproducible renumbers inodes.
-  await runLogged('sh', ['-c', 'find . -exec touch -h -d @0 {} + && cpio --quiet -o -H newc --reproducible -R 0:0 < ../files.txt > ../initrd.cpio'], {
-    cwd: staging,
-    logFile,
-  });
+  await writeCpio(staging, 'initrd.cpio', logFile);
+  if (payload.userland) {
+    opts.progress.step('guest-image: writing the split userland (boot.cpio + userland.ext4)');
+    await splitUserland(staging, tmpOut, payload.userland.dirs, logFile);
+    opts.progress.done();
+  }
   await rm(staging, { recursive: true, force: true });
   const manifest: InitrdManifest = {
     kind: 'initrd',
@@ -138,12 +156,54 @@ export async function buildInitrd(opts: {
     inputs,
     builtAt: new Date().toISOString(),
     buildSeconds: Math.round((Date.now() - started) / 100) / 10,
-    files: await recordFiles(tmpOut, ['initrd.cpio']),
+    files: await recordFiles(tmpOut, ['initrd.cpio', ...(payload.userland ? [BOOT_CPIO, USERLAND_IMAGE] : [])]),
   };
   await writeManifest(tmpOut, manifest);
   await rm(outDir, { recursive: true, force: true });
   await rename(tmpOut, outDir);
   opts.progress.done();
-  const sizeBytes = manifest.files['initrd.cpio']?.size ?? 0;
-  return { dir: outDir, initrd: path.join(outDir, 'initrd.cpio'), sizeBytes, cached: false };
+  return artifact(outDir, manifest, false);
+}
+
+function artifact(dir: string, m: InitrdManifest, cached: boolean): InitrdArtifact {
+  const size = (name: string) => m.files[name]?.size ?? 0;
+  const split = m.files[BOOT_CPIO] && m.files[USERLAND_IMAGE]
+    ? { bootInitrd: path.join(dir, BOOT_CPIO), image: path.join(dir, USERLAND_IMAGE), bootInitrdBytes: size(BOOT_CPIO), imageBytes: size(USERLAND_IMAGE) }
+    : undefined;
+  return { dir, initrd: path.join(dir, 'initrd.cpio'), sizeBytes: size('initrd.cpio'), cached, ...(split ? { split } : {}) };
+}
+
+/** The staged tree as a newc cpio in the staging root's parent. */
+async function writeCpio(staging: string, name: string, logFile: string): Promise<void> {
+  const list = (await capture('find', ['.', '-mindepth', '1'], staging)).split('\n').filter(Boolean).sort().join('\n') + '\n';
+  await writeFile(path.join(staging, '..', 'files.txt'), list);
+  // Same inputs, same bytes (but for derived files: V8's code caches are not reproducible): fixed mtimes, and
+  // cpio's --reproducible renumbers inodes.
+  await runLogged('sh', ['-c', `find . -exec touch -h -d @0 {} + && cpio --quiet -o -H newc --reproducible -R 0:0 < ../files.txt > ../${name}`], {
+    cwd: staging,
+    logFile,
+  });
+}
+
+/**
+ * Moves `dirs` out of the staged tree into an ext4 image (no journal: it is only ever read) and writes what
+ * is left, with the directories as empty mount points, as the boot initrd. Sized from the tree plus room for
+ * ext4's metadata.
+ */
+async function splitUserland(staging: string, outDir: string, dirs: string[], logFile: string): Promise<void> {
+  const { 'mkfs.ext4': mkfs } = requireTools([{ what: 'mkfs.ext4', path: 'mkfs.ext4', debianPackage: 'e2fsprogs' }]);
+  const tree = path.join(outDir, 'userland');
+  await mkdir(tree, { recursive: true });
+  for (const d of dirs) {
+    if (d.includes('/') || d.startsWith('.')) throw new VrunError(`userland directory "${d}" is not a top-level directory name`);
+    if (!existsSync(path.join(staging, d))) continue;
+    await rename(path.join(staging, d), path.join(tree, d));
+    await mkdir(path.join(staging, d));
+  }
+  await mkdir(path.join(staging, '.userland'), { recursive: true });
+  await writeCpio(staging, BOOT_CPIO, logFile);
+  const kib = Number((await capture('du', ['-sk', tree])).split(/\s/)[0]);
+  const sizeKiB = Math.ceil((kib * 1.1 + 16 * 1024) / 4) * 4;
+  await runLogged(mkfs as string, ['-q', '-F', '-t', 'ext4', '-O', '^has_journal', '-m', '0', '-L', 'vrun-userland', '-E', 'root_owner=0:0', '-d', tree, path.join(outDir, USERLAND_IMAGE), `${sizeKiB}k`], { logFile });
+  await rm(tree, { recursive: true, force: true });
 }

@@ -9,6 +9,7 @@ import { blobPath, layerDir, layerFsDir, lockFile, storeLayout, type StoreLayout
 import { hasBlob, putBlobBytes, readBlob } from './blob-store.js';
 import { ensureLayer, hasLayer, type LayerOpts } from './layer-cache.js';
 import { readRecords, updateRecords, upsertRecord, type ImageRecord } from './image-records.js';
+import type { IdMap } from '../vmm/jail/idmap.js';
 import { createRootfs, destroyRootfs, listRootfsRecords, readRootfsRecord, type RootfsMode } from './rootfs.js';
 import { removeTree } from './atomic-fs.js';
 import type { UnpackLimits } from './unpack.js';
@@ -182,7 +183,7 @@ export class ImageStore {
   }
 
   /** Gives a container its own writable rootfs at `targetDir` (which must be empty or absent). */
-  async prepareRootfs(containerId: string, imageRef: string, targetDir: string, opts: { mode?: RootfsMode } = {}): Promise<PreparedRootfs> {
+  async prepareRootfs(containerId: string, imageRef: string, targetDir: string, opts: { mode?: RootfsMode; idmap?: IdMap } = {}): Promise<PreparedRootfs> {
     return this.withWriteAccess(async () => {
       const image = this.resolve(imageRef);
       await this.unpackLayers(image);
@@ -190,6 +191,7 @@ export class ImageStore {
         this.layout,
         { containerId, image: image.name, manifest: image.manifestDigest, diffIds: image.config.rootfs.diff_ids, target: path.resolve(targetDir) },
         opts.mode,
+        opts.idmap,
       );
       return { containerId, path: rec.target, mode: rec.mode, image };
     });

@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { VrunError, errorMessage } from '../common/errors.js';
 import { checkId } from '../common/ids.js';
+import { idmappedBind, idmappedOverlay, type IdMap } from '../vmm/jail/idmap.js';
 import type { Digest } from './digest.js';
 import { layerFsDir, type StoreLayout } from './store-layout.js';
 import { removeTree, writeFileAtomic } from './atomic-fs.js';
@@ -72,6 +73,8 @@ export async function createRootfs(
   l: StoreLayout,
   rec: Omit<RootfsRecord, 'mode' | 'created'>,
   mode: RootfsMode = wantedMode(),
+  /** The pod's mapping when the rootfs is served by a virtiofsd in a user namespace (see GuestShare). */
+  idmap?: IdMap,
 ): Promise<RootfsRecord> {
   checkId('container id', rec.containerId);
   const dir = containerDir(l, rec.containerId);
@@ -84,13 +87,18 @@ export async function createRootfs(
   writeFileAtomic(path.join(dir, 'record.json'), JSON.stringify(full));
   const lowers = rec.diffIds.map((d) => layerFsDir(l, d));
   if (mode === 'overlay') {
-    await mountOverlay(l, dir, lowers, rec.target);
+    await mountOverlay(l, dir, lowers, rec.target, idmap);
     return full;
   }
   const copy = path.join(dir, 'copy');
   fs.mkdirSync(copy, { mode: 0o755 });
+  fs.chmodSync(copy, 0o755); // the container's `/`, whatever the umask (see mountOverlay)
   const { applyLayerDir } = await import('./apply-layer.js'); // copy mode only: pulls and listings skip it
   for (const lower of lowers) applyLayerDir(lower, copy);
+  if (idmap) {
+    idmappedBind(idmap, copy, rec.target, { recursive: false, readonly: false, slave: true });
+    return full;
+  }
   try {
     await execFileP('mount', ['--bind', copy, rec.target]);
     await execFileP('mount', ['-o', `remount,bind,${GUEST_DATA_FLAGS}`, rec.target]);
@@ -101,11 +109,19 @@ export async function createRootfs(
   return full;
 }
 
-async function mountOverlay(l: StoreLayout, dir: string, lowers: string[], target: string): Promise<void> {
+async function mountOverlay(l: StoreLayout, dir: string, lowers: string[], target: string, idmap: IdMap | undefined): Promise<void> {
   const upper = path.join(dir, 'upper');
   const work = path.join(dir, 'work');
   fs.mkdirSync(upper, { recursive: true });
   fs.mkdirSync(work, { recursive: true });
+  // The upper directory's root is the container's `/`: 0755 as containerd makes it, whatever the umask (the
+  // sandbox's is 077, which left `/` untraversable for every non-root user in the container).
+  fs.chmodSync(upper, 0o755);
+  if (idmap) {
+    // Each layer is passed as an fd of its id-mapped copy: no option length limit either.
+    idmappedOverlay(idmap, target, { lowers: [...lowers].reverse(), upper, work, rest: [] }, { readonly: false });
+    return;
+  }
   // overlayfs takes the top layer first. Paths relative to the layers dir keep the option under the page-size
   // limit for images with many layers (the kernel resolves them against mount's working directory).
   const lowerOpt = lowers

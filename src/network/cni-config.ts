@@ -107,26 +107,42 @@ export function loadNetwork(confDir: string, name: string, defaults: DefaultNetw
   throw new VrunError(`network "${name}" not found in ${confDir} (known: ${known.join(', ') || 'none'}${broken})`, { kind: 'not-found' });
 }
 
-function scan(confDir: string): { lists: NetworkConfigList[]; broken: string[] } {
+/**
+ * Every network in `confDir` that `--network` accepts (the first file naming a network wins, as in
+ * loadNetwork), with the default one even before it was written, and the files that could not be read.
+ */
+export function listNetworks(confDir: string, defaults: DefaultNetworkOptions = {}): { networks: { list: NetworkConfigList; file?: string }[]; broken: string[] } {
+  const found = scan(confDir);
+  const networks: { list: NetworkConfigList; file?: string }[] = [];
+  for (const [i, list] of found.lists.entries()) {
+    if (!networks.some((n) => n.list.name === list.name)) networks.push({ list, file: found.files[i] });
+  }
+  if (!networks.some((n) => n.list.name === DEFAULT_NETWORK)) networks.unshift({ list: defaultNetworkConfList(defaults) });
+  return { networks, broken: found.broken };
+}
+
+function scan(confDir: string): { lists: NetworkConfigList[]; files: string[]; broken: string[] } {
   let files: string[];
   try {
     files = fs.readdirSync(confDir).filter((f) => /\.(conflist|conf|json)$/.test(f)).sort();
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return { lists: [], broken: [] };
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return { lists: [], files: [], broken: [] };
     throw e;
   }
   const lists: NetworkConfigList[] = [];
+  const listFiles: string[] = [];
   const broken: string[] = [];
   for (const f of files) {
     const file = path.join(confDir, f);
     try {
       if (fs.statSync(file).size > MAX_CONFIG_BYTES) throw new VrunError(`network config ${file}: larger than ${MAX_CONFIG_BYTES} bytes`);
       lists.push(parseConfList(fs.readFileSync(file, 'utf8'), file));
+      listFiles.push(file);
     } catch (e) {
       broken.push((e as Error).message);
     }
   }
-  return { lists, broken };
+  return { lists, files: listFiles, broken };
 }
 
 function writeDefaultNetwork(confDir: string, defaults: DefaultNetworkOptions): NetworkConfigList {

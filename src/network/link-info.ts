@@ -33,6 +33,14 @@ export interface Route {
   protocol?: string;
   scope?: string;
   metric?: number;
+  /** The gateway is on the link whatever the prefixes say (Calico's 169.254.1.1 style). */
+  onlink?: boolean;
+}
+
+/** A permanent neighbour entry (`ip neigh add ... nud permanent`), which some CNIs (Calico) rely on. */
+export interface Neighbor {
+  ip: string;
+  mac: string;
 }
 
 export const IFNAME_RE = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,14}$/;
@@ -113,8 +121,21 @@ export async function readRoutes(netns: string, dev: string): Promise<Route[]> {
       if (typeof r.protocol === 'string') route.protocol = r.protocol;
       if (typeof r.scope === 'string') route.scope = r.scope;
       if (r.metric !== undefined) route.metric = intIn(r.metric, 0, 2 ** 32 - 1, 'route metric');
+      if (Array.isArray(r.flags) && r.flags.includes('onlink')) route.onlink = true;
       routes.push(route);
     }
   }
   return routes;
+}
+
+/** The permanent IPv4 and IPv6 neighbours on `dev`. */
+export async function readPermanentNeighbors(netns: string, dev: string): Promise<Neighbor[]> {
+  const out = await runChecked(['ip', '-j', 'neigh', 'show', 'dev', dev, 'nud', 'permanent'], { netns, what: `reading neighbours of ${dev}` });
+  return parseJsonArray(out, 'neighbour list').map((n) => {
+    const ip = n.dst;
+    if (typeof ip !== 'string' || net.isIP(ip) === 0) bad(`neighbour address on ${dev}`, ip);
+    const mac = n.lladdr;
+    if (typeof mac !== 'string' || !MAC_RE.test(mac)) bad(`neighbour MAC on ${dev}`, mac);
+    return { ip: ip as string, mac: mac as string };
+  });
 }

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { lstat, mkdir, readdir, rmdir, stat, unlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { VrunError, errorMessage } from '../common/errors.js';
+import { createIdMap, idmappedBind, idmappedOverlay, overlayLayers, type IdMap } from '../vmm/jail/idmap.js';
 import { mountsUnder } from './cleanup.js';
 import { mount, umount, type MountFlag } from './host-mount.js';
 
@@ -16,12 +17,16 @@ import { mount, umount, type MountFlag } from './host-mount.js';
  * - `share/`: a read-only bind of `share-host` in the same peer group. virtiofsd serves this one: every mount
  *   the host makes under `share-host` appears here too, but the directories around them are read-only, so
  *   the guest gets EROFS for any create, rename or delete outside a mount.
- * - `share-stage/`: a private tmpfs where a bind mount gets its flags (read-only, nosuid, nodev, noexec)
- *   before it is moved in. A remount of a mount that was already propagated does not reach its copies: a
- *   bind made read-only in place would stay writable in `share`.
+ * - `share-stage/`: a private tmpfs where a filesystem other than an overlay is mounted before its id-mapped
+ *   copy is moved in. Every mount gets its flags (read-only, nosuid, nodev, noexec) before it is attached: a
+ *   remount of a mount that was already propagated does not reach its copies.
  *
  * Every host-side mount of guest-writable data is nosuid,nodev,noexec: nothing the guest makes (setuid-root
  * files, file capabilities, device nodes) is usable through it on the host.
+ *
+ * virtiofsd runs in a user namespace (a non-root host uid): `share` and every mount put in the tree are
+ * id-mapped with the pod's mapping (`idmap`), so it sees the files' real owners (a mount that is not would
+ * show host-owned files as nobody, read-only). Binds get their mapping and flags while still detached.
  */
 const HOST = 'share-host';
 const VIEW = 'share';
@@ -74,6 +79,8 @@ export class GuestShare {
   private constructor(
     /** The pod's own directory (0700); the three trees live in it. */
     readonly podDir: string,
+    /** The mapping the served tree's mounts have (virtiofsd's); none for a share only being taken down. */
+    readonly idmap?: IdMap,
   ) {}
 
   /** What virtiofsd serves. */
@@ -104,21 +111,23 @@ export class GuestShare {
    * them mounted, they are taken down first.
    */
   static async create(podDir: string): Promise<GuestShare> {
-    const s = new GuestShare(podDir);
     await mkdir(podDir, { recursive: true, mode: 0o700 });
-    await s.unmountTrees();
+    await GuestShare.existing(podDir).unmountTrees();
+    const map = createIdMap();
+    const s = new GuestShare(podDir, map);
     for (const d of [s.hostRoot, s.servedDir, s.stageRoot]) await mkdir(d, { recursive: true, mode: 0o700 });
     try {
       await mountStep("the pod's share", mount('vrun-share', s.hostRoot, 'tmpfs', [...GUEST_DATA_FLAGS], TREE_TMPFS));
       // Its own peer group: mounts made here reach `share` (and virtiofsd's copy of it), nothing else.
       await mountStep("the pod's share (private)", mount('', s.hostRoot, '', ['private']));
       await mountStep("the pod's share (shared)", mount('', s.hostRoot, '', ['shared']));
-      await mountStep("the pod's served share", mount(s.hostRoot, s.servedDir, '', ['bind']));
-      await mountStep("the pod's served share (read-only)", mount('', s.servedDir, '', ['remount', 'bind', 'rdonly', ...GUEST_DATA_FLAGS]));
+      // A peer of share-host: mounts made there later show here, each with its own (id-mapped) mount.
+      idmappedBind(map, s.hostRoot, s.servedDir, { recursive: false, readonly: true, slave: false });
       await mountStep("the pod's mount stage", mount('vrun-stage', s.stageRoot, 'tmpfs', [...GUEST_DATA_FLAGS], 'size=64k,mode=0700'));
       await mountStep("the pod's mount stage (private)", mount('', s.stageRoot, '', ['private']));
     } catch (err) {
       await s.unmountTrees();
+      map.release();
       throw err;
     }
     return s;
@@ -137,19 +146,33 @@ export class GuestShare {
   }
 
   /**
-   * A new filesystem mount (an overlay, a tmpfs) at `rel`, made in one mount(2) call so that its copy in the
-   * served view has the guest-data flags from the start.
+   * A new filesystem mount (an overlay, a tmpfs) at `rel`, with the guest-data flags and the pod's mapping
+   * from the start: an overlay over id-mapped copies of its layers (overlayfs cannot be id-mapped itself),
+   * anything else made in the stage and moved in as an id-mapped copy.
    */
   async mountFs(rel: string, type: string, source: string, options: string[], what: string): Promise<void> {
     const target = await this.mkdir(rel);
     const { flags, data } = splitOptions(options);
-    await mountStep(what, mount(source, target, type, [...GUEST_DATA_FLAGS, ...flags], data));
+    const map = this.mapping(what);
+    if (type === 'overlay') {
+      idmappedOverlay(map, target, overlayLayers(data.split(',')), { readonly: flags.includes('rdonly') });
+      return;
+    }
+    const staged = path.join(this.stageRoot, randomBytes(8).toString('hex'));
+    await mkdir(staged, { mode: 0o700 });
+    try {
+      await mountStep(what, mount(source, staged, type, [...GUEST_DATA_FLAGS, ...flags], data));
+      idmappedBind(map, staged, target, { recursive: false, readonly: flags.includes('rdonly'), slave: false });
+    } finally {
+      await umountLazy(staged);
+      await rmdir(staged).catch(() => undefined);
+    }
   }
 
   /**
-   * A recursive bind of the host path `source` (file or directory) at `rel`: made in the private stage, given
-   * its flags there, made a slave (the host's later mounts under `source` still show; nothing propagates
-   * back), then moved into the tree in one step.
+   * A recursive, id-mapped bind of the host path `source` (file or directory) at `rel`: given its flags while
+   * detached, made a slave (the host's later mounts under `source` still show; nothing propagates back),
+   * then attached in one step. Every filesystem under `source` must support id-mapped mounts.
    */
   async bind(source: string, rel: string, opts: BindOptions, what = source): Promise<void> {
     let st;
@@ -159,30 +182,22 @@ export class GuestShare {
     } catch (err) {
       throw new VrunError(`bind mount source ${source}: ${(err as Error).message}`);
     }
-    const isDir = st.isDirectory();
-    const staged = path.join(this.stageRoot, randomBytes(8).toString('hex'));
     const target = this.hostPath(rel);
     await mkdir(path.dirname(target), { recursive: true, mode: 0o755 });
-    if (isDir) {
-      await mkdir(staged, { mode: 0o700 });
+    if (st.isDirectory()) {
       await mkdir(target, { mode: 0o755 }).catch((e: NodeJS.ErrnoException) => {
         if (e.code !== 'EEXIST') throw e;
       });
     } else {
-      await writeFile(staged, '', { flag: 'wx', mode: 0o600 });
       await writeFile(target, '', { flag: 'a', mode: 0o644 });
     }
-    try {
-      await mountStep(what, mount(source, staged, '', ['bind', 'rec']));
-      await mountStep(`${what} (slave)`, mount('', staged, '', ['slave', 'rec']));
-      await mountStep(`${what} (flags)`, mount('', staged, '', ['remount', 'bind', ...(opts.readonly ? (['rdonly'] as const) : []), ...GUEST_DATA_FLAGS]));
-      await mountStep(`${what} (into the share)`, mount(staged, target, '', ['move']));
-    } catch (err) {
-      await umountLazy(staged);
-      throw err;
-    } finally {
-      await (isDir ? rmdir(staged) : unlink(staged)).catch(() => undefined);
-    }
+    // Mapped, flagged and made a slave while detached, then attached in one step: no copy without them.
+    idmappedBind(this.mapping(what), source, target, { recursive: true, readonly: opts.readonly, slave: true });
+  }
+
+  private mapping(what: string): IdMap {
+    if (!this.idmap) throw new VrunError(`cannot mount ${what}: this share is only being taken down`);
+    return this.idmap;
   }
 
   /**
@@ -201,6 +216,7 @@ export class GuestShare {
   async destroy(): Promise<void> {
     await this.unmountTrees();
     for (const d of [this.hostRoot, this.servedDir, this.stageRoot]) await rmdir(d).catch(() => undefined);
+    this.idmap?.release();
   }
 
   private async unmountTrees(): Promise<void> {

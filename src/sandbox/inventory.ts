@@ -4,6 +4,7 @@ import { VrunError } from '../common/errors.js';
 import { vrunRunDir } from '../common/paths.js';
 import { allPids, isAlive, killSandboxProcesses, processBelongsTo, removeSandboxDir, unmountUnder } from './cleanup.js';
 import { nameOwner, releaseName } from './names.js';
+import { disconnectPod } from './network.js';
 import { releaseRootfsOf } from './rootfs.js';
 import { reclaimStaleJailIds } from '../vmm/jail/ids.js';
 import { type SandboxState, ID_RE, hostBootId, listSandboxIds, namesDir, readState, sandboxPaths, shortId, writeState } from './state.js';
@@ -16,6 +17,8 @@ import { type SandboxState, ID_RE, hostBootId, listSandboxIds, namesDir, readSta
 export async function reconcile(state: SandboxState, runDir = vrunRunDir()): Promise<SandboxState | undefined> {
   const paths = sandboxPaths(state.id, runDir);
   if (state.hostBootId !== hostBootId()) {
+    // The namespace and the rules died with the boot; host-local's IP files and the CNI cache did not.
+    await disconnectPod(state.id, state.config.network).catch(() => undefined);
     await unmountUnder(paths.dir);
     await rm(paths.dir, { recursive: true, force: true });
     await releaseName(state.name, state.id, runDir);
@@ -29,6 +32,8 @@ export async function reconcile(state: SandboxState, runDir = vrunRunDir()): Pro
   } else if (isAlive(daemon) && processBelongsTo(daemon, paths.dir)) return state;
   await killSandboxProcesses(allPids(state.pids), paths.dir);
   await unmountUnder(paths.dir);
+  // Its IP and host ports go back now, as a stopped Docker container's do; a failure here is retried by `vrun rm`.
+  await disconnectPod(state.id, state.config.network).catch(() => undefined);
   // The native VMM runs inside the sandbox process, so its death is the VM's too.
   const died = state.backend === 'native' ? 'the sandbox process (which ran the native VMM) died' : 'the sandbox process died';
   const failed: SandboxState = { ...state, status: 'failed', error: state.error ?? died, finishedAt: new Date().toISOString() };
@@ -86,6 +91,10 @@ export async function findSandbox(ref: string, runDir = vrunRunDir()): Promise<S
 /** `rm -f` and `rm`: everything of the sandbox goes, whatever state it was in. */
 export async function removeSandbox(state: SandboxState, runDir = vrunRunDir()): Promise<void> {
   const paths = sandboxPaths(state.id, runDir);
+  // The network after the processes (the VMM holds the tap) and before the record: a network that cannot be
+  // released keeps the record, so `vrun rm` can be run again once the cause is fixed.
+  const survivors = await killSandboxProcesses(allPids(state.pids), paths.dir);
+  if (survivors.length === 0) await disconnectPod(state.id, state.config.network);
   const problem = await removeSandboxDir(paths.dir, allPids(state.pids));
   if (problem) throw new VrunError(problem);
   // A sandbox killed with -9 left its VMM's jail id and cgroups behind: free them now, not at the next start.

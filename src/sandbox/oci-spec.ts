@@ -31,6 +31,11 @@ export interface ContainerOptions {
   pidsLimit?: number;
   /** Bind mounts from paths inside the guest (shares) into the container. */
   mounts?: { source: string; destination: string; readonly: boolean }[];
+  /**
+   * A network namespace of the container's own (only lo), for --network none; otherwise the container uses
+   * the guest's, where the pod's NICs are.
+   */
+  ownNetwork?: boolean;
 }
 
 /** Docker's default capability set for containers. */
@@ -134,7 +139,7 @@ export function buildSpec(image: ImageRuntimeConfig, opts: ContainerOptions, roo
     ],
     linux: {
       resources,
-      namespaces: [{ type: 'pid' }, { type: 'ipc' }, { type: 'uts' }, { type: 'mount' }, { type: 'cgroup' }],
+      namespaces: [{ type: 'pid' }, { type: 'ipc' }, { type: 'uts' }, { type: 'mount' }, { type: 'cgroup' }, ...(opts.ownNetwork ? [{ type: 'network' }] : [])],
       maskedPaths: ['/proc/acpi', '/proc/kcore', '/proc/keys', '/proc/latency_stats', '/proc/timer_list', '/proc/timer_stats', '/proc/sched_debug', '/proc/scsi', '/sys/firmware'],
       readonlyPaths: ['/proc/asound', '/proc/bus', '/proc/fs', '/proc/irq', '/proc/sys', '/proc/sysrq-trigger'],
     },

@@ -5,8 +5,10 @@ import { accepts, transition } from '../common/lifecycle.js';
 import type { Logger } from '../common/log.js';
 import { BASE_CMDLINE, READY_PATTERN } from '../guest-image/guest-contract.js';
 import { loadGuestImage } from '../guest-image/image.js';
-import { chooseBackend, type RunningVm, type VmEnd, type VmLaunch, type VmmChoice } from '../vmm/backend.js';
+import { bootFiles } from '../guest-image/boot-files.js';
+import { chooseBackend, type RunningVm, type VmEnd, type VmLaunch, type VmmChoice, type VmNet } from '../vmm/backend.js';
 import { launchQemu } from '../vmm/qemu/backend.js';
+import type { IdMap } from '../vmm/jail/idmap.js';
 import { Virtiofsd } from '../vmm/vhost-user/virtiofsd.js';
 import { podVmLifecycle, type AgentConnection, type PodVmEvent, type PodVmState } from './pod-vm-state.js';
 
@@ -21,8 +23,14 @@ export interface PodVmSpec {
   memoryMiB: number;
   /** Appended to the kernel command line (e.g. `vrun.hostname=...`). */
   cmdlineExtra?: string;
-  /** Host directories served to the guest under their virtio-fs tags; `what` names one in error messages. */
-  shares: { tag: string; dir: string; what: string }[];
+  /**
+   * Host directories served to the guest under their virtio-fs tags; `what` names one in error messages.
+   * `idmap`: the mapping the directory is already mounted id-mapped with (a GuestShare's); without one,
+   * its virtiofsd id-maps it (see Virtiofsd.start).
+   */
+  shares: { tag: string; dir: string; what: string; idmap?: IdMap }[];
+  /** The pod's NICs (taps next to its CNI interfaces, src/network/pod-nics.ts); none for a pod with only loopback. */
+  nets?: VmNet[];
   /**
    * `runDir` holds the sockets the VMM uses (the agent's, every virtiofsd's): the only host directory its jail
    * sees besides the boot files.
@@ -126,7 +134,7 @@ export class PodVm {
     const image = await loadGuestImage('guest-image');
     await mkdir(spec.paths.runDir, { recursive: true, mode: 0o700 });
     const tFsd = performance.now();
-    const started = await Promise.allSettled(spec.shares.map((s, i) => Virtiofsd.start({ socketPath: spec.paths.fsSocket(i), sharedDir: s.dir, logger: log })));
+    const started = await Promise.allSettled(spec.shares.map((s, i) => Virtiofsd.start({ socketPath: spec.paths.fsSocket(i), sharedDir: s.dir, idmap: s.idmap, logger: log })));
     const fsds = started.flatMap((r, i) => (r.status === 'fulfilled' ? [{ what: spec.shares[i]?.what ?? 'share', d: r.value }] : []));
     const firstFailure = started.find((r): r is PromiseRejectedResult => r.status === 'rejected');
     let vm: RunningVm;
@@ -135,7 +143,7 @@ export class PodVm {
       if (firstFailure) throw firstFailure.reason instanceof Error ? firstFailure.reason : new VrunError(String(firstFailure.reason));
       const launch: VmLaunch = {
         kernel: image.kernel,
-        initrd: image.initrd,
+        ...bootFiles(image, decision.backend),
         cmdline: `${BASE_CMDLINE} quiet${spec.cmdlineExtra ? ` ${spec.cmdlineExtra}` : ''}`,
         vcpus: spec.vcpus,
         memoryMiB: spec.memoryMiB,
@@ -143,6 +151,7 @@ export class PodVm {
         shares: fsds.map((f, i) => ({ tag: spec.shares[i]?.tag ?? '', socketPath: f.d.socketPath })),
         consoleLog: spec.paths.console,
         runDir: spec.paths.runDir,
+        nets: spec.nets,
       };
       vm = nativeModule ? await (await nativeModule).launchNative(decision, launch, log) : launchQemu(decision, launch, log);
     } catch (err) {

@@ -2,6 +2,7 @@ import path from 'node:path';
 import { VrunError } from '../common/errors.js';
 import { BUILTIN_BUSYBOX, ensureBuiltinImages } from '../image/builtin.js';
 import { openImageStore } from '../image/image-store.js';
+import type { IdMap } from '../vmm/jail/idmap.js';
 import type { ImageRuntimeConfig } from './oci-spec.js';
 
 /**
@@ -32,10 +33,10 @@ export async function checkImage(image: string): Promise<void> {
   throw new VrunError(`unable to find image "${image}" locally: pull or import it first (vrun pull ${image})`, { kind: 'not-found' });
 }
 
-/** `target` is the share's `rootfs` mount point (on the host side). */
-export async function prepareRootfs(image: string, containerId: string, target: string): Promise<PreparedRootfs> {
+/** `target` is the share's `rootfs` mount point (on the host side); `idmap` the share's mapping. */
+export async function prepareRootfs(image: string, containerId: string, target: string, idmap?: IdMap): Promise<PreparedRootfs> {
   const store = openImageStore();
-  const prepared = await store.prepareRootfs(containerId, image, target);
+  const prepared = await store.prepareRootfs(containerId, image, target, { idmap });
   const rt = prepared.image.runtime;
   return {
     config: { Entrypoint: rt.Entrypoint, Cmd: rt.Cmd, Env: rt.Env, WorkingDir: rt.WorkingDir, User: rt.User },

@@ -1,3 +1,4 @@
+import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable, Writable } from 'node:stream';
 import type { AgentClient } from '../agent/host/client.js';
@@ -15,6 +16,9 @@ import { endRecord, guestIn, sandboxLifecycle, type Failure, type Guest, type Sa
 import { type SandboxPaths, type SandboxState, writeState } from './state.js';
 import { bindVolume } from './volume-bind.js';
 import { resolveUser } from '../common/user-db.js';
+import { vmNetsOf } from '../network/pod-nics.js';
+import { configureGuestNetwork, connectPod, disconnectPod, isNetworked, type PodNetwork } from './network.js';
+import { guestMemoryMiB } from './guest-memory.js';
 
 export type { ExecRequest, OutputSink } from './container-exec.js';
 
@@ -32,6 +36,9 @@ export interface SandboxParts {
 }
 
 const REAL_PARTS: SandboxParts = { prepareRootfs, bootPod: (spec, log, hooks) => PodVm.boot(spec, log, hooks) };
+
+/** The guest's files the agent writes (SetHosts, SetDns, the hostname), bound into the container as Docker does. */
+const GUEST_ETC_FILES = ['/etc/hosts', '/etc/resolv.conf', '/etc/hostname'];
 
 /** What the guest shares are mounted as inside the guest (relative to the agent's share dir). */
 const ROOTFS_TAG = 'vrun-root';
@@ -54,6 +61,8 @@ export class Sandbox {
   private stdinStream: (Writable & { written: Promise<number> }) | undefined;
   private stateQueue: Promise<void> = Promise.resolve();
   private readonly doneWaiters: (() => void)[] = [];
+  /** The network's setup, once begun: its teardown waits for it. */
+  private networkUp: Promise<PodNetwork | undefined> | undefined;
   /** Settles when the container has been created in the guest (or the boot failed). */
   readonly ready: Promise<void>;
   private resolveReady: () => void = () => undefined;
@@ -120,11 +129,22 @@ export class Sandbox {
     await this.save({ pids: { ...this.state.pids, sandbox: process.pid } });
 
     const t = performance.now();
-    this.share = await GuestShare.create(this.paths.dir);
-    this.rootfs = await this.parts.prepareRootfs(cfg.image, this.state.id, await this.share.mkdir('rootfs'));
+    const hostname = cfg.hostname ?? this.state.id.slice(0, 12);
+    // The network comes up while the rootfs is prepared; an end tears down what either made (see end()).
+    const network = this.connectNetwork();
+    const hostResolvConf = readFile('/etc/resolv.conf', 'utf8').catch(() => '');
+    const rootfs = (async () => {
+      this.share = await GuestShare.create(this.paths.dir);
+      this.rootfs = await this.parts.prepareRootfs(cfg.image, this.state.id, await this.share.mkdir('rootfs'), this.share.idmap);
+    })();
+    const [net, rootfsDone] = await Promise.allSettled([network, rootfs]);
+    if (rootfsDone.status === 'rejected') throw rootfsDone.reason;
+    if (net.status === 'rejected') throw net.reason;
+    const podNet = net.value;
+    if (!this.share || !this.rootfs) throw new Error('rootfs not prepared');
     const userSpec = cfg.user ?? (this.rootfs.config.User || undefined);
     const user = userSpec !== undefined ? await resolveUser(userSpec, this.rootfs.hostPath) : undefined;
-    const shares = [{ tag: ROOTFS_TAG, dir: this.share.servedDir, what: 'rootfs' }];
+    const shares: PodVmSpec['shares'] = [{ tag: ROOTFS_TAG, dir: this.share.servedDir, what: 'rootfs', idmap: this.share.idmap }];
     for (const [i, v] of cfg.volumes.entries()) {
       const dir = path.join(this.paths.dir, `vol${i}`);
       this.unbinds.push(await bindVolume(v.hostPath, dir, v.readonly));
@@ -136,9 +156,10 @@ export class Sandbox {
       {
         vmm: cfg.vmm,
         vcpus: Math.max(1, Math.min(8, Math.ceil(cfg.cpus ?? 2))),
-        memoryMiB: Math.max(512, Math.ceil((cfg.memoryBytes ?? 0) / 2 ** 20) + 384),
-        cmdlineExtra: `vrun.hostname=${this.state.id.slice(0, 12)}`,
+        memoryMiB: guestMemoryMiB(cfg.memoryBytes),
+        cmdlineExtra: `vrun.hostname=${hostname}`,
         shares,
+        nets: podNet ? vmNetsOf(podNet.nics) : undefined,
         paths: { runDir: this.paths.runDir, agent: this.paths.agent, console: this.paths.console, fsSocket: (i) => this.paths.fsSocket(i) },
       },
       this.log,
@@ -156,6 +177,8 @@ export class Sandbox {
     const { agent, details } = pod;
 
     const createStarted = performance.now();
+    const guestNetwork = configureGuestNetwork(agent, podNet, cfg.network, { hostname, hostResolvConf: await hostResolvConf });
+    guestNetwork.catch(() => undefined);
     const rootMount = await agent.mountShare({ tag: ROOTFS_TAG, path: 'root', readonly: false });
     const mounts: { source: string; destination: string; readonly: boolean }[] = [];
     for (const [i, v] of cfg.volumes.entries()) {
@@ -170,14 +193,16 @@ export class Sandbox {
       user,
       terminal: cfg.tty,
       readonlyRootfs: cfg.readOnly,
-      hostname: this.state.id.slice(0, 12),
+      hostname,
       memoryBytes: cfg.memoryBytes,
       cpus: cfg.cpus,
       pidsLimit: cfg.pidsLimit,
-      mounts,
+      mounts: [...GUEST_ETC_FILES.map((f) => ({ source: f, destination: f, readonly: false })), ...mounts],
+      ownNetwork: !isNetworked(cfg.network),
     });
     if (spec.process.args.length === 0) throw new VrunError(`no command given and the image ${cfg.image} has no Entrypoint or Cmd`, { kind: 'invalid' });
     const command = spec.process.args[0] as string;
+    await guestNetwork;
     await agent
       .createContainer({
         containerId: this.state.id,
@@ -195,6 +220,20 @@ export class Sandbox {
     await this.save({
       guest: { kernel: details.kernelRelease, cpus: details.cpus, memTotalBytes: details.memTotalBytes },
     });
+  }
+
+  private connectNetwork(): Promise<PodNetwork | undefined> {
+    const spec = this.state.config.network;
+    const t = performance.now();
+    this.networkUp = isNetworked(spec)
+      ? connectPod(this.state.id, spec, this.log).then(async (n) => {
+          // Runs alongside imagePrep: the benchmark reads both.
+          this.phase('network', t);
+          await this.save({ ips: n.ips });
+          return n;
+        })
+      : Promise.resolve(undefined);
+    return this.networkUp;
   }
 
   /** Copies the container's output to container.log and to every attached client until EOF. */
@@ -375,6 +414,9 @@ export class Sandbox {
     // virtio-fs writes reach the host as they happen. Pulling the plug is the fast, certain end.
     guestIn(from)?.agent.close();
     await this.pod?.stop({ graceful: false });
+    // The VMM held the tap; the ADD may still be running if the end came during the boot.
+    await this.networkUp?.catch(() => undefined);
+    if (this.networkUp) await disconnectPod(this.state.id, this.state.config.network).catch((err: unknown) => this.log.warn({ err: errorMessage(err) }, 'releasing the network failed'));
     for (const u of this.unbinds) await u().catch((err: unknown) => this.log.warn({ err: errorMessage(err) }, 'undoing a volume bind mount failed'));
     await this.containerLog?.close();
     if (this.rootfs) await this.rootfs.release().catch((err: unknown) => this.log.warn({ err: errorMessage(err) }, 'releasing the rootfs failed'));

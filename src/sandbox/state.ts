@@ -42,6 +42,8 @@ export interface SandboxState {
   /** Milliseconds spent in each start-up and teardown phase. */
   phases?: Record<string, number>;
   guest?: { kernel?: string; cpus?: number; memTotalBytes?: number };
+  /** The container's addresses on its network, IPv4 first (none with --network none). */
+  ips?: string[];
 }
 
 export const ID_RE = /^[a-f0-9]{32}$/;

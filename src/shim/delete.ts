@@ -4,6 +4,7 @@ import type { ShimFlags } from './flags.js';
 import { GuestShare } from '../sandbox/guest-share.js';
 import { reclaimStaleJailIds } from '../vmm/jail/ids.js';
 import { groupIdOf, podDirFor, podPaths, readBundleAnnotations, readPodRecord } from './pod-paths.js';
+import { readNetworkRecord, releaseRecordedNetwork } from './pod-network.js';
 import { DeleteResponse } from './protocol/task-messages.js';
 
 /**
@@ -24,7 +25,10 @@ export async function deleteAfterShim(flags: ShimFlags): Promise<Uint8Array> {
   } else {
     const fsds: unknown[] = Array.isArray(rec?.pids.virtiofsd) ? rec.pids.virtiofsd.slice(0, 16) : [];
     const pids = [rec?.pids.shim, rec?.pids.vmm, ...fsds].filter((p): p is number => typeof p === 'number' && Number.isSafeInteger(p) && p > 1);
+    const network = await readNetworkRecord(paths.network);
     const problem = await removeSandboxDir(dir, pids);
+    // After the VMM is gone, its taps are free to go.
+    await releaseRecordedNetwork(network, (o, msg) => void process.stderr.write(`${msg}: ${JSON.stringify(o)}\n`));
     if (problem) throw new Error(problem);
     reclaimStaleJailIds();
   }

@@ -23,7 +23,7 @@ export interface GuestSpec {
    * For a CRI pod's sandbox container: what belongs to the whole pod, i.e. to the guest, whose namespaces every
    * container of the pod shares (their namespace paths are dropped below): its hostname and sysctls.
    */
-  pod?: { hostname?: string; sysctls: Record<string, string> };
+  pod?: { hostname?: string; sysctls: Record<string, string>; netns?: string };
 }
 
 const CRI_CONTAINER_TYPE = 'io.kubernetes.cri.container-type';
@@ -51,6 +51,14 @@ function refuseHostOnly(linux: Record<string, unknown>, mounts: { destination: s
       throw new TtrpcError(Code.INVALID_ARGUMENT, `vrun cannot propagate mounts from the container back to the host (mountPropagation: Bidirectional on ${m.destination}): the container runs in its own VM`);
     }
   }
+}
+
+/** The network namespace CRI made for the pod (containerd's CNI put its interfaces there). */
+function podNetns(namespaces: unknown[]): { netns?: string } {
+  const ns = namespaces.find((n: unknown) => isObject(n) && n.type === 'network');
+  if (!isObject(ns) || ns.path === undefined) return {};
+  if (typeof ns.path !== 'string' || !ns.path.startsWith('/')) throw invalid('the network namespace path must be absolute');
+  return { netns: ns.path };
 }
 
 function stringRecord(v: unknown, what: string): Record<string, string> {
@@ -135,7 +143,7 @@ export function guestSpecFromBundle(configJson: string): GuestSpec {
   let pod: GuestSpec['pod'];
   if (isSandbox) {
     if (raw.hostname !== undefined && typeof raw.hostname !== 'string') throw invalid('hostname must be a string');
-    pod = { hostname: raw.hostname || undefined, sysctls: stringRecord(linux.sysctl, 'linux.sysctl') };
+    pod = { hostname: raw.hostname || undefined, sysctls: stringRecord(linux.sysctl, 'linux.sysctl'), ...podNetns(namespaces) };
     // The guest gets them (SetSysctls), so the sandbox's own crun has nothing to check them against.
     delete linuxRest.sysctl;
   }

@@ -24,6 +24,8 @@ export function podPaths(dir: string) {
     dir,
     socket: path.join(dir, 'shim.sock'),
     state: path.join(dir, 'pod.json'),
+    /** What the shim made in the pod's network namespace (pod-network.ts). */
+    network: path.join(dir, 'network.json'),
     log: path.join(dir, 'shim.log'),
     console: path.join(dir, 'console.log'),
     runDir: path.join(dir, 'vm'),

@@ -11,6 +11,7 @@ import { GuestShare } from '../sandbox/guest-share.js';
 import { PodVm, type PodVmPids } from '../sandbox/pod-vm.js';
 import { Code, TtrpcError } from '../ttrpc/status.js';
 import type { PodPaths } from './pod-paths.js';
+import { PodNetwork } from './pod-network.js';
 import type { PodVmConfig } from './runtime-options.js';
 
 /** The virtio-fs tag of the pod's shared directory, which holds every container's rootfs and bind mounts. */
@@ -58,6 +59,7 @@ export class ShimPod {
   state: PodState = { status: 'idle' };
   private vm: Promise<Pod> | undefined;
   private share: Promise<GuestShare> | undefined;
+  private network: PodNetwork | undefined;
 
   constructor(
     protected readonly paths: PodPaths,
@@ -69,11 +71,14 @@ export class ShimPod {
     this.state = transition(podLifecycle, this.state, event);
   }
 
-  /** The pod's VM: the first call (the first Create) boots it and mounts the pod's shared directory in the guest. */
-  boot(cfg: PodVmConfig): Promise<Pod> {
+  /**
+   * The pod's VM: the first call (the first Create) boots it and mounts the pod's shared directory in the guest.
+   * `netns` is a CRI pod's network namespace (from the sandbox's spec), whose interfaces the VM gets.
+   */
+  boot(cfg: PodVmConfig, netns?: string): Promise<Pod> {
     if (!this.vm) {
       this.step({ type: 'boot' });
-      this.vm = this.shareDir().then((share) => this.launch(cfg, share));
+      this.vm = this.shareDir().then((share) => this.launch(cfg, share, netns));
       this.vm.catch(() => undefined);
     }
     return this.vm;
@@ -88,7 +93,9 @@ export class ShimPod {
     return GuestShare.create(this.paths.dir);
   }
 
-  protected async launch(cfg: PodVmConfig, share: GuestShare): Promise<Pod> {
+  protected async launch(cfg: PodVmConfig, share: GuestShare, netns?: string): Promise<Pod> {
+    // Outside the VM's try: a network that cannot be attached fails the pod with its own error (and kind).
+    const network = netns ? (this.network = await PodNetwork.attach(netns, this.paths.network, this.log)) : undefined;
     let vm: PodVm | undefined;
     try {
       vm = await PodVm.boot(
@@ -96,15 +103,18 @@ export class ShimPod {
           vmm: cfg.vmm,
           vcpus: cfg.vcpus,
           memoryMiB: cfg.memoryMiB,
-          shares: [{ tag: SHARE_TAG, dir: share.servedDir, what: "pod's shared directory" }],
+          shares: [{ tag: SHARE_TAG, dir: share.servedDir, what: "pod's shared directory", idmap: share.idmap }],
+          nets: network?.vmNets,
           paths: { runDir: this.paths.runDir, agent: this.paths.agent, console: this.paths.console, fsSocket: () => this.paths.fsSocket },
         },
         this.log,
         { onDeath: (reason) => this.died(reason), onLaunched: (launched) => this.hooks.onStarted(launched.pids, launched.backend) },
       );
+      await network?.configureGuest(vm.agent);
       return { vm, guestShare: await vm.agent.mountShare({ tag: SHARE_TAG, path: 'pod' }) };
     } catch (err) {
       await vm?.stop({ graceful: false });
+      await this.network?.release();
       throw new VrunError(`the pod's VM did not come up: ${errorMessage(err).split('\n')[0]}`, { kind: 'unavailable' });
     }
   }
@@ -149,6 +159,7 @@ export class ShimPod {
     this.step({ type: 'stop' });
     const booted = await this.vm?.catch(() => undefined);
     await booted?.vm.stop({ graceful: true });
+    await this.network?.release();
     const share = await this.share?.catch(() => undefined);
     await share?.destroy().catch((err: unknown) => this.log.warn({ err: errorMessage(err) }, 'taking the pod share down failed'));
     return true;

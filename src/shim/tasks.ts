@@ -158,7 +158,7 @@ export class VrunTasks implements ShimTaskService {
       }
       const guest = guestSpecFromBundle(configText);
       const vmConfig = await podVmConfigFrom(req.options);
-      const pod = this.pod.boot(vmConfig);
+      const pod = this.pod.boot(vmConfig, guest.pod?.netns);
       const stdio: StdioPaths = { stdin: req.stdin, stdout: req.stdout, stderr: req.stderr, terminal: req.terminal };
       const c: Container = { id: req.id, bundle: req.bundle, init: newProc(req.id, '', stdio, { status: 'creating' }), execs: new Map() };
       this.containers.set(req.id, c);

@@ -14,6 +14,8 @@ export type VmmChoice = 'auto' | 'native' | 'qemu' | 'qemu-kvm' | 'qemu-tcg';
 export interface VmLaunch {
   kernel: string;
   initrd: string;
+  /** A read-only disk image with the guest's userland, for an initrd that mounts it (src/guest-image/boot-files.ts). */
+  userlandImage?: string;
   cmdline: string;
   vcpus: number;
   memoryMiB: number;

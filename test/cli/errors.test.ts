@@ -56,6 +56,6 @@ describe('vrun CLI bad input', () => {
   it('ps with no containers prints only the header', () => {
     const r = vrun(['ps', '-a']);
     expect(r.status).toBe(0);
-    expect(r.stdout.trim().split('\n')).toEqual([expect.stringMatching(/^CONTAINER ID\s+IMAGE\s+COMMAND\s+CREATED\s+STATUS\s+NAMES$/)]);
+    expect(r.stdout.trim().split('\n')).toEqual([expect.stringMatching(/^CONTAINER ID\s+IMAGE\s+COMMAND\s+CREATED\s+STATUS\s+PORTS\s+NAMES$/)]);
   });
 });

@@ -19,6 +19,16 @@ function mountOptions(p: string): string[] {
   return (line.split(' ')[5] ?? '').split(',');
 }
 
+/**
+ * What the guest does through virtiofsd, done as virtiofsd does it: as the pod's host uid (uid 0 in the
+ * share's id mapping). Host root itself has no id in the mapped mounts (EOVERFLOW); DAC_OVERRIDE stands in
+ * for the jail that gives virtiofsd a path to the tree.
+ */
+function asGuest(share: GuestShare, script: string, ...args: string[]): void {
+  const id = String(share.idmap?.base);
+  execFileSync('setpriv', [`--reuid=${id}`, `--regid=${id}`, '--clear-groups', '--inh-caps=+dac_override', '--ambient-caps=+dac_override', 'sh', '-c', script, 'sh', ...args]);
+}
+
 function errnoOf(fn: () => void): string | undefined {
   try {
     fn();
@@ -64,7 +74,7 @@ describe('GuestShare', () => {
     mkdirSync(src);
     await share.bind(src, 'c1/mounts/0', { readonly: false });
     await share.bind(src, 'c1/mounts/1', { readonly: true });
-    writeFileSync(path.join(share.servedPath('c1/mounts/0'), 'from-guest'), 'hi');
+    asGuest(share, 'printf hi > "$1"', path.join(share.servedPath('c1/mounts/0'), 'from-guest'));
     expect(readFileSync(path.join(src, 'from-guest'), 'utf8')).toBe('hi');
     expect(errnoOf(() => writeFileSync(path.join(share.servedPath('c1/mounts/1'), 'nope'), 'x'))).toBe('EROFS');
     for (const rel of ['c1/mounts/0', 'c1/mounts/1']) {
@@ -82,7 +92,8 @@ describe('GuestShare', () => {
 
   it('a filesystem mount arrives in the guest view with the guest-data flags', async () => {
     await share.mountFs('c1/rootfs', 'tmpfs', 'vrun-test', ['size=1m'], 'a test rootfs');
-    writeFileSync(path.join(share.servedPath('c1/rootfs'), 'f'), 'x');
+    asGuest(share, 'printf x > "$1"', path.join(share.servedPath('c1/rootfs'), 'f'));
+    expect(lstatSync(path.join(share.hostPath('c1/rootfs'), 'f')).uid).toBe(share.idmap?.base);
     expect(mountOptions(share.servedPath('c1/rootfs'))).toEqual(expect.arrayContaining(['rw', 'nosuid', 'nodev', 'noexec']));
   });
 
@@ -92,7 +103,7 @@ describe('GuestShare', () => {
     writeFileSync(path.join(src, 'keep'), 'data');
     await share.bind(src, 'c1/mounts/0', { readonly: false });
     await share.mountFs('c1/rootfs', 'tmpfs', 'vrun-test', ['size=1m'], 'a test rootfs');
-    symlinkSync(outside, path.join(share.servedPath('c1/rootfs'), 'evil'));
+    asGuest(share, 'ln -s "$1" "$2"', outside, path.join(share.servedPath('c1/rootfs'), 'evil'));
     await share.remove('c1');
     expect(existsSync(share.hostPath('c1'))).toBe(false);
     expect(readFileSync(path.join(src, 'keep'), 'utf8')).toBe('data');

@@ -41,6 +41,9 @@ function standIn() {
   let hooks: Parameters<SandboxParts['bootPod']>[2] | undefined;
   const agent = {
     mountShare: async () => '/run/vrun-share',
+    setHostname: async () => void calls.push('hostname'),
+    setHosts: async () => undefined,
+    setDns: async () => undefined,
     createContainer: async () => void calls.push('create'),
     readOutput: () => {
       const s = new PassThrough();

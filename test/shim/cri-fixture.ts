@@ -3,6 +3,11 @@
  * `vrun` (io.containerd.vrun.v2), a local pause image, a bridge CNI config from Debian's
  * containernetworking-plugins, and a CRI v1 gRPC client. Images come from `ctr images import` of archives
  * the test builds: containerd never reaches for a registry.
+ *
+ * Network safety: containerd runs in a network namespace the fixture made (nsenter --net, which keeps the host's
+ * mount namespace, so the shim's mounts and containerd's /run/netns files stay visible), so its CNI bridge, the
+ * bridge plugin's iptables rules, every pod's host-side veth and its streaming server on 127.0.0.1 all live
+ * there. A client of the streaming server connects from inside it (`connect`).
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
@@ -13,6 +18,8 @@ import { promisify } from 'node:util';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { projectRoot } from '../../src/common/paths.js';
+import { createNetns, deleteNetns } from '../../src/network/netns.js';
+import { connectInNetns } from '../../src/shim/netns-socket.js';
 import { IMAGE, buildBusyboxArchive } from './shim-fixture.js';
 
 const run = promisify(execFile);
@@ -24,6 +31,12 @@ type Unary = (req: unknown, md: grpc.Metadata, opts: grpc.CallOptions, cb: (err:
 export interface CriEnv {
   dir: string;
   logDir: string;
+  /** The network namespace containerd (and so its CNI bridge and streaming server) runs in. */
+  netns: string;
+  /** The bridge the CNI config names, inside `netns`. */
+  bridge: string;
+  /** A TCP connection to host:port made from inside `netns` (the streaming server's URLs name 127.0.0.1). */
+  connect(host: string, port: number): net.Socket;
   /** Imports an OCI archive into containerd's CRI namespace. */
   importImage(archive: string): Promise<unknown>;
   /** Calls a RuntimeService method; resolves with the decoded response object. */
@@ -43,6 +56,8 @@ function canConnect(p: string): Promise<boolean> {
 }
 
 export async function startCriEnv(): Promise<CriEnv> {
+  const netnsId = `test-cri-${process.pid}`;
+  const netns = await createNetns(netnsId);
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'vrun-cri-'));
   const bin = path.join(dir, 'bin');
   fs.mkdirSync(bin);
@@ -114,7 +129,8 @@ export async function startCriEnv(): Promise<CriEnv> {
   fs.writeFileSync(path.join(dir, 'config.toml'), config);
   const logFile = path.join(dir, 'containerd.log');
   const out = fs.openSync(logFile, 'a');
-  const child: ChildProcess = spawn('/usr/bin/containerd', ['--config', path.join(dir, 'config.toml')], {
+  // nsenter execs containerd in place: the child's pid is containerd's.
+  const child: ChildProcess = spawn('nsenter', [`--net=${netns}`, '--', '/usr/bin/containerd', '--config', path.join(dir, 'config.toml')], {
     stdio: ['ignore', out, out],
     env: { ...process.env, PATH: `${bin}:${process.env.PATH ?? ''}` },
   });
@@ -124,7 +140,11 @@ export async function startCriEnv(): Promise<CriEnv> {
   const log = () => fs.readFileSync(logFile, 'utf8');
   const deadline = Date.now() + 30_000;
   while (!(await canConnect(address))) {
-    if (exited || Date.now() > deadline) throw new Error(`containerd (CRI) did not start:\n${log().slice(-3000)}`);
+    if (exited || Date.now() > deadline) {
+      child.kill('SIGKILL');
+      await deleteNetns(netnsId).catch(() => undefined);
+      throw new Error(`containerd (CRI) did not start:\n${log().slice(-3000)}`);
+    }
     await new Promise((r) => setTimeout(r, 50));
   }
   const ctr = (...args: string[]) => run('ctr', ['--address', address, '--namespace', 'k8s.io', ...args], { timeout: 120_000 });
@@ -142,6 +162,9 @@ export async function startCriEnv(): Promise<CriEnv> {
   return {
     dir,
     logDir,
+    netns,
+    bridge,
+    connect: (host: string, port: number) => connectInNetns(netns, host, port),
     log,
     importImage: (archive: string) => ctr('images', 'import', '--snapshotter', 'native', archive),
     call<T>(method: string, req: unknown, timeoutMs = 600_000): Promise<T> {
@@ -159,7 +182,8 @@ export async function startCriEnv(): Promise<CriEnv> {
         await exitPromise;
         clearTimeout(killer);
       }
-      await run('ip', ['link', 'delete', bridge]).catch(() => undefined);
+      // The bridge, its iptables rules and any veth left behind go with the namespace.
+      await deleteNetns(netnsId).catch(() => undefined);
       await run('umount', ['-R', '-l', dir]).catch(() => undefined);
       for (const mp of fs.readFileSync('/proc/self/mountinfo', 'utf8').split('\n').map((l) => l.split(' ')[4] ?? '').filter((m) => m.startsWith(dir)).reverse()) {
         await run('umount', ['-l', mp]).catch(() => undefined);

@@ -114,9 +114,10 @@ describe('a pod through CRI with the vrun runtime handler', () => {
     await cri.env.call('StartContainer', { containerId: created.containerId });
     const { url } = await cri.env.call<{ url: string }>('Exec', { containerId: created.containerId, cmd: ['sh', '-c', 'tty; read line; echo got:$line'], tty: true, stdin: true, stdout: true, stderr: false });
     // kubectl's websocket flavour of the streaming protocol: one channel byte (0 stdin, 1 stdout, 3 status)
-    // before each message. The streaming server listens on loopback.
+    // before each message. The streaming server listens on loopback in containerd's network namespace.
+    const target = new URL(url);
     const seen = await new Promise<{ stdout: string; status: string }>((resolve, reject) => {
-      const ws = new WebSocket(url.replace(/^http/, 'ws'), ['v4.channel.k8s.io']);
+      const ws = new WebSocket(url.replace(/^http/, 'ws'), ['v4.channel.k8s.io'], { createConnection: () => cri.env.connect(target.hostname, Number(target.port)) });
       let stdout = '';
       let status = '';
       const timer = setTimeout(() => {

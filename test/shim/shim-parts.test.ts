@@ -68,7 +68,8 @@ describe('guest spec from a bundle config.json', () => {
       JSON.stringify({ ...baseSpec, hostname: 'web-0', annotations: { 'io.kubernetes.cri.container-type': 'sandbox' }, linux: { ...baseSpec.linux, ...linux }, ...extra });
     const withIpc = { namespaces: [...baseSpec.linux.namespaces, { type: 'ipc' }], sysctl: { 'kernel.shm_rmid_forced': '1', 'kernel.msgmax': '65536' } };
     const g = guestSpecFromBundle(sandbox(withIpc));
-    expect(g.pod).toEqual({ hostname: 'web-0', sysctls: { 'kernel.shm_rmid_forced': '1', 'kernel.msgmax': '65536' } });
+    // The network namespace CRI's CNI made goes to the pod too: the shim joins its interfaces to the VM.
+    expect(g.pod).toEqual({ hostname: 'web-0', sysctls: { 'kernel.shm_rmid_forced': '1', 'kernel.msgmax': '65536' }, netns: '/var/run/netns/cni-1' });
     expect((g.spec.linux as { sysctl?: unknown }).sysctl).toBeUndefined();
     // An app container of the pod: nothing pod-level, nothing refused for lacking namespaces.
     expect(guestSpecFromBundle(JSON.stringify(baseSpec)).pod).toBeUndefined();
@@ -76,6 +77,8 @@ describe('guest spec from a bundle config.json', () => {
     expect(() => guestSpecFromBundle(sandbox({ namespaces: nsWithout('network') }))).toThrow(/pod with hostNetwork: true/);
     expect(() => guestSpecFromBundle(sandbox({ namespaces: nsWithout('pid') }))).toThrow(/pod with hostPID: true/);
     expect(() => guestSpecFromBundle(sandbox({ namespaces: nsWithout('ipc') }))).toThrow(/pod with hostIPC: true/);
+    const relativeNetns = withIpc.namespaces.map((n) => (n.type === 'network' ? { type: 'network', path: 'netns/cni-1' } : n));
+    expect(() => guestSpecFromBundle(sandbox({ namespaces: relativeNetns }))).toThrow(/network namespace path must be absolute/);
     const shared = { mounts: [{ destination: '/mnt/out', type: 'bind', source: '/srv/out', options: ['rbind', 'rshared'] }] };
     expect(() => guestSpecFromBundle(JSON.stringify({ ...baseSpec, ...shared }))).toThrow(/Bidirectional on \/mnt\/out/);
   });

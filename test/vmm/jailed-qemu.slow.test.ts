@@ -3,10 +3,10 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { isAlive } from '../../src/sandbox/cleanup.js';
-import { statusField } from './helpers/proc-status.js';
+import { childrenOf, statusField } from './helpers/proc-status.js';
 import { AgentClient } from '../../src/agent/host/client.js';
 import { ensureGuestImage, loadGuestImage } from '../../src/guest-image/image.js';
-import { isJailIdReserved } from '../../src/vmm/jail/ids.js';
+import { USERNS_RANGE_BASE, USERNS_RANGE_SIZE, isJailIdReserved } from '../../src/vmm/jail/ids.js';
 import { pidsMax } from '../../src/vmm/jail/qemu-jail.js';
 import { BASE_CMDLINE, READY_PATTERN } from '../../src/guest-image/guest-contract.js';
 import type { RunningVm } from '../../src/vmm/backend.js';
@@ -131,32 +131,42 @@ describe('QEMU under the jailer (TCG)', () => {
     }
   });
 
-  it('runs virtiofsd (once the guest is connected) in its own namespaces, under its seccomp filter, without CAP_MKNOD and CAP_SETFCAP', () => {
-    // virtiofsd sandboxes itself once the VMM connects: a child in new mount, pid and net namespaces does the
-    // serving while the first process waits for it. It still runs as root (docs/security.md, "Not done yet").
-    const children = fs
-      .readdirSync('/proc')
-      .filter((d) => /^\d+$/.test(d))
-      .filter((d) => {
-        try {
-          return statusField(Number(d), 'PPid') === String(fsd.pid);
-        } catch {
-          return false;
-        }
-      })
-      .map(Number);
-    expect(children).toHaveLength(1);
-    const server = children[0] ?? 0;
+  it('runs virtiofsd (once the guest is connected) as a non-root host uid in a user namespace, in its own namespaces, under its seccomp filter', () => {
+    // The jailer (fsd.pid) runs virtiofsd as pid 1 of a new pid namespace; once the VMM connects, virtiofsd
+    // sandboxes itself: a child in new mount, pid and net namespaces does the serving while it waits for it.
+    const monitors = childrenOf(fsd.pid ?? 0);
+    expect(monitors).toHaveLength(1);
+    const monitor = monitors[0] ?? 0;
+    const servers = childrenOf(monitor);
+    expect(servers).toHaveLength(1);
+    const server = servers[0] ?? 0;
+    expect(fsd.hostUid).toBeGreaterThanOrEqual(USERNS_RANGE_BASE);
+    for (const pid of [monitor, server]) {
+      expect(fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0')[0]).toBe('/usr/lib/qemu/virtiofsd');
+      for (const field of ['Uid', 'Gid']) expect(statusField(pid, field).split(/\s+/).map(Number), field).toEqual(Array(4).fill(fsd.hostUid));
+      expect(statusField(pid, 'NoNewPrivs')).toBe('1');
+      // Its user namespace maps its ids to the pod's range and nothing to host root: whatever capabilities it
+      // has are in that namespace, none in the host's.
+      expect(fs.readlinkSync(`/proc/${pid}/ns/user`)).not.toBe(fs.readlinkSync('/proc/self/ns/user'));
+      for (const map of ['uid_map', 'gid_map']) {
+        expect(fs.readFileSync(`/proc/${pid}/${map}`, 'utf8').trim().split(/\s+/).map(Number), map).toEqual([0, fsd.hostUid, USERNS_RANGE_SIZE]);
+      }
+    }
+    // The waiting process holds no capability at all, even in its namespace.
+    expect(statusField(monitor, 'CapEff')).toBe('0000000000000000');
     for (const ns of ['mnt', 'pid', 'net']) {
       expect(fs.readlinkSync(`/proc/${server}/ns/${ns}`), ns).not.toBe(fs.readlinkSync(`/proc/self/ns/${ns}`));
+      expect(fs.readlinkSync(`/proc/${server}/ns/${ns}`), ns).not.toBe(fs.readlinkSync(`/proc/${fsd.pid}/ns/${ns}`));
     }
     expect(statusField(server, 'Seccomp')).toBe('2');
     const capEff = BigInt(`0x${statusField(server, 'CapEff')}`);
     const CAP_MKNOD = 27n;
     const CAP_SETFCAP = 31n;
+    const CAP_SYS_ADMIN = 21n;
     expect(capEff & (1n << CAP_MKNOD)).toBe(0n);
     expect(capEff & (1n << CAP_SETFCAP)).toBe(0n);
-    console.log(`virtiofsd server: Uid ${statusField(server, 'Uid')}, CapEff ${statusField(server, 'CapEff')}, Seccomp ${statusField(server, 'Seccomp')}`);
+    expect(capEff & (1n << CAP_SYS_ADMIN)).toBe(0n);
+    console.log(`virtiofsd server: Uid ${statusField(server, 'Uid')}, CapEff (in its user namespace) ${statusField(server, 'CapEff')}, Seccomp ${statusField(server, 'Seccomp')}`);
   });
 
   it('on kill, takes QEMU down and removes its cgroups, jail root and id reservation', async () => {

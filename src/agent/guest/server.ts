@@ -18,6 +18,7 @@ import type { WriteStdinRequest__Output } from '../protocol/generated/vrun/agent
 import { createBusyboxRootfs, mountShare, setDns, setHostname, setHosts, setSysctls } from './guest-setup.js';
 import { configureNetwork } from './network.js';
 import { runTracked } from './own-children.js';
+import { PortForwards } from './port-forward.js';
 import type { ProcessIo } from './process-io.js';
 import { sendWireChunksUncopied } from './framed-output-send.js';
 import { isWireChunk, type WireChunk } from './output-chunk-wire.js';
@@ -145,6 +146,7 @@ export function createAgentServer(s: AgentServices): grpc.Server {
     call.on('error', () => finish(new VrunError('stdin stream broke', { kind: 'canceled' })));
   };
 
+  const portForwards = new PortForwards(s.log, refusal);
   const handlers: AgentHandlers = {
     Health: unary('Health', async () => ({ serving: true })),
     GuestDetails: unary('GuestDetails', () => guestDetails(s.cfg)),
@@ -219,6 +221,7 @@ export function createAgentServer(s: AgentServices): grpc.Server {
       return {};
     }),
     ConfigureNetwork: unary('ConfigureNetwork', async (r) => ({ interfaces: await configureNetwork(s.cfg, r) })),
+    PortForward: portForwards.handle,
     Shutdown: unary('Shutdown', async () => {
       await s.containers.removeAll();
       setTimeout(s.onShutdown, 50);

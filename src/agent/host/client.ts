@@ -4,7 +4,7 @@
  * runs on the host in tests. Everything the guest sends back is untrusted: replies are bounded by the gRPC
  * message size and their numbers are range-checked before anyone uses them.
  */
-import { Readable, Transform, Writable } from 'node:stream';
+import { Duplex, Readable, Transform, Writable } from 'node:stream';
 import * as grpc from '@grpc/grpc-js';
 import { VrunError } from '../../common/errors.js';
 import type { OciProcess, OciSpec } from '../../common/oci-spec.js';
@@ -12,6 +12,7 @@ import type { AgentClient as GeneratedAgentClient, AgentDefinition } from '../pr
 import type { GuestDetailsResponse__Output } from '../protocol/generated/vrun/agent/v1/GuestDetailsResponse.js';
 import type { OomEvent__Output } from '../protocol/generated/vrun/agent/v1/OomEvent.js';
 import type { OutputChunk__Output } from '../protocol/generated/vrun/agent/v1/OutputChunk.js';
+import type { PortForwardResponse__Output } from '../protocol/generated/vrun/agent/v1/PortForwardResponse.js';
 import type { ProcessInfo__Output } from '../protocol/generated/vrun/agent/v1/ProcessInfo.js';
 import type { WriteStdinRequest } from '../protocol/generated/vrun/agent/v1/WriteStdinRequest.js';
 import type { WriteStdinResponse__Output } from '../protocol/generated/vrun/agent/v1/WriteStdinResponse.js';
@@ -418,5 +419,54 @@ export class AgentClient {
   /** Asks the agent to kill every container and exit; the guest then powers off. */
   async shutdown(): Promise<void> {
     await this.unary('Shutdown', {});
+  }
+
+  /**
+   * A byte stream to `address:port` on the guest's loopback (CRI port-forward). Ending it half-closes the guest
+   * connection; it ends when the guest connection closed, and fails (an AgentError) when the guest could not
+   * dial. Reading slowly pauses the call, whose HTTP/2 flow control pauses the guest's reads.
+   */
+  portForward(port: number, address: '127.0.0.1' | '::1' = '127.0.0.1'): Duplex {
+    const call: grpc.ClientDuplexStream<{ port?: number; address?: string; data?: Buffer }, PortForwardResponse__Output> = this.client.portForward();
+    const send = (data: Buffer, cb: (err?: Error | null) => void): void => {
+      for (let off = 0; off < data.length; off += STDIO_CHUNK_BYTES) {
+        const last = off + STDIO_CHUNK_BYTES >= data.length;
+        const ok = call.write({ data: data.subarray(off, off + STDIO_CHUNK_BYTES) });
+        if (last) {
+          if (ok) cb();
+          else call.once('drain', () => cb());
+        }
+      }
+    };
+    const stream = new Duplex({
+      highWaterMark: STDIO_CHUNK_BYTES,
+      read() {
+        call.resume();
+      },
+      write(chunk: Buffer, _enc, cb) {
+        if (chunk.length === 0) cb();
+        else send(chunk, cb);
+      },
+      final(cb) {
+        call.end();
+        cb();
+      },
+      destroy(err, cb) {
+        call.cancel();
+        cb(err);
+      },
+    });
+    // The guest dials on the first message, so a server that speaks first (SSH, SMTP) is heard at once.
+    call.write({ port, address });
+    call.on('data', (m: PortForwardResponse__Output) => {
+      // The reply size is bounded by the gRPC message limit; the pause bounds how many wait here.
+      if (!stream.push(m.data)) call.pause();
+    });
+    call.on('end', () => stream.push(null));
+    call.on('error', (err) => {
+      if (isServiceError(err) && err.code === grpc.status.CANCELLED && stream.destroyed) return;
+      stream.destroy(toAgentError('PortForward', err));
+    });
+    return stream;
   }
 }

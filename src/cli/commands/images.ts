@@ -3,6 +3,7 @@ import { parseArgs } from '../args.js';
 import { VrunError } from '../../common/errors.js';
 import { displayName, openImageStore } from '../../image/image-store.js';
 import { digestHex } from '../../image/digest.js';
+import { printTable } from '../table.js';
 
 function size(n: number): string {
   if (n >= 1e9) return `${(n / 1e9).toFixed(2)}GB`;
@@ -32,8 +33,7 @@ export const imagesCommand: Command = {
         rows.push([n.slice(0, colon), n.slice(colon + 1), ...(f.digests ? [r.manifest] : []), digestHex(r.config).slice(0, 12), r.added.slice(0, 19).replace('T', ' '), size(r.size)]);
       }
     }
-    const widths = rows[0]?.map((_, i) => Math.max(...rows.map((row) => (row[i] ?? '').length))) ?? [];
-    for (const row of rows) process.stdout.write(`${row.map((c, i) => (i === row.length - 1 ? c : c.padEnd((widths[i] ?? 0) + 3))).join('')}\n`);
+    printTable(rows);
     return 0;
   },
 };

@@ -47,6 +47,7 @@ export const inspectCommand: Command = {
           Pid: s.pids.vmm ?? 0,
         },
         Config: s.config,
+        NetworkSettings: networkSettings(s),
         Sandbox: { Backend: s.backend ?? '', Pids: s.pids, Guest: guestDetails(s.guest), PhasesMs: s.phases ?? {} },
       });
     }
@@ -54,6 +55,23 @@ export const inspectCommand: Command = {
     return 0;
   },
 };
+
+/** Docker's NetworkSettings, the fields scripts read: the address, and the published ports by container port. */
+function networkSettings(s: SandboxState): Record<string, unknown> {
+  const net = s.config.network;
+  const ports: Record<string, { HostIp: string; HostPort: string }[]> = {};
+  for (const p of net?.ports ?? []) (ports[`${p.containerPort}/${p.protocol}`] ??= []).push({ HostIp: p.hostIP || '0.0.0.0', HostPort: String(p.hostPort) });
+  const ips = s.ips ?? [];
+  const v4 = ips.find((ip) => !ip.includes(':')) ?? '';
+  const v6 = ips.find((ip) => ip.includes(':')) ?? '';
+  const name = net?.name ?? 'none';
+  return {
+    IPAddress: v4,
+    GlobalIPv6Address: v6,
+    Ports: ports,
+    Networks: name === 'none' ? { none: {} } : { [name]: { IPAddress: v4, GlobalIPv6Address: v6 } },
+  };
+}
 
 /** The guest's own account of itself: strings made safe and short, numbers kept only if they are numbers. */
 function guestDetails(g: SandboxState['guest']): Record<string, string | number> {

@@ -4,6 +4,7 @@ import { listSandboxes } from '../../sandbox/inventory.js';
 import type { SandboxState } from '../../sandbox/state.js';
 import { formatFlagHelp, parseArgs } from '../args.js';
 import type { Command } from '../command.js';
+import { printTable } from '../table.js';
 
 const FLAGS = {
   all: { type: 'boolean', short: 'a', description: 'Show all containers (default shows just running)' },
@@ -32,6 +33,14 @@ export function statusText(s: SandboxState): string {
   }
 }
 
+/** Docker's PORTS column: `0.0.0.0:18080->80/tcp`, only while the mappings are in place. */
+export function portsText(s: SandboxState): string {
+  if (s.status !== 'running' && s.status !== 'creating') return '';
+  return (s.config.network?.ports ?? [])
+    .map((p) => `${p.hostIP.includes(':') ? `[${p.hostIP}]` : p.hostIP || '0.0.0.0'}:${p.hostPort}->${p.containerPort}/${p.protocol}`)
+    .join(', ');
+}
+
 export const psCommand: Command = {
   name: 'ps',
   summary: 'List containers',
@@ -44,15 +53,12 @@ export const psCommand: Command = {
       for (const s of rows) process.stdout.write(`${s.id.slice(0, 12)}\n`);
       return 0;
     }
-    const table = [['CONTAINER ID', 'IMAGE', 'COMMAND', 'CREATED', 'STATUS', 'NAMES']];
+    const table = [['CONTAINER ID', 'IMAGE', 'COMMAND', 'CREATED', 'STATUS', 'PORTS', 'NAMES']];
     for (const s of rows) {
       const cmd = [...(s.config.entrypoint ? [s.config.entrypoint] : []), ...s.config.args].join(' ');
-      table.push([s.id.slice(0, 12), s.image, JSON.stringify(cmd.length > 20 ? `${cmd.slice(0, 19)}…` : cmd), `${ago(s.createdAt)} ago`, statusText(s), s.name]);
+      table.push([s.id.slice(0, 12), s.image, JSON.stringify(cmd.length > 20 ? `${cmd.slice(0, 19)}…` : cmd), `${ago(s.createdAt)} ago`, statusText(s), portsText(s), s.name]);
     }
-    // Every cell one line with no control characters: the status may quote the guest, the rest is state on disk.
-    for (const [i, r] of table.entries()) table[i] = r.map((c) => terminalSafe(c, { singleLine: true, maxLength: 256 }));
-    const widths = table[0]?.map((_, i) => Math.max(...table.map((r) => (r[i] ?? '').length))) ?? [];
-    for (const r of table) process.stdout.write(`${r.map((c, i) => (i === r.length - 1 ? c : c.padEnd((widths[i] ?? 0) + 3))).join('')}\n`);
+    printTable(table);
     return 0;
   },
 };

@@ -6,6 +6,7 @@ import { listSandboxes, removeSandbox } from '../../sandbox/inventory.js';
 import { launchSandbox } from '../../sandbox/launcher.js';
 import { checkImage } from '../../sandbox/rootfs.js';
 import { readState } from '../../sandbox/state.js';
+import { prepareNetwork } from '../../sandbox/network.js';
 import { chooseBackend } from '../../vmm/backend.js';
 import { formatFlagHelp } from '../args.js';
 import type { Command } from '../command.js';
@@ -37,6 +38,7 @@ export const runCommand: Command = {
     const { config, name } = parseRunArgs(argv, { debug: Boolean(process.env.VRUN_DEBUG) });
     await listSandboxes(); // collects stale state before we add ours
     await checkImage(config.image);
+    config.network = await prepareNetwork(config.network);
     const decision = chooseBackend(config.vmm);
     const sb = await launchSandbox(config, name);
     if (decision.notice) await noticeOnce(decision.notice);

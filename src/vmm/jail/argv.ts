@@ -7,8 +7,18 @@ export type RlimitName = 'nofile' | 'nproc' | 'fsize' | 'core' | 'memlock' | 'as
 export type RlimitValue = number | 'unlimited';
 
 export interface JailSpec {
-  uid: number;
-  gid: number;
+  /** Required unless `usernsFd` is given. */
+  uid?: number;
+  gid?: number;
+  /**
+   * The fd (in the jailer) of a user namespace whose mapping leaves host id 0 out: the program runs as its
+   * uid/gid 0, instead of `uid`/`gid`.
+   */
+  usernsFd?: number;
+  /** With `usernsFd`: directories bound id-mapped with the namespace's mapping. */
+  idmapBinds?: string[];
+  /** Unix sockets the jailer creates, listening, and hands to the program as fd `fd`. */
+  listens?: { fd: number; path: string }[];
   groups?: number[];
   /** Existing, empty, root-owned directory without symlinks on its path. */
   root: string;
@@ -33,7 +43,10 @@ export interface JailSpec {
 }
 
 export function jailerArgs(spec: JailSpec, program: string, args: string[] = []): string[] {
-  const out = ['--uid', String(spec.uid), '--gid', String(spec.gid), '--root', spec.root];
+  const out = spec.usernsFd !== undefined ? ['--userns-fd', String(spec.usernsFd)] : ['--uid', String(spec.uid), '--gid', String(spec.gid)];
+  out.push('--root', spec.root);
+  for (const p of spec.idmapBinds ?? []) out.push('--idmap-bind', p);
+  for (const l of spec.listens ?? []) out.push('--listen', `${l.fd}:${l.path}`);
   if (spec.groups?.length) out.push('--groups', spec.groups.join(','));
   for (const p of spec.roBinds ?? []) out.push('--ro-bind', p);
   for (const p of spec.rwBinds ?? []) out.push('--rw-bind', p);

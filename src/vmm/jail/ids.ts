@@ -120,18 +120,38 @@ function sweep(dir: string): number[] {
  * reclaim never races another.
  */
 export function reserveJailId(opts: { holderPid?: number; dir?: string } = {}): JailId {
-  const dir = opts.dir ?? jailIdsDir();
+  return reserveIn(opts.dir ?? jailIdsDir(), { first: JAIL_ID_BASE, step: 1, count: JAIL_ID_COUNT, holderPid: opts.holderPid });
+}
+
+/**
+ * Per-pod ranges of host ids for user namespaces (virtiofsd's): USERNS_RANGE_SIZE ids each, above the jail
+ * ids and disjoint from them, so no two live pods, and no pod and a jailed VMM, share a host uid.
+ */
+export const USERNS_RANGE_BASE = 0x70000000;
+export const USERNS_RANGE_SIZE = 0x10000;
+export const USERNS_RANGE_COUNT = 0x8000;
+
+export function idRangesDir(): string {
+  return path.join(jailIdsDir(), 'userns');
+}
+
+/** Reserves a range like reserveJailId reserves an id: `id` is its first host id, the file names it. */
+export function reserveIdRange(opts: { holderPid?: number; dir?: string } = {}): JailId {
+  return reserveIn(opts.dir ?? idRangesDir(), { first: USERNS_RANGE_BASE, step: USERNS_RANGE_SIZE, count: USERNS_RANGE_COUNT, holderPid: opts.holderPid });
+}
+
+function reserveIn(dir: string, r: { first: number; step: number; count: number; holderPid?: number }): JailId {
   return withIdsLock(dir, () => {
-    const me = holder(opts.holderPid ?? process.pid);
+    const me = holder(r.holderPid ?? process.pid);
     sweep(dir);
-    for (let n = 0; n < JAIL_ID_COUNT; n++) {
-      const id = JAIL_ID_BASE + n;
+    for (let n = 0; n < r.count; n++) {
+      const id = r.first + n * r.step;
       const file = path.join(dir, String(id));
       if (fs.existsSync(file)) continue;
       writeReservation(file, { holders: [me], cgroups: [] }, true);
       return { id, file };
     }
-    throw new VrunError(`no free jail id: all ${JAIL_ID_COUNT} ids under ${dir} are held by live pods`);
+    throw new VrunError(`no free jail id: all ${r.count} under ${dir} are held by live pods`);
   });
 }
 

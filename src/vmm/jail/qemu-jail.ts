@@ -22,7 +22,7 @@ import { recordJailId, releaseJailId, reserveJailId, type JailId } from './ids.j
  * worst case adds the rest of the code cache and the initrd's page cache (~155 MiB). 384 leaves margin, and
  * page cache is reclaimed before the limit OOM-kills anything.
  */
-export const TCG_TB_MIB = 128;
+export const TCG_TB_MIB = 64;
 export const VMM_OVERHEAD_MIB = 384;
 
 /**
@@ -76,7 +76,7 @@ export function canonicalPath(p: string): string {
 }
 
 /** Debian is merged-/usr: /lib, /lib64, /bin are symlinks into /usr, recreated in the jail as they are. */
-function topLevelUsrLinks(): { symlinks: JailSpec['symlinks']; dirs: string[] } {
+export function topLevelUsrLinks(): { symlinks: JailSpec['symlinks']; dirs: string[] } {
   const symlinks: NonNullable<JailSpec['symlinks']> = [];
   const dirs: string[] = [];
   for (const name of ['bin', 'sbin', 'lib', 'lib64', 'lib32', 'libx32']) {
@@ -105,7 +105,7 @@ function handOver(p: string, id: number, mode: number): void {
   fs.chmodSync(p, mode);
 }
 
-function makeEmptyRoot(root: string): void {
+export function makeEmptyRoot(root: string): void {
   try {
     fs.rmdirSync(root); // a crashed launch's leftover (empty: the jail's mounts never reach the host)
   } catch (err) {

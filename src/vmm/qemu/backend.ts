@@ -6,6 +6,9 @@ import { canonicalPath, prepareQemuJail, TCG_TB_MIB, type QemuJail } from '../ja
 import type { QemuSpec } from './command.js';
 import { QemuVm } from './machine.js';
 
+/** How the guest init (guest-image/vrun-init) finds the userland disk. */
+export const USERLAND_DISK_SERIAL = 'vrun-userland';
+
 /** QEMU's fd for the tap of `nets[i]`: the jailer puts it there, right above stdio. */
 export const TAP_FD_BASE = 3;
 
@@ -20,6 +23,18 @@ export const TAP_FD_BASE = 3;
  * QEMU can reach no other tap.
  */
 
+/**
+ * TCG's translated-code cache is QEMU's largest anonymous memory: an idle pod fills whatever cap it is given
+ * (bench/results/density.md). VRUN_TCG_TB_MIB overrides the cap, for measuring its cost.
+ */
+function tcgTbMiB(): number {
+  const env = process.env.VRUN_TCG_TB_MIB;
+  if (env === undefined || env === '') return TCG_TB_MIB;
+  const n = Number(env);
+  if (!Number.isInteger(n) || n < 8 || n > 1024) throw new VrunError(`VRUN_TCG_TB_MIB=${env}: expected a whole number of MiB from 8 to 1024`, { kind: 'invalid' });
+  return n;
+}
+
 export function launchQemu(decision: BackendDecision, spec: VmLaunch, logger?: Logger): RunningVm {
   const unjailed = process.env.VRUN_JAIL === '0';
   const nets = spec.nets ?? [];
@@ -30,6 +45,7 @@ export function launchQemu(decision: BackendDecision, spec: VmLaunch, logger?: L
   }
   const kernel = realpathSync(spec.kernel);
   const initrd = realpathSync(spec.initrd);
+  const userland = spec.userlandImage === undefined ? undefined : realpathSync(spec.userlandImage);
   const qemuSpec: QemuSpec = {
     kernel,
     initrd,
@@ -40,7 +56,10 @@ export function launchQemu(decision: BackendDecision, spec: VmLaunch, logger?: L
     ports: [{ name: 'vrun.agent', socketPath: canonicalPath(spec.agentSocket) }],
     shares: spec.shares.map((s) => ({ tag: s.tag, socketPath: canonicalPath(s.socketPath) })),
     sandbox: true,
-    tcgTbMiB: TCG_TB_MIB,
+    tcgTbMiB: tcgTbMiB(),
+    // VRUN_FREE_PAGE_REPORTING=0 leaves the balloon out, for measuring what it gives back (bench density).
+    freePageReporting: process.env.VRUN_FREE_PAGE_REPORTING !== '0',
+    ...(userland ? { readonlyDisks: [{ path: userland, serial: USERLAND_DISK_SERIAL }] } : {}),
     nets: nets.map((n, i) => ({ fd: TAP_FD_BASE + i, mac: n.mac.toLowerCase(), mtu: n.mtu })),
   };
   let jail: QemuJail | undefined;
@@ -49,7 +68,7 @@ export function launchQemu(decision: BackendDecision, spec: VmLaunch, logger?: L
   } else {
     jail = prepareQemuJail({
       runDir: spec.runDir,
-      files: [kernel, initrd],
+      files: [kernel, initrd, ...(userland ? [userland] : [])],
       sockets: qemuSpec.shares?.map((s) => s.socketPath) ?? [],
       accel: decision.accel,
       memoryMiB: spec.memoryMiB,

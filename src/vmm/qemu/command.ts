@@ -1,3 +1,5 @@
+import { VrunError } from '../../common/errors.js';
+
 /**
  * The qemu-system-x86_64 command line for a vrun guest on QEMU's microvm machine: no firmware, no PCI,
  * virtio over MMIO (modern only), guest RAM as a shared memfd so vhost-user-fs (virtiofsd) can map it.
@@ -21,6 +23,16 @@ export interface QemuSpec {
    * device's host_mtu (VIRTIO_NET_F_MTU), so the guest starts with the pod interface's MTU.
    */
   nets?: QemuNic[];
+  /**
+   * Read-only virtio-blk disks (the guest's shared userland image): QEMU opens the file read-only and the
+   * device says so to the guest; `serial` is how the guest init finds it. Host page cache serves every pod.
+   */
+  readonlyDisks?: { path: string; serial: string }[];
+  /**
+   * virtio-balloon with free page reporting: pages the guest frees are reported, and QEMU discards them
+   * (a hole punched in the memfd), so they leave the host. The balloon never inflates: nothing asks it to.
+   */
+  freePageReporting?: boolean;
   /** 9p shares (used by the KVM lab to share the host's /). */
   ninePShares?: { tag: string; path: string; readonly: boolean }[];
   /** Tests only: production launches have no QMP (nothing uses it, and it is one more way into QEMU). */
@@ -40,6 +52,12 @@ export interface QemuSpec {
 export type QemuNic = ({ fd: number } | { ifname: string }) & { mac: string; mtu: number };
 
 export const QEMU_BINARY = 'qemu-system-x86_64';
+
+/** A path inside a QEMU -blockdev/-device option list, where a comma would start the next option. */
+function qemuOptionValue(p: string): string {
+  if (!p.startsWith('/')) throw new VrunError(`QEMU disk path ${p} is not absolute`);
+  return p.replace(/,/g, ',,');
+}
 
 export function qemuArgs(spec: QemuSpec): string[] {
   const args = [
@@ -93,6 +111,13 @@ export function qemuArgs(spec: QemuSpec): string[] {
     args.push('-netdev', `tap,id=net${i},${backend},vhost=off`);
     args.push('-device', `virtio-net-device,netdev=net${i},mac=${n.mac},host_mtu=${n.mtu}`);
   });
+  (spec.readonlyDisks ?? []).forEach((d, i) => {
+    if (!/^[A-Za-z0-9-]{1,20}$/.test(d.serial)) throw new VrunError(`disk serial "${d.serial}" is not 1-20 letters, digits or dashes`);
+    // file.locking=off: many QEMUs share the file read-only, and the jail's read-only bind is all that matters.
+    args.push('-blockdev', `driver=file,node-name=rodisk${i},filename=${qemuOptionValue(d.path)},read-only=on,locking=off`);
+    args.push('-device', `virtio-blk-device,drive=rodisk${i},serial=${d.serial}`);
+  });
+  if (spec.freePageReporting) args.push('-device', 'virtio-balloon-device,free-page-reporting=on');
   (spec.ninePShares ?? []).forEach((s, i) => {
     args.push('-fsdev', `local,id=p9fs${i},path=${s.path},security_model=none,multidevs=remap${s.readonly ? ',readonly=on' : ''}`);
     args.push('-device', `virtio-9p-device,fsdev=p9fs${i},mount_tag=${s.tag}`);

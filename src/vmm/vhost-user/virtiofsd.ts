@@ -1,19 +1,55 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, realpathSync, rmdirSync } from 'node:fs';
 import { rm } from 'node:fs/promises';
+import path from 'node:path';
 import { VrunError, MissingDependencyError } from '../../common/errors.js';
 import type { Logger } from '../../common/log.js';
+import { jailerArgs, type JailSpec } from '../jail/argv.js';
+import { jailerBinary } from '../jail/binary.js';
+import { createIdMap, type IdMap } from '../jail/idmap.js';
+import { makeEmptyRoot, topLevelUsrLinks } from '../jail/qemu-jail.js';
 
 export const VIRTIOFSD = '/usr/lib/qemu/virtiofsd';
 
 /**
- * One virtiofsd child serving a host directory to the guest over vhost-user. It runs in its own mount, pid and
- * net namespaces, pivot_root'ed into the shared directory, under its own seccomp filter (`sandbox=namespace`),
- * so a guest that subverts it reaches only that directory. It keeps only the capabilities a file server
- * needs: without CAP_MKNOD the guest cannot make device nodes on the host, without CAP_SETFCAP it cannot give
- * files capabilities; trusted.* xattrs need CAP_SYS_ADMIN, which it never had.
+ * One virtiofsd child serving a host directory to the guest over vhost-user, confined twice:
+ *
+ * - by vrun-jailer: a user namespace whose uid/gid 0 is the pod's first host id (src/vmm/jail/idmap.ts), so
+ *   virtiofsd runs as that non-root host uid with no capability in the host's namespace, in a jail root
+ *   holding /usr, a fresh /proc and the share, in its own mount, pid, ipc, uts and net namespaces. The share
+ *   is mounted id-mapped with the same mapping: host-owned files keep their owners (root stays root) in the
+ *   guest, and what the guest makes as uid N is owned by N on disk. The jailer creates the vhost-user socket
+ *   (virtiofsd gets it as an fd): virtiofsd, unmapped host root to itself, cannot write the pod's 0700
+ *   run directory;
+ * - by itself (`sandbox=namespace`): new mount, pid and net namespaces inside the jail, pivot_root into the
+ *   share, its seccomp filter, and only the capabilities (in its namespace) a file server needs: without
+ *   CAP_MKNOD the guest cannot make device nodes, without CAP_SETFCAP it cannot give files capabilities;
+ *   trusted.* xattrs need CAP_SYS_ADMIN, which it drops.
  */
 const SERVER_OPTIONS = ['sandbox=namespace', 'cache=auto', 'xattr', 'modcaps=-mknod:-setfcap'];
+/** Where the jailer puts the listening socket in virtiofsd (`--fd=`). */
+const SOCKET_FD = 3;
+
+/** The jail: what virtiofsd needs to run, the share, nothing else of the host. */
+function jailSpec(root: string, usernsFd: number, sharedDir: string, socketPath: string, mapShare: boolean): JailSpec {
+  const usr = topLevelUsrLinks();
+  return {
+    usernsFd,
+    root,
+    roBinds: ['/usr', ...usr.dirs, ...['/etc/ld.so.cache'].filter((f) => existsSync(f))],
+    // A share already mounted id-mapped (a pod's share tree, with `map`) is bound as it is; anything else is
+    // id-mapped by the jailer. bindInto keeps a read-only share read-only.
+    rwBinds: mapShare ? [] : [sharedDir],
+    idmapBinds: mapShare ? [sharedDir] : [],
+    symlinks: usr.symlinks,
+    // virtiofsd mounts a /proc of its own pid namespace; the kernel allows that only where a proc is visible.
+    proc: true,
+    hostname: 'vrun-fsd',
+    netns: 'new',
+    listens: [{ fd: SOCKET_FD, path: socketPath }],
+    rlimits: { core: 0 },
+  };
+}
 export class Virtiofsd {
   readonly exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
   private stderr = '';
@@ -22,6 +58,10 @@ export class Virtiofsd {
     private readonly child: ChildProcess,
     readonly socketPath: string,
     readonly sharedDir: string,
+    /** The jail root (removed at stop) and the mapping made for this virtiofsd alone (released at stop). */
+    private readonly jail: { root: string; ownMap?: IdMap },
+    /** Host uid virtiofsd runs as. */
+    readonly hostUid: number,
   ) {
     child.stderr?.on('data', (d: Buffer) => {
       if (this.stderr.length < 16384) this.stderr += d.toString();
@@ -32,26 +72,61 @@ export class Virtiofsd {
   /**
    * Debian's virtiofsd (QEMU 7.2) has no read-only mode: read-only shares are enforced by the guest's
    * mount and, for hostile guests, by sharing a read-only bind mount (the caller's job).
+   *
+   * `idmap`: the mapping `sharedDir` is already mounted id-mapped with (a pod's share tree, see GuestShare);
+   * virtiofsd then runs with it. Without one, virtiofsd gets a mapping of its own and the jailer id-maps
+   * `sharedDir` (and the mounts under it, whose filesystems must all support id-mapped mounts).
    */
-  static async start(opts: { socketPath: string; sharedDir: string; logger?: Logger; binary?: string; timeoutMs?: number }): Promise<Virtiofsd> {
-    const binary = opts.binary ?? VIRTIOFSD;
-    if (!existsSync(binary)) throw new MissingDependencyError(`virtiofsd (${binary})`, 'qemu-system-common');
+  static async start(opts: { socketPath: string; sharedDir: string; idmap?: IdMap; logger?: Logger; binary?: string; timeoutMs?: number }): Promise<Virtiofsd> {
+    if (!existsSync(opts.binary ?? VIRTIOFSD)) throw new MissingDependencyError(`virtiofsd (${opts.binary ?? VIRTIOFSD})`, 'qemu-system-common');
+    // The jail mirrors host paths, canonical ones.
+    const binary = realpathSync(opts.binary ?? VIRTIOFSD);
     if (!existsSync(opts.sharedDir)) throw new VrunError(`shared directory ${opts.sharedDir} does not exist`);
-    await rm(opts.socketPath, { force: true });
-    const args = [`--socket-path=${opts.socketPath}`, '-o', `source=${opts.sharedDir}`, ...SERVER_OPTIONS.flatMap((o) => ['-o', o])];
-    opts.logger?.debug({ binary, args }, 'starting virtiofsd');
-    const child = spawn(binary, args, { stdio: ['ignore', 'ignore', 'pipe'] });
-    const d = new Virtiofsd(child, opts.socketPath, opts.sharedDir);
+    const jailer = jailerBinary();
+    const sharedDir = realpathSync(opts.sharedDir);
+    const socketPath = path.join(realpathSync(path.dirname(opts.socketPath)), path.basename(opts.socketPath));
+    await rm(socketPath, { force: true });
+    const root = `${path.dirname(socketPath)}.${path.basename(socketPath)}.jail`;
+    const ownMap = opts.idmap ? undefined : createIdMap();
+    const map = (opts.idmap ?? ownMap) as IdMap;
+    let child: ChildProcess;
+    try {
+      makeEmptyRoot(root);
+      // libuv leaves an fd passed at its own number close-on-exec: put the namespace on another one.
+      const nsFd = map.usernsFd === 4 ? 5 : 4;
+      const stdio: ('ignore' | 'pipe' | number)[] = ['ignore', 'ignore', 'pipe'];
+      while (stdio.length < nsFd) stdio.push('ignore');
+      stdio.push(map.usernsFd);
+      const args = [`--fd=${SOCKET_FD}`, '-o', `source=${sharedDir}`, ...SERVER_OPTIONS.flatMap((o) => ['-o', o]), '--rlimit-nofile=0'];
+      const jargs = jailerArgs(jailSpec(root, nsFd, sharedDir, socketPath, opts.idmap === undefined), binary, args);
+      opts.logger?.debug({ jailer, args: jargs, hostUid: map.base }, 'starting virtiofsd');
+      child = spawn(jailer, jargs, { stdio });
+    } catch (err) {
+      ownMap?.release();
+      try {
+        rmdirSync(root);
+      } catch {
+        // not made
+      }
+      throw err;
+    }
+    map.held(child.pid);
+    const d = new Virtiofsd(child, socketPath, sharedDir, { root, ownMap }, map.base);
     const deadline = Date.now() + (opts.timeoutMs ?? 10_000);
     let done = false;
     void d.exited.then(() => (done = true));
-    while (!existsSync(opts.socketPath)) {
-      if (done) throw new VrunError(`virtiofsd for ${opts.sharedDir} exited at start: ${d.stderr.trim() || 'no message'}`);
+    while (!existsSync(socketPath)) {
+      if (done) {
+        await d.cleanup();
+        throw new VrunError(`virtiofsd for ${opts.sharedDir} exited at start: ${d.stderr.trim() || 'no message'}`);
+      }
       if (Date.now() > deadline) {
         child.kill('SIGKILL');
-        throw new VrunError(`virtiofsd for ${opts.sharedDir} did not create its socket ${opts.socketPath} in time`);
+        await d.exited;
+        await d.cleanup();
+        throw new VrunError(`virtiofsd for ${opts.sharedDir} did not create its socket ${socketPath} in time`);
       }
-      await new Promise((r) => setTimeout(r, 20));
+      await new Promise((r) => setTimeout(r, 5));
     }
     return d;
   }
@@ -69,6 +144,17 @@ export class Virtiofsd {
     const timer = setTimeout(() => this.child.kill('SIGKILL'), 3000);
     await this.exited;
     clearTimeout(timer);
+    await this.cleanup();
+  }
+
+  /** Once the jailer is gone: its socket, its (empty) jail root, a mapping of its own. */
+  private async cleanup(): Promise<void> {
     await rm(this.socketPath, { force: true });
+    try {
+      rmdirSync(this.jail.root);
+    } catch {
+      // already gone
+    }
+    this.jail.ownMap?.release();
   }
 }

@@ -12,6 +12,7 @@ export const VIRTIO_NET_F_GUEST_TSO4 = 7n;
 export const VIRTIO_NET_F_GUEST_TSO6 = 8n;
 export const VIRTIO_NET_F_HOST_TSO4 = 11n;
 export const VIRTIO_NET_F_HOST_TSO6 = 12n;
+export const VIRTIO_NET_F_MRG_RXBUF = 15n;
 export const VIRTIO_NET_F_STATUS = 16n;
 
 export const VNET_HDR_LEN = 12;
@@ -22,6 +23,8 @@ export const GSO_TCPV4 = 1;
 export const GSO_TCPV6 = 4;
 const GSO_ECN = 0x80;
 const ETH_HLEN = 14;
+/** The least a mergeable receive buffer must hold: the header and an Ethernet header start a frame. */
+export const MIN_RX_BUFFER = VNET_HDR_LEN + ETH_HLEN;
 /** An Ethernet header with one VLAN tag: what a frame of `mtu` bytes of payload may add. */
 const L2_OVERHEAD = ETH_HLEN + 4;
 /** The largest GSO frame either side hands over: a 64 KiB IP packet and its link header. */
@@ -65,11 +68,12 @@ export function rxHeaderProblem(buf: Buffer, len: number, rules: HeaderRules): s
 }
 
 /**
- * Readies a frame read from the tap for the guest: num_buffers is 1 (no MRG_RXBUF, one chain per frame; the
- * tap leaves those two bytes alone), and DATA_VALID goes only to a guest that negotiated GUEST_CSUM.
+ * Readies a frame read from the tap for the guest: num_buffers is the chains it fills (always 1 without
+ * MRG_RXBUF; the tap leaves those two bytes alone), and DATA_VALID goes only to a guest that negotiated
+ * GUEST_CSUM.
  */
-export function finishRxHeader(buf: Buffer, features: bigint): void {
-  buf.writeUInt16LE(1, 10);
+export function finishRxHeader(buf: Buffer, features: bigint, numBuffers = 1): void {
+  buf.writeUInt16LE(numBuffers, 10);
   if (!has(features, VIRTIO_NET_F_GUEST_CSUM)) buf[0] = buf[0]! & ~HDR_F_DATA_VALID;
 }
 

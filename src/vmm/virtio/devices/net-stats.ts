@@ -18,8 +18,15 @@ export interface NetStats {
   rxInvalid: number;
   /** Reads from the tap that failed other than "nothing waiting". */
   rxErrors: number;
+  /**
+   * Passes over each queue (a notification, a tap readiness, or a pass continued after its budget) and used-ring
+   * interrupts sent: frames per pass is how well the device batches, which is what costs under nesting.
+   */
+  txPasses: number;
+  rxPasses: number;
+  interrupts: number;
 }
 
 export function emptyNetStats(): NetStats {
-  return { txFrames: 0, txBytes: 0, txOversized: 0, txInvalid: 0, txErrors: 0, rxFrames: 0, rxBytes: 0, rxTooSmall: 0, rxInvalid: 0, rxErrors: 0 };
+  return { txFrames: 0, txBytes: 0, txOversized: 0, txInvalid: 0, txErrors: 0, rxFrames: 0, rxBytes: 0, rxTooSmall: 0, rxInvalid: 0, rxErrors: 0, txPasses: 0, rxPasses: 0, interrupts: 0 };
 }

@@ -10,6 +10,7 @@ import {
   VIRTIO_NET_F_HOST_TSO4,
   VIRTIO_NET_F_HOST_TSO6,
   VIRTIO_NET_F_MAC,
+  VIRTIO_NET_F_MRG_RXBUF,
   VIRTIO_NET_F_MTU,
   VIRTIO_NET_F_STATUS,
   type HeaderRules,
@@ -21,8 +22,8 @@ import { NetTx } from './net-tx.js';
 
 /**
  * virtio-net (device id 1) on a tap: one receive queue (0) and one transmit queue (1), no control queue, no
- * multiqueue, no mergeable receive buffers. Config space: mac, status (link up), max_virtqueue_pairs (1), mtu.
- * Offloads are offered only as far as the tap accepted them, and once negotiated the tap is told exactly what
+ * multiqueue, mergeable receive buffers (see net-rx.ts). Config space: mac, status (link up),
+ * max_virtqueue_pairs (1), mtu. Offloads are offered only as far as the tap accepted them, and once negotiated the tap is told exactly what
  * the guest takes, so the tap never hands over a frame the guest cannot parse. The data paths are net-tx.ts
  * and net-rx.ts; this routes notifications and tap readiness to them, bounds each pass, and stops everything
  * when the guest breaks a queue.
@@ -101,7 +102,7 @@ export class VirtioNet implements VirtioDevice {
     this.config.writeUInt16LE(VIRTIO_NET_S_LINK_UP, 6);
     this.config.writeUInt16LE(1, 8);
     this.config.writeUInt16LE(mtu, 10);
-    this.features = bit(VIRTIO_NET_F_MAC) | bit(VIRTIO_NET_F_MTU) | bit(VIRTIO_NET_F_STATUS) | offeredOffloads(tap.offloads);
+    this.features = bit(VIRTIO_NET_F_MAC) | bit(VIRTIO_NET_F_MTU) | bit(VIRTIO_NET_F_STATUS) | bit(VIRTIO_NET_F_MRG_RXBUF) | offeredOffloads(tap.offloads);
     this.rules = { features: 0n, mtu };
     this.rx = new NetRx(tap, this.stats);
     this.tx = new NetTx(tap, this.stats);
@@ -145,6 +146,7 @@ export class VirtioNet implements VirtioDevice {
   private receive(): void {
     const q = this.ctx?.queues[RX];
     if (!q || this.tapFailed) return;
+    this.stats.rxPasses++;
     const out = this.rx.pass(q, this.rules, PASS_FRAMES);
     if (typeof out === 'object') return this.broke(out.broken);
     if (out === 'tap-failed') this.tapDown('a read from the tap failed');
@@ -156,6 +158,7 @@ export class VirtioNet implements VirtioDevice {
   private transmit(): void {
     const q = this.ctx?.queues[TX];
     if (!q) return;
+    this.stats.txPasses++;
     const out = this.tx.pass(q, this.rules, PASS_FRAMES);
     if (typeof out === 'object') return this.broke(out.broken);
     if (out === 'budget' && !this.txLater) {
@@ -198,7 +201,10 @@ export class VirtioNet implements VirtioDevice {
   private finish(q: Virtqueue): void {
     if (!this.ctx) return;
     if (q.error) this.broke(q.error.message);
-    else if (q.needsInterrupt()) this.ctx.signalUsed();
+    else if (q.needsInterrupt()) {
+      this.stats.interrupts++;
+      this.ctx.signalUsed();
+    }
   }
 
   /** The guest broke a queue: nothing touches the rings again until the driver resets the device. */

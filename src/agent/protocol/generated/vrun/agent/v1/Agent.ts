@@ -25,6 +25,8 @@ import type { OomEventsRequest as _vrun_agent_v1_OomEventsRequest, OomEventsRequ
 import type { OutputChunk as _vrun_agent_v1_OutputChunk, OutputChunk__Output as _vrun_agent_v1_OutputChunk__Output } from '../../../vrun/agent/v1/OutputChunk.js';
 import type { PauseContainerRequest as _vrun_agent_v1_PauseContainerRequest, PauseContainerRequest__Output as _vrun_agent_v1_PauseContainerRequest__Output } from '../../../vrun/agent/v1/PauseContainerRequest.js';
 import type { PauseContainerResponse as _vrun_agent_v1_PauseContainerResponse, PauseContainerResponse__Output as _vrun_agent_v1_PauseContainerResponse__Output } from '../../../vrun/agent/v1/PauseContainerResponse.js';
+import type { PortForwardRequest as _vrun_agent_v1_PortForwardRequest, PortForwardRequest__Output as _vrun_agent_v1_PortForwardRequest__Output } from '../../../vrun/agent/v1/PortForwardRequest.js';
+import type { PortForwardResponse as _vrun_agent_v1_PortForwardResponse, PortForwardResponse__Output as _vrun_agent_v1_PortForwardResponse__Output } from '../../../vrun/agent/v1/PortForwardResponse.js';
 import type { ReadOutputRequest as _vrun_agent_v1_ReadOutputRequest, ReadOutputRequest__Output as _vrun_agent_v1_ReadOutputRequest__Output } from '../../../vrun/agent/v1/ReadOutputRequest.js';
 import type { RemoveContainerRequest as _vrun_agent_v1_RemoveContainerRequest, RemoveContainerRequest__Output as _vrun_agent_v1_RemoveContainerRequest__Output } from '../../../vrun/agent/v1/RemoveContainerRequest.js';
 import type { RemoveContainerResponse as _vrun_agent_v1_RemoveContainerResponse, RemoveContainerResponse__Output as _vrun_agent_v1_RemoveContainerResponse__Output } from '../../../vrun/agent/v1/RemoveContainerResponse.js';
@@ -150,6 +152,11 @@ export interface AgentClient extends grpc.Client {
   pauseContainer(argument: _vrun_agent_v1_PauseContainerRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_vrun_agent_v1_PauseContainerResponse__Output>): grpc.ClientUnaryCall;
   pauseContainer(argument: _vrun_agent_v1_PauseContainerRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_vrun_agent_v1_PauseContainerResponse__Output>): grpc.ClientUnaryCall;
   pauseContainer(argument: _vrun_agent_v1_PauseContainerRequest, callback: grpc.requestCallback<_vrun_agent_v1_PauseContainerResponse__Output>): grpc.ClientUnaryCall;
+  
+  PortForward(metadata: grpc.Metadata, options?: grpc.CallOptions): grpc.ClientDuplexStream<_vrun_agent_v1_PortForwardRequest, _vrun_agent_v1_PortForwardResponse__Output>;
+  PortForward(options?: grpc.CallOptions): grpc.ClientDuplexStream<_vrun_agent_v1_PortForwardRequest, _vrun_agent_v1_PortForwardResponse__Output>;
+  portForward(metadata: grpc.Metadata, options?: grpc.CallOptions): grpc.ClientDuplexStream<_vrun_agent_v1_PortForwardRequest, _vrun_agent_v1_PortForwardResponse__Output>;
+  portForward(options?: grpc.CallOptions): grpc.ClientDuplexStream<_vrun_agent_v1_PortForwardRequest, _vrun_agent_v1_PortForwardResponse__Output>;
   
   ReadStderr(argument: _vrun_agent_v1_ReadOutputRequest, metadata: grpc.Metadata, options?: grpc.CallOptions): grpc.ClientReadableStream<_vrun_agent_v1_OutputChunk__Output>;
   ReadStderr(argument: _vrun_agent_v1_ReadOutputRequest, options?: grpc.CallOptions): grpc.ClientReadableStream<_vrun_agent_v1_OutputChunk__Output>;
@@ -312,6 +319,8 @@ export interface AgentHandlers extends grpc.UntypedServiceImplementation {
   
   PauseContainer: grpc.handleUnaryCall<_vrun_agent_v1_PauseContainerRequest__Output, _vrun_agent_v1_PauseContainerResponse>;
   
+  PortForward: grpc.handleBidiStreamingCall<_vrun_agent_v1_PortForwardRequest__Output, _vrun_agent_v1_PortForwardResponse>;
+  
   ReadStderr: grpc.handleServerStreamingCall<_vrun_agent_v1_ReadOutputRequest__Output, _vrun_agent_v1_OutputChunk>;
   
   ReadStdout: grpc.handleServerStreamingCall<_vrun_agent_v1_ReadOutputRequest__Output, _vrun_agent_v1_OutputChunk>;
@@ -358,6 +367,7 @@ export interface AgentDefinition extends grpc.ServiceDefinition {
   MountShare: MethodDefinition<_vrun_agent_v1_MountShareRequest, _vrun_agent_v1_MountShareResponse, _vrun_agent_v1_MountShareRequest__Output, _vrun_agent_v1_MountShareResponse__Output>
   OomEvents: MethodDefinition<_vrun_agent_v1_OomEventsRequest, _vrun_agent_v1_OomEvent, _vrun_agent_v1_OomEventsRequest__Output, _vrun_agent_v1_OomEvent__Output>
   PauseContainer: MethodDefinition<_vrun_agent_v1_PauseContainerRequest, _vrun_agent_v1_PauseContainerResponse, _vrun_agent_v1_PauseContainerRequest__Output, _vrun_agent_v1_PauseContainerResponse__Output>
+  PortForward: MethodDefinition<_vrun_agent_v1_PortForwardRequest, _vrun_agent_v1_PortForwardResponse, _vrun_agent_v1_PortForwardRequest__Output, _vrun_agent_v1_PortForwardResponse__Output>
   ReadStderr: MethodDefinition<_vrun_agent_v1_ReadOutputRequest, _vrun_agent_v1_OutputChunk, _vrun_agent_v1_ReadOutputRequest__Output, _vrun_agent_v1_OutputChunk__Output>
   ReadStdout: MethodDefinition<_vrun_agent_v1_ReadOutputRequest, _vrun_agent_v1_OutputChunk, _vrun_agent_v1_ReadOutputRequest__Output, _vrun_agent_v1_OutputChunk__Output>
   RemoveContainer: MethodDefinition<_vrun_agent_v1_RemoveContainerRequest, _vrun_agent_v1_RemoveContainerResponse, _vrun_agent_v1_RemoveContainerRequest__Output, _vrun_agent_v1_RemoveContainerResponse__Output>

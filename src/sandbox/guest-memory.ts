@@ -1,0 +1,20 @@
+/**
+ * How much memory a pod's guest gets (issue 19). With a limit, the guest gets the limit plus what the guest
+ * itself holds besides the containers: measured idle under QEMU (bench/results/density.md) the kernel and its
+ * page tables for guest RAM take ~20 MiB, kernel slab ~14 MiB, the page cache of the shared userland (node,
+ * crun, libraries; read from the read-only disk) ~56 MiB and the agent's heap ~18 MiB, about 110 MiB; the
+ * rest is room for crun, exec sessions and the agent's growth. The container's own cgroup in the guest
+ * enforces the limit, so the overhead is never the container's to use. Without a limit the guest gets the
+ * default. Guest memory the guest never touches, or touched and freed (free page reporting), costs the host
+ * nothing, so the size is a ceiling, not a reservation; a RuntimeClass declares GUEST_OVERHEAD_MIB plus the
+ * VMM's own memory as overhead.podFixed (docs/containerd.md).
+ */
+export const GUEST_OVERHEAD_MIB = 160;
+export const DEFAULT_GUEST_MEMORY_MIB = 512;
+/** Below this the agent (node) and crun have too little room to start containers reliably. */
+export const MIN_GUEST_MEMORY_MIB = 256;
+
+export function guestMemoryMiB(limitBytes: number | undefined): number {
+  if (limitBytes === undefined || limitBytes <= 0) return DEFAULT_GUEST_MEMORY_MIB;
+  return Math.max(MIN_GUEST_MEMORY_MIB, Math.ceil(limitBytes / 2 ** 20) + GUEST_OVERHEAD_MIB);
+}
