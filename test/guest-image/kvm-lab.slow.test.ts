@@ -4,6 +4,7 @@ import { runInLab } from '../../src/kvm-lab/lab.js';
 import { qemuArgs } from '../../src/vmm/qemu/command.js';
 import { BASE_CMDLINE } from '../../src/guest-image/guest-contract.js';
 import { hasHardwareVirtualization } from '../../src/vmm/host-capabilities.js';
+import { isL1KernelFailure } from '../helpers/l1-failure.js';
 
 const shellQuote = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
 
@@ -67,8 +68,7 @@ describe('KVM lab', () => {
       try {
         r = await runInLab({ script, timeoutMs: 900_000 });
       } catch (err) {
-        const l1Oops = /---\[ end trace |Kernel panic|BUG: /.exec((err as Error).message);
-        if (!l1Oops || attempt >= 2) throw err;
+        if (!isL1KernelFailure((err as Error).message) || attempt >= 2) throw err;
         console.log(`KVM lab: retried after L1's own kernel failed (below the VMM): ${(err as Error).message.split('\n')[0] ?? ''}`);
       }
     }

@@ -3,6 +3,7 @@ import { projectRoot } from '../../src/common/paths.js';
 import { ensureGuestImage, ensureLabImage } from '../../src/guest-image/image.js';
 import { kvmPlace, runWithLinuxKvm } from '../../src/kvm-lab/placement.js';
 import type { NetLabReport } from '../../bench/vmm/net-lab.js';
+import { isL1KernelFailure } from '../helpers/l1-failure.js';
 
 /**
  * The native VMM's virtio-net with the real guest image, where /dev/kvm can run Linux (the KVM lab on this kind
@@ -17,7 +18,6 @@ import type { NetLabReport } from '../../bench/vmm/net-lab.js';
  */
 
 const MIB = 100;
-const L1_OOPS = /---\[ end trace |Kernel panic|BUG: /;
 
 describe('native VMM virtio-net on a pod tap (KVM lab)', () => {
   let rep: NetLabReport;
@@ -34,7 +34,7 @@ describe('native VMM virtio-net on a pod tap (KVM lab)', () => {
       try {
         res = await runWithLinuxKvm(cmd, { timeoutMs: 2_400_000 });
       } catch (err) {
-        if (!L1_OOPS.test((err as Error).message) || attempt >= 2) throw err;
+        if (!isL1KernelFailure((err as Error).message) || attempt >= 2) throw err;
         console.log(`KVM lab: retried after L1's own kernel failed (below the VMM): ${(err as Error).message.split('\n')[0] ?? ''}`);
       }
     }
