@@ -13,7 +13,8 @@
 //                           mapping, nosuid,nodev, at the same path in the jail: files host uid N owns are N
 //                           to PROGRAM. Every filesystem under PATH must support id-mapped mounts
 //   --listen FD:PATH        create a unix stream socket listening at PATH (0600, owned by the caller; PATH must
-//                           not exist) and hand it to PROGRAM as fd FD (3-255)
+//                           not exist) and hand it to PROGRAM as fd FD (3-255); PATH appears once the jail is
+//                           built, so a caller waiting for it learns of a failed jail from the jailer's exit
 //   --groups G1,G2          supplementary groups (e.g. kvm); default none
 //   --root DIR              an existing, empty, root-owned directory (no symlinks on its path); the jail's
 //                           tmpfs root is mounted on it in a private mount namespace (required)
@@ -81,9 +82,20 @@
 namespace {
 
 constexpr int kJailerFailed = 125;
+// Appended to a --listen path for the name its socket is bound under until the jail is built.
+const std::string kTempSuffix = ".jailing";
+
+// Listening sockets bound under a temporary name, not yet published at their --listen path: removed if the
+// jailer fails (by directory fd: after pivot_root their paths are out of reach).
+struct Unpublished {
+  int dirFd;
+  std::string name;
+};
+std::vector<Unpublished> unpublished;
 
 [[noreturn]] void fail(const std::string& what, const std::string& why) {
   std::fprintf(stderr, "vrun-jailer: %s: %s\n", what.c_str(), why.c_str());
+  for (const auto& u : unpublished) unlinkat(u.dirFd, u.name.c_str(), 0);
   _exit(kJailerFailed);
 }
 
@@ -332,7 +344,8 @@ Options parse(int argc, char** argv) {
   for (size_t l = 0; l < o.listens.size(); l++) {
     const Listen& li = o.listens[l];
     const std::string opt = "--listen " + std::to_string(li.fd) + ":" + li.path;
-    if (li.path.empty() || li.path[0] != '/' || li.path.size() >= sizeof(sockaddr_un{}.sun_path)) fail(opt, "not an absolute path short enough for a socket");
+    // Room for the temporary name it is bound under first (PATH + kTempSuffix).
+    if (li.path.empty() || li.path[0] != '/' || li.path.size() + kTempSuffix.size() >= sizeof(sockaddr_un{}.sun_path)) fail(opt, "not an absolute path short enough for a socket");
     requireCanonical(opt, li.path.substr(0, li.path.rfind('/')));
     struct stat st {};
     if (lstat(li.path.c_str(), &st) == 0 || errno != ENOENT) fail(opt, "the path exists already");
@@ -519,18 +532,32 @@ void enterUserns(const Options& o, int procSelf) {
   if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0) failErrno("PR_SET_NO_NEW_PRIVS");
 }
 
-// Bound and listening before PROGRAM runs: a client may connect as soon as the path exists.
+std::string baseName(const std::string& path) { return path.substr(path.rfind('/') + 1); }
+
+// Bound and listening before PROGRAM runs, under a temporary name in PATH's directory (bound as host root, in
+// the host's mount namespace); publishListeners renames it to PATH once the jail is built. So the path appears
+// only when nothing but the credential drop and execve is left: a caller that waits for it sees a jail that
+// could not be built (a share that cannot be id-mapped, say) as the jailer's exit, not as a socket nobody serves.
 void openListener(const Listen& li) {
   const std::string what = "--listen " + std::to_string(li.fd) + ":" + li.path;
+  const std::string dir = li.path.substr(0, std::max<size_t>(li.path.rfind('/'), 1));
+  int opened = open(dir.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (opened < 0) failErrno(what + ": open " + dir);
+  // Above every number a tap or listener goes to (dup2 would replace it there).
+  int dirFd = fcntl(opened, F_DUPFD_CLOEXEC, kMaxTapFd + 1);
+  if (dirFd < 0) failErrno(what + ": move the directory's fd");
+  close(opened);
+  const std::string temp = li.path + kTempSuffix;
   int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) failErrno(what + ": socket");
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
-  std::memcpy(addr.sun_path, li.path.data(), li.path.size());
+  std::memcpy(addr.sun_path, temp.data(), temp.size());
   mode_t was = umask(0177);
   int rc = bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
   umask(was);
-  if (rc != 0) failErrno(what + ": bind");
+  if (rc != 0) failErrno(what + ": bind " + temp);
+  unpublished.push_back({dirFd, baseName(temp)});
   if (listen(fd, 16) != 0) failErrno(what + ": listen");
   if (fd == li.fd) {
     if (fcntl(fd, F_SETFD, 0) != 0) failErrno(what + ": F_SETFD");
@@ -538,6 +565,16 @@ void openListener(const Listen& li) {
   }
   if (dup2(fd, li.fd) < 0) failErrno(what + ": dup2");
   close(fd);
+}
+
+// Renames each listener to its --listen path (never replacing anything there) and forgets its directory.
+void publishListeners() {
+  for (const auto& u : unpublished) {
+    const std::string name = u.name.substr(0, u.name.size() - kTempSuffix.size());
+    if (syscall(SYS_renameat2, u.dirFd, u.name.c_str(), u.dirFd, name.c_str(), RENAME_NOREPLACE) != 0) failErrno("--listen: publish " + name);
+  }
+  for (const auto& u : unpublished) close(u.dirFd);
+  unpublished.clear();
 }
 
 void dropCredentials(const Options& o, int procSelf) {
@@ -630,6 +667,7 @@ void openTap(const Tap& tap) {
   if (o.usernsFd >= 0 && procSelf < 0) failErrno("open /proc/self");
   buildRoot(o);
   enterRoot(o.root);
+  publishListeners();
   dropCredentials(o, procSelf);
   // Set after the uid change, which clears it. The pipe tells whether the jailer died before it took effect:
   // getppid() cannot, it is 0 for a pid namespace's init.

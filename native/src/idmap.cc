@@ -276,9 +276,25 @@ Napi::Value Overlay(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// idmapCheck(path, usernsFd): throws the kernel's error when `path` (its mount alone) cannot be id-mapped with the
+// namespace's mapping, as Linux before 6.3 refuses for tmpfs; nothing is mounted either way (the copy stays
+// detached and goes with its fd).
+Napi::Value Check(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() != 2 || !info[0].IsString() || !IsFd(info[1])) {
+    Napi::TypeError::New(env, "idmapCheck(path: string, usernsFd: number)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  Failure f{};
+  Fd tree(IdmappedClone(info[0].As<Napi::String>().Utf8Value(), static_cast<int>(info[1].As<Napi::Number>().Uint32Value()), false, 0, 0, f));
+  if (tree.get() < 0) Throw(env, f);
+  return env.Undefined();
+}
+
 }  // namespace
 
 void InitIdmap(Napi::Env env, Napi::Object exports) {
+  exports.Set("idmapCheck", Napi::Function::New(env, Check));
   exports.Set("idmapUserns", Napi::Function::New(env, Userns));
   exports.Set("idmapBind", Napi::Function::New(env, Bind));
   exports.Set("idmapOverlay", Napi::Function::New(env, Overlay));

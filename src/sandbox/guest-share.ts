@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import { lstat, mkdir, readdir, rmdir, stat, unlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { VrunError, errorMessage } from '../common/errors.js';
-import { createIdMap, idmappedBind, idmappedOverlay, overlayLayers, type IdMap } from '../vmm/jail/idmap.js';
+import { createIdMap, idmapRefusal, idmappedBind, idmappedOverlay, overlayLayers, type IdMap } from '../vmm/jail/idmap.js';
 import { mountsUnder } from './cleanup.js';
 import { mount, umount, type MountFlag } from './host-mount.js';
 
@@ -27,6 +27,10 @@ import { mount, umount, type MountFlag } from './host-mount.js';
  * virtiofsd runs in a user namespace (a non-root host uid): `share` and every mount put in the tree are
  * id-mapped with the pod's mapping (`idmap`), so it sees the files' real owners (a mount that is not would
  * show host-owned files as nobody, read-only). Binds get their mapping and flags while still detached.
+ *
+ * A kernel that cannot id-map the tree's tmpfs (Linux before 6.3, Debian 12's own) gets the same tree with
+ * plain mounts (`unmapped` says why) and virtiofsd runs as root, as Kata's does: the read-only tree and the
+ * mount flags still hold, the user namespace does not.
  */
 const HOST = 'share-host';
 const VIEW = 'share';
@@ -81,6 +85,8 @@ export class GuestShare {
     readonly podDir: string,
     /** The mapping the served tree's mounts have (virtiofsd's); none for a share only being taken down. */
     readonly idmap?: IdMap,
+    /** Why the tree could not be id-mapped (its mounts are plain ones); a share that is id-mapped has none. */
+    readonly unmapped?: string,
   ) {}
 
   /** What virtiofsd serves. */
@@ -112,25 +118,36 @@ export class GuestShare {
    */
   static async create(podDir: string): Promise<GuestShare> {
     await mkdir(podDir, { recursive: true, mode: 0o700 });
-    await GuestShare.existing(podDir).unmountTrees();
-    const map = createIdMap();
-    const s = new GuestShare(podDir, map);
-    for (const d of [s.hostRoot, s.servedDir, s.stageRoot]) await mkdir(d, { recursive: true, mode: 0o700 });
+    const old = GuestShare.existing(podDir);
+    await old.unmountTrees();
+    let map: IdMap | undefined = createIdMap();
+    let refusal: string | undefined;
+    for (const d of [old.hostRoot, old.servedDir, old.stageRoot]) await mkdir(d, { recursive: true, mode: 0o700 });
     try {
-      await mountStep("the pod's share", mount('vrun-share', s.hostRoot, 'tmpfs', [...GUEST_DATA_FLAGS], TREE_TMPFS));
+      await mountStep("the pod's share", mount('vrun-share', old.hostRoot, 'tmpfs', [...GUEST_DATA_FLAGS], TREE_TMPFS));
       // Its own peer group: mounts made here reach `share` (and virtiofsd's copy of it), nothing else.
-      await mountStep("the pod's share (private)", mount('', s.hostRoot, '', ['private']));
-      await mountStep("the pod's share (shared)", mount('', s.hostRoot, '', ['shared']));
+      await mountStep("the pod's share (private)", mount('', old.hostRoot, '', ['private']));
+      await mountStep("the pod's share (shared)", mount('', old.hostRoot, '', ['shared']));
+      refusal = idmapRefusal(map, old.hostRoot);
+      if (refusal) {
+        map.release();
+        map = undefined;
+      }
       // A peer of share-host: mounts made there later show here, each with its own (id-mapped) mount.
-      idmappedBind(map, s.hostRoot, s.servedDir, { recursive: false, readonly: true, slave: false });
-      await mountStep("the pod's mount stage", mount('vrun-stage', s.stageRoot, 'tmpfs', [...GUEST_DATA_FLAGS], 'size=64k,mode=0700'));
-      await mountStep("the pod's mount stage (private)", mount('', s.stageRoot, '', ['private']));
+      if (map) {
+        idmappedBind(map, old.hostRoot, old.servedDir, { recursive: false, readonly: true, slave: false });
+      } else {
+        await mountStep("the pod's served share", mount(old.hostRoot, old.servedDir, '', ['bind']));
+        await mountStep("the pod's served share (read-only)", mount('', old.servedDir, '', ['remount', 'bind', 'rdonly', ...GUEST_DATA_FLAGS]));
+      }
+      await mountStep("the pod's mount stage", mount('vrun-stage', old.stageRoot, 'tmpfs', [...GUEST_DATA_FLAGS], 'size=64k,mode=0700'));
+      await mountStep("the pod's mount stage (private)", mount('', old.stageRoot, '', ['private']));
     } catch (err) {
-      await s.unmountTrees();
-      map.release();
+      await old.unmountTrees();
+      map?.release();
       throw err;
     }
-    return s;
+    return new GuestShare(podDir, map, refusal);
   }
 
   /** The share of a pod whose trees were set up earlier (by a process that may be gone), to take down. */
@@ -151,9 +168,15 @@ export class GuestShare {
    * anything else made in the stage and moved in as an id-mapped copy.
    */
   async mountFs(rel: string, type: string, source: string, options: string[], what: string): Promise<void> {
+    this.usable(what);
     const target = await this.mkdir(rel);
     const { flags, data } = splitOptions(options);
-    const map = this.mapping(what);
+    const map = this.idmap;
+    if (!map) {
+      // Made in one mount(2) call: its copy in the served view has the guest-data flags from the start.
+      await mountStep(what, mount(source, target, type, [...GUEST_DATA_FLAGS, ...flags], data));
+      return;
+    }
     if (type === 'overlay') {
       idmappedOverlay(map, target, overlayLayers(data.split(',')), { readonly: flags.includes('rdonly') });
       return;
@@ -191,13 +214,35 @@ export class GuestShare {
     } else {
       await writeFile(target, '', { flag: 'a', mode: 0o644 });
     }
+    this.usable(what);
+    if (!this.idmap) {
+      await this.plainBind(source, target, st.isDirectory(), opts, what);
+      return;
+    }
     // Mapped, flagged and made a slave while detached, then attached in one step: no copy without them.
-    idmappedBind(this.mapping(what), source, target, { recursive: true, readonly: opts.readonly, slave: true });
+    idmappedBind(this.idmap, source, target, { recursive: true, readonly: opts.readonly, slave: true });
   }
 
-  private mapping(what: string): IdMap {
-    if (!this.idmap) throw new VrunError(`cannot mount ${what}: this share is only being taken down`);
-    return this.idmap;
+  /** Without id mapping: bound in the private stage, flagged and made a slave there, then moved in. */
+  private async plainBind(source: string, target: string, isDir: boolean, opts: BindOptions, what: string): Promise<void> {
+    const staged = path.join(this.stageRoot, randomBytes(8).toString('hex'));
+    if (isDir) await mkdir(staged, { mode: 0o700 });
+    else await writeFile(staged, '', { flag: 'wx', mode: 0o600 });
+    try {
+      await mountStep(what, mount(source, staged, '', ['bind', 'rec']));
+      await mountStep(`${what} (slave)`, mount('', staged, '', ['slave', 'rec']));
+      await mountStep(`${what} (flags)`, mount('', staged, '', ['remount', 'bind', ...(opts.readonly ? (['rdonly'] as const) : []), ...GUEST_DATA_FLAGS]));
+      await mountStep(`${what} (into the share)`, mount(staged, target, '', ['move']));
+    } catch (err) {
+      await umountLazy(staged);
+      throw err;
+    } finally {
+      await (isDir ? rmdir(staged) : unlink(staged)).catch(() => undefined);
+    }
+  }
+
+  private usable(what: string): void {
+    if (!this.idmap && !this.unmapped) throw new VrunError(`cannot mount ${what}: this share is only being taken down`);
   }
 
   /**

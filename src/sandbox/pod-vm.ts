@@ -25,10 +25,10 @@ export interface PodVmSpec {
   cmdlineExtra?: string;
   /**
    * Host directories served to the guest under their virtio-fs tags; `what` names one in error messages.
-   * `idmap`: the mapping the directory is already mounted id-mapped with (a GuestShare's); without one,
-   * its virtiofsd id-maps it (see Virtiofsd.start).
+   * `idmap`: the mapping the directory is already mounted id-mapped with (a GuestShare's); `unmapped`: why
+   * it is mounted without one; with neither, its virtiofsd id-maps it (see Virtiofsd.start).
    */
-  shares: { tag: string; dir: string; what: string; idmap?: IdMap }[];
+  shares: { tag: string; dir: string; what: string; idmap?: IdMap; unmapped?: string }[];
   /** The pod's NICs (taps next to its CNI interfaces, src/network/pod-nics.ts); none for a pod with only loopback. */
   nets?: VmNet[];
   /**
@@ -134,7 +134,7 @@ export class PodVm {
     const image = await loadGuestImage('guest-image');
     await mkdir(spec.paths.runDir, { recursive: true, mode: 0o700 });
     const tFsd = performance.now();
-    const started = await Promise.allSettled(spec.shares.map((s, i) => Virtiofsd.start({ socketPath: spec.paths.fsSocket(i), sharedDir: s.dir, idmap: s.idmap, logger: log })));
+    const started = await Promise.allSettled(spec.shares.map((s, i) => Virtiofsd.start({ socketPath: spec.paths.fsSocket(i), sharedDir: s.dir, idmap: s.idmap, unmapped: s.unmapped, logger: log })));
     const fsds = started.flatMap((r, i) => (r.status === 'fulfilled' ? [{ what: spec.shares[i]?.what ?? 'share', d: r.value }] : []));
     const firstFailure = started.find((r): r is PromiseRejectedResult => r.status === 'rejected');
     let vm: RunningVm;

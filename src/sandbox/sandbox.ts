@@ -144,7 +144,7 @@ export class Sandbox {
     if (!this.share || !this.rootfs) throw new Error('rootfs not prepared');
     const userSpec = cfg.user ?? (this.rootfs.config.User || undefined);
     const user = userSpec !== undefined ? await resolveUser(userSpec, this.rootfs.hostPath) : undefined;
-    const shares: PodVmSpec['shares'] = [{ tag: ROOTFS_TAG, dir: this.share.servedDir, what: 'rootfs', idmap: this.share.idmap }];
+    const shares: PodVmSpec['shares'] = [{ tag: ROOTFS_TAG, dir: this.share.servedDir, what: 'rootfs', idmap: this.share.idmap, unmapped: this.share.unmapped }];
     for (const [i, v] of cfg.volumes.entries()) {
       const dir = path.join(this.paths.dir, `vol${i}`);
       this.unbinds.push(await bindVolume(v.hostPath, dir, v.readonly));

@@ -103,7 +103,7 @@ export class ShimPod {
           vmm: cfg.vmm,
           vcpus: cfg.vcpus,
           memoryMiB: cfg.memoryMiB,
-          shares: [{ tag: SHARE_TAG, dir: share.servedDir, what: "pod's shared directory", idmap: share.idmap }],
+          shares: [{ tag: SHARE_TAG, dir: share.servedDir, what: "pod's shared directory", idmap: share.idmap, unmapped: share.unmapped }],
           nets: network?.vmNets,
           paths: { runDir: this.paths.runDir, agent: this.paths.agent, console: this.paths.console, fsSocket: () => this.paths.fsSocket },
         },

@@ -35,7 +35,8 @@ function labScript(): string {
   return `
 set -u
 base=$(mktemp -d /run/vrun-native-XXXXXX)
-export VRUN_ROOT="$base/root" VRUN_RUN="$base/run" VRUN_DEBUG=
+# No pod network: the lab's /etc is the host's, read-only (networking is tested under QEMU and in native-net-lab).
+export VRUN_ROOT="$base/root" VRUN_RUN="$base/run" VRUN_DEBUG= VRUN_NETWORK=none
 mkdir -p "$VRUN_ROOT" "$VRUN_RUN"
 ln -s '${guestImageCacheDir()}' "$VRUN_ROOT/guest-image"
 W="$base/io"; mkdir -p "$W"; : >"$W/in"

@@ -33,7 +33,9 @@ describe('container log cap and rotation', () => {
   it('keeps two files of at most the cap, 0600, and `logs` replays the newest output in order', async () => {
     const file = path.join(dir, 'container.log');
     const cap = 64 * 1024;
-    const w = new ContainerLogWriter(file, cap);
+    // Rotation is under test here, not dropping: the pending bound holds all 1 MB written, so a loaded machine
+    // (a slow disk) cannot turn this into the drop path (tested in console-log-cap.test.ts).
+    const w = new ContainerLogWriter(file, cap, { maxPendingBytes: 2 << 20 });
     let all = '';
     for (let i = 0; i < 1000; i++) {
       w.write('stdout', chunk(i));

@@ -5,7 +5,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { jailerArgs, type JailSpec } from '../../src/vmm/jail/argv.js';
 import { jailerBinary } from '../../src/vmm/jail/binary.js';
-import { createIdMap, type IdMap } from '../../src/vmm/jail/idmap.js';
+import { createIdMap, idmapRefusal, type IdMap } from '../../src/vmm/jail/idmap.js';
 import { USERNS_RANGE_BASE, USERNS_RANGE_SIZE } from '../../src/vmm/jail/ids.js';
 import { loadNative } from '../../src/common/native.js';
 
@@ -135,6 +135,27 @@ describe('vrun-jailer --userns-fd', () => {
     // An existing path is never replaced.
     const again = jailed(spec({ listens: [{ fd: 3, path: sock }] }), 'echo ran');
     expect(again.stderr).toMatch(/the path exists already/);
+  });
+
+  it('publishes the socket only once the jail is built: a jail that fails leaves no path behind', () => {
+    const sock = path.join(work, 'never.sock');
+    // sysfs cannot be id-mapped: the jail fails after the socket was bound under its temporary name.
+    const r = jailed(spec({ listens: [{ fd: 3, path: sock }], idmapBinds: ['/sys'] }), 'echo ran');
+    expect(r.status).toBe(125);
+    expect(r.stdout).toBe('');
+    expect(r.stderr).toMatch(/--idmap-bind \/sys: id-mapping it/);
+    expect(fs.existsSync(sock)).toBe(false);
+    expect(fs.readdirSync(work).filter((n) => n.startsWith('never.sock'))).toEqual([]);
+  });
+});
+
+describe('idmapRefusal', () => {
+  it('names the kernel and its error for a mount that cannot be id-mapped, and nothing for one that can', () => {
+    expect(idmapRefusal(map, '/proc')).toMatch(new RegExp(`^Linux ${os.release().replace(/[.+]/g, '\\$&')} cannot id-map /proc: .*Invalid argument`));
+    const before = fs.readFileSync('/proc/self/mountinfo', 'utf8');
+    // The work directory's filesystem (ext4 or tmpfs here) can; the check mounts nothing.
+    expect(idmapRefusal(map, work)).toBeUndefined();
+    expect(fs.readFileSync('/proc/self/mountinfo', 'utf8')).toBe(before);
   });
 });
 

@@ -2,6 +2,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { projectRoot } from '../../src/common/paths.js';
 import { ensureGuestImage, ensureLabImage } from '../../src/guest-image/image.js';
 import { kvmPlace, runWithLinuxKvm } from '../../src/kvm-lab/placement.js';
+import { USERNS_RANGE_BASE } from '../../src/vmm/jail/ids.js';
 
 /**
  * The native VMM boots the real guest image (kernel + initrd) with 2 vCPUs where /dev/kvm can run
@@ -47,6 +48,14 @@ describe('native VMM boots the guest image', () => {
 
   it('reads a file from a virtio-fs share served by a real virtiofsd', () => {
     expect(report('boot').lines).toContain('VRUN-FS-CONTENT served-by-virtiofsd');
+  });
+
+  it('runs virtiofsd as a non-root uid, or as root only where the kernel says it cannot id-map the share', () => {
+    const fsd = report('boot').virtiofsd as { uid: number; unmapped?: string };
+    // The KVM lab's L1 runs Linux 6.1, whose tmpfs and overlayfs (the lab's /tmp) cannot be id-mapped.
+    if (fsd.uid === 0) expect(fsd.unmapped).toMatch(/^Linux \S+ cannot id-map \/\S+\/share: /);
+    else expect(fsd).toEqual({ uid: expect.any(Number) });
+    if (fsd.uid !== 0) expect(fsd.uid).toBeGreaterThanOrEqual(USERNS_RANGE_BASE);
   });
 
   it('round-trips bytes through the vrun.agent port', () => {

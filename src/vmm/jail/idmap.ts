@@ -1,4 +1,5 @@
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { VrunError, errorMessage } from '../../common/errors.js';
 import { loadNative } from '../../common/native.js';
@@ -24,14 +25,15 @@ export interface IdMap {
 
 interface IdmapNative {
   idmapUserns(base: number, count: number): number;
+  idmapCheck(path: string, usernsFd: number): void;
   idmapBind(source: string, target: string, usernsFd: number, recursive: boolean, readonly: boolean, slave: boolean): void;
   idmapOverlay(target: string, usernsFd: number, creatorId: number, lowers: string[], upper: string, work: string, data: string, readonly: boolean): void;
 }
 
 function native(): IdmapNative {
   const mod = loadNative<Partial<IdmapNative>>();
-  if (typeof mod.idmapUserns !== 'function' || typeof mod.idmapBind !== 'function' || typeof mod.idmapOverlay !== 'function') {
-    throw new VrunError('the native addon is older than this vrun (it lacks idmapUserns/idmapBind/idmapOverlay): rebuild it with "npx node-gyp rebuild --directory native"');
+  if (typeof mod.idmapUserns !== 'function' || typeof mod.idmapCheck !== 'function' || typeof mod.idmapBind !== 'function' || typeof mod.idmapOverlay !== 'function') {
+    throw new VrunError('the native addon is older than this vrun (it lacks the idmap functions): rebuild it with "npx node-gyp rebuild --directory native"');
   }
   return mod as IdmapNative;
 }
@@ -65,6 +67,19 @@ export function createIdMap(): IdMap {
 
 function fail(what: string, err: unknown): never {
   throw new VrunError(`${what} failed: ${errorMessage(err)}`);
+}
+
+/**
+ * Why the mount at `dir` cannot be id-mapped with `map` (the kernel's error), or undefined when it can. Linux
+ * before 6.3 (Debian 12's own kernel) cannot id-map tmpfs, before 5.19 not overlayfs layers; nothing is mounted.
+ */
+export function idmapRefusal(map: IdMap, dir: string): string | undefined {
+  try {
+    native().idmapCheck(dir, map.usernsFd);
+    return undefined;
+  } catch (err) {
+    return `Linux ${os.release()} cannot id-map ${dir}: ${errorMessage(err)}`;
+  }
 }
 
 /**

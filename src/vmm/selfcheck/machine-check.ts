@@ -66,6 +66,7 @@ export async function machineCheck(opts: MachineCheckOptions): Promise<Record<st
   const started = Date.now();
   try {
     virtiofsd = await Virtiofsd.start({ socketPath: fsSocket, sharedDir: shareDir });
+    report.virtiofsd = { uid: virtiofsd.hostUid, unmapped: virtiofsd.unmapped };
     m = await createVm({
       shares: [{ tag: 'vrunshare', socket: fsSocket }],
       kernel: image.kernel,

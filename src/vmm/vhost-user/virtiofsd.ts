@@ -6,7 +6,7 @@ import { VrunError, MissingDependencyError } from '../../common/errors.js';
 import type { Logger } from '../../common/log.js';
 import { jailerArgs, type JailSpec } from '../jail/argv.js';
 import { jailerBinary } from '../jail/binary.js';
-import { createIdMap, type IdMap } from '../jail/idmap.js';
+import { createIdMap, idmapRefusal, type IdMap } from '../jail/idmap.js';
 import { makeEmptyRoot, topLevelUsrLinks } from '../jail/qemu-jail.js';
 
 export const VIRTIOFSD = '/usr/lib/qemu/virtiofsd';
@@ -25,6 +25,9 @@ export const VIRTIOFSD = '/usr/lib/qemu/virtiofsd';
  *   share, its seccomp filter, and only the capabilities (in its namespace) a file server needs: without
  *   CAP_MKNOD the guest cannot make device nodes, without CAP_SETFCAP it cannot give files capabilities;
  *   trusted.* xattrs need CAP_SYS_ADMIN, which it drops.
+ *
+ * Where the kernel cannot id-map the share (Linux before 6.3 for tmpfs), only the second holds: virtiofsd runs
+ * as root, as before vrun had the jail (and as Kata's does), and says so in a warning.
  */
 const SERVER_OPTIONS = ['sandbox=namespace', 'cache=auto', 'xattr', 'modcaps=-mknod:-setfcap'];
 /** Where the jailer puts the listening socket in virtiofsd (`--fd=`). */
@@ -58,10 +61,12 @@ export class Virtiofsd {
     private readonly child: ChildProcess,
     readonly socketPath: string,
     readonly sharedDir: string,
-    /** The jail root (removed at stop) and the mapping made for this virtiofsd alone (released at stop). */
-    private readonly jail: { root: string; ownMap?: IdMap },
+    /** The jail root (removed at stop; none for a virtiofsd run as root) and the mapping made for it alone. */
+    private readonly jail: { root?: string; ownMap?: IdMap },
     /** Host uid virtiofsd runs as. */
     readonly hostUid: number,
+    /** Why it runs as root (the kernel could not id-map the share); none when it runs in a user namespace. */
+    readonly unmapped?: string,
   ) {
     child.stderr?.on('data', (d: Buffer) => {
       if (this.stderr.length < 16384) this.stderr += d.toString();
@@ -74,21 +79,46 @@ export class Virtiofsd {
    * mount and, for hostile guests, by sharing a read-only bind mount (the caller's job).
    *
    * `idmap`: the mapping `sharedDir` is already mounted id-mapped with (a pod's share tree, see GuestShare);
-   * virtiofsd then runs with it. Without one, virtiofsd gets a mapping of its own and the jailer id-maps
-   * `sharedDir` (and the mounts under it, whose filesystems must all support id-mapped mounts).
+   * virtiofsd then runs with it. `unmapped`: why `sharedDir` is mounted without one (a kernel that cannot
+   * id-map it); virtiofsd then runs as root, unjailed, in its own sandbox alone. With neither, virtiofsd gets
+   * a mapping of its own and the jailer id-maps `sharedDir` (and the mounts under it, whose filesystems must
+   * all support id-mapped mounts), or, if this kernel cannot id-map it, runs as root as with `unmapped`.
    */
-  static async start(opts: { socketPath: string; sharedDir: string; idmap?: IdMap; logger?: Logger; binary?: string; timeoutMs?: number }): Promise<Virtiofsd> {
+  static async start(opts: {
+    socketPath: string;
+    sharedDir: string;
+    idmap?: IdMap;
+    unmapped?: string;
+    logger?: Logger;
+    binary?: string;
+    timeoutMs?: number;
+  }): Promise<Virtiofsd> {
     if (!existsSync(opts.binary ?? VIRTIOFSD)) throw new MissingDependencyError(`virtiofsd (${opts.binary ?? VIRTIOFSD})`, 'qemu-system-common');
     // The jail mirrors host paths, canonical ones.
     const binary = realpathSync(opts.binary ?? VIRTIOFSD);
     if (!existsSync(opts.sharedDir)) throw new VrunError(`shared directory ${opts.sharedDir} does not exist`);
-    const jailer = jailerBinary();
     const sharedDir = realpathSync(opts.sharedDir);
     const socketPath = path.join(realpathSync(path.dirname(opts.socketPath)), path.basename(opts.socketPath));
     await rm(socketPath, { force: true });
+    let ownMap = opts.idmap || opts.unmapped ? undefined : createIdMap();
+    let unmapped = opts.unmapped;
+    if (ownMap) {
+      unmapped = idmapRefusal(ownMap, sharedDir);
+      if (unmapped) {
+        ownMap.release();
+        ownMap = undefined;
+      }
+    }
+    const map = opts.idmap ?? ownMap;
+    if (!map) {
+      opts.logger?.warn({ sharedDir, reason: unmapped }, 'virtiofsd runs as root, not in a user namespace: this kernel cannot id-map the share');
+      const args = [`--socket-path=${socketPath}`, '-o', `source=${sharedDir}`, ...SERVER_OPTIONS.flatMap((o) => ['-o', o])];
+      opts.logger?.debug({ binary, args }, 'starting virtiofsd');
+      const child = spawn(binary, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+      return Virtiofsd.started(new Virtiofsd(child, socketPath, sharedDir, {}, 0, unmapped ?? 'no mapping'), opts.timeoutMs);
+    }
+    const jailer = jailerBinary();
     const root = `${path.dirname(socketPath)}.${path.basename(socketPath)}.jail`;
-    const ownMap = opts.idmap ? undefined : createIdMap();
-    const map = (opts.idmap ?? ownMap) as IdMap;
     let child: ChildProcess;
     try {
       makeEmptyRoot(root);
@@ -111,20 +141,24 @@ export class Virtiofsd {
       throw err;
     }
     map.held(child.pid);
-    const d = new Virtiofsd(child, socketPath, sharedDir, { root, ownMap }, map.base);
-    const deadline = Date.now() + (opts.timeoutMs ?? 10_000);
+    return Virtiofsd.started(new Virtiofsd(child, socketPath, sharedDir, { root, ownMap }, map.base), opts.timeoutMs);
+  }
+
+  /** Once its socket is there (the jailer publishes it only when the jail is built): serving. */
+  private static async started(d: Virtiofsd, timeoutMs = 10_000): Promise<Virtiofsd> {
+    const deadline = Date.now() + timeoutMs;
     let done = false;
     void d.exited.then(() => (done = true));
-    while (!existsSync(socketPath)) {
+    while (!existsSync(d.socketPath)) {
       if (done) {
         await d.cleanup();
-        throw new VrunError(`virtiofsd for ${opts.sharedDir} exited at start: ${d.stderr.trim() || 'no message'}`);
+        throw new VrunError(`virtiofsd for ${d.sharedDir} exited at start: ${d.stderr.trim() || 'no message'}`);
       }
       if (Date.now() > deadline) {
-        child.kill('SIGKILL');
+        d.child.kill('SIGKILL');
         await d.exited;
         await d.cleanup();
-        throw new VrunError(`virtiofsd for ${opts.sharedDir} did not create its socket ${socketPath} in time`);
+        throw new VrunError(`virtiofsd for ${d.sharedDir} did not create its socket ${d.socketPath} in time`);
       }
       await new Promise((r) => setTimeout(r, 5));
     }
@@ -151,7 +185,7 @@ export class Virtiofsd {
   private async cleanup(): Promise<void> {
     await rm(this.socketPath, { force: true });
     try {
-      rmdirSync(this.jail.root);
+      if (this.jail.root) rmdirSync(this.jail.root);
     } catch {
       // already gone
     }
