@@ -5,10 +5,12 @@
 #include "idmap.h"
 #include "kvm_system.h"
 #include "kvm_vm.h"
+#include "netlink_snapshot.h"
 #include "netns_socket.h"
 #include "new_files.h"
 #include "process_ops.h"
 #include "tap.h"
+#include "tap_attach.h"
 #include "vhost_user_socket.h"
 
 namespace {
@@ -22,6 +24,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   vrun::InitProcessOps(env, exports);
   vrun::InitVhostUserSocket(env, exports);
   vrun::InitTap(env, exports);
+  vrun::InitTapAttach(env, exports);
+  vrun::InitNetlinkSnapshot(env, exports);
   vrun::InitNetnsSocket(env, exports);
   return exports;
 }

@@ -17,29 +17,12 @@
 #include <vector>
 
 #include "errno_error.h"
+#include "unique_fd.h"
 
 namespace vrun {
 namespace {
 
-// Closes on scope exit, so every early error return leaves no fd behind.
-class Fd {
- public:
-  explicit Fd(int fd = -1) : fd_(fd) {}
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  ~Fd() {
-    if (fd_ >= 0) close(fd_);
-  }
-  int get() const { return fd_; }
-  int release() {
-    int fd = fd_;
-    fd_ = -1;
-    return fd;
-  }
-
- private:
-  int fd_;
-};
+using Fd = UniqueFd;
 
 struct Failure {
   int err;

@@ -1,8 +1,7 @@
 import type { NetworkConfig } from '../agent/host/client.js';
 import { VrunError } from '../common/errors.js';
 import { MAX_VM_NETS, type VmNet } from '../vmm/backend.js';
-import { runChecked } from './exec.js';
-import { readPermanentNeighbors, type Neighbor } from './link-info.js';
+import { listLinks, readPermanentNeighbors, type Neighbor } from './link-info.js';
 import { attachTap, detachTap, type PodNic, type TapOptions } from './tap.js';
 
 /**
@@ -17,18 +16,9 @@ export interface AttachedNic extends PodNic {
 
 /** The links in `netns` a CNI plugin made: all but loopback and taps (ours, from an earlier attach), by ifindex. */
 export async function podInterfaces(netns: string): Promise<string[]> {
-  const out = await runChecked(['ip', '-j', '-d', 'link', 'show'], { netns, what: 'listing the pod\'s interfaces' });
-  let links: unknown;
-  try {
-    links = JSON.parse(out);
-  } catch {
-    throw new VrunError('ip printed no JSON for the pod\'s links', { kind: 'internal' });
-  }
-  if (!Array.isArray(links)) throw new VrunError('ip printed no link list for the pod\'s namespace', { kind: 'internal' });
-  const names = (links as { ifname?: unknown; ifindex?: unknown; link_type?: unknown; linkinfo?: { info_kind?: unknown } }[])
-    .filter((l) => typeof l.ifname === 'string' && l.link_type !== 'loopback' && l.linkinfo?.info_kind !== 'tun')
-    .sort((a, b) => Number(a.ifindex) - Number(b.ifindex))
-    .map((l) => l.ifname as string);
+  const names = listLinks(netns)
+    .filter((l) => !l.loopback && l.kind !== 'tun')
+    .map((l) => l.name);
   if (names.length > MAX_VM_NETS) throw new VrunError(`the pod's network namespace has ${names.length} interfaces; a VM takes at most ${MAX_VM_NETS}`, { kind: 'invalid' });
   return names;
 }

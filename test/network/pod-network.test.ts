@@ -278,7 +278,7 @@ describe('bad input', () => {
     // An ingress qdisc that was on the link before is left alone when attaching fails.
     await runChecked(['ip', 'link', 'add', 'eth9', 'type', 'veth', 'peer', 'name', 'eth9p'], { netns: file });
     await runChecked(['tc', 'qdisc', 'add', 'dev', 'eth9', 'ingress'], { netns: file });
-    await expect(attachTap(file, 'eth9')).rejects.toThrow(/adding an ingress qdisc to eth9: .*File exists|Exclusivity/);
+    await expect(attachTap(file, 'eth9')).rejects.toThrow(/attaching tap tap_eth9 to eth9 in .*: EEXIST: .*, adding an ingress qdisc to eth9/);
     expect(await runChecked(['tc', 'qdisc', 'show', 'dev', 'eth9', 'ingress'], { netns: file })).toContain('ingress');
     await runChecked(['ip', 'link', 'del', 'eth9'], { netns: file });
     const links = JSON.parse(await runChecked(['ip', '-j', 'link', 'show'], { netns: file })) as { ifname: string }[];
