@@ -9,7 +9,9 @@
 #include "new_files.h"
 #include "process_ops.h"
 #include "tap.h"
+#include "vcpu_seccomp.h"
 #include "vhost_user_socket.h"
+#include "vmm_seccomp.h"
 
 namespace {
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
@@ -23,6 +25,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   vrun::InitVhostUserSocket(env, exports);
   vrun::InitTap(env, exports);
   vrun::InitNetnsSocket(env, exports);
+  vrun::InitVcpuSeccompProbe(env, exports);
+  vrun::InitVmmSeccomp(env, exports);
   return exports;
 }
 }  // namespace
