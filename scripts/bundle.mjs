@@ -54,3 +54,4 @@ async function bundleCjs(entry, outfile) {
 await bundleCjs('src/cli/main.ts', path.join(root, 'dist', 'cli', 'vrun.cjs'));
 await bundleCjs('src/agent/guest/main.ts', path.join(agentOut, 'agent.cjs'));
 await bundleCjs('src/sandbox/daemon.ts', path.join(root, 'dist', 'sandbox', 'daemon.cjs'));
+await bundleCjs('src/vmm/native-process/vmm-main.ts', path.join(root, 'dist', 'vmm', 'vmm.cjs'));

@@ -11,7 +11,9 @@
 #include "process_ops.h"
 #include "tap.h"
 #include "tap_attach.h"
+#include "vcpu_seccomp.h"
 #include "vhost_user_socket.h"
+#include "vmm_seccomp.h"
 
 namespace {
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
@@ -27,6 +29,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   vrun::InitTapAttach(env, exports);
   vrun::InitNetlinkSnapshot(env, exports);
   vrun::InitNetnsSocket(env, exports);
+  vrun::InitVcpuSeccompProbe(env, exports);
+  vrun::InitVmmSeccomp(env, exports);
   return exports;
 }
 }  // namespace

@@ -64,6 +64,16 @@ bool SetOffloads(int fd, unsigned wanted, unsigned* accepted) {
   return false;
 }
 
+// What every attached tap gets, whoever attached it: 12-byte little-endian vnet headers and the offloads.
+void ConfigureTap(unsigned offloads, OpenResult* r) {
+  int hdr = kVnetHdrSize;
+  if (ioctl(r->fd, TUNSETVNETHDRSZ, &hdr) != 0) return Fail(r, "TUNSETVNETHDRSZ");
+  // virtio 1.x headers are little-endian whatever the host; the tap's default is the host's order.
+  int le = 1;
+  if (ioctl(r->fd, TUNSETVNETLE, &le) != 0) return Fail(r, "TUNSETVNETLE");
+  if (!SetOffloads(r->fd, offloads & kKnownOffloads, &r->offloads)) return Fail(r, "TUNSETOFFLOAD");
+}
+
 void OpenTap(const std::string& name, unsigned offloads, OpenResult* r) {
   // Looked up first so that a wrong name does not even briefly create a tap (TUNSETIFF would, see below).
   if (if_nametoindex(name.c_str()) == 0) {
@@ -84,12 +94,7 @@ void OpenTap(const std::string& name, unsigned offloads, OpenResult* r) {
     errno = ENODEV;
     return Fail(r, "TUNSETIFF (no persistent tap has this name)");
   }
-  int hdr = kVnetHdrSize;
-  if (ioctl(r->fd, TUNSETVNETHDRSZ, &hdr) != 0) return Fail(r, "TUNSETVNETHDRSZ");
-  // virtio 1.x headers are little-endian whatever the host; the tap's default is the host's order.
-  int le = 1;
-  if (ioctl(r->fd, TUNSETVNETLE, &le) != 0) return Fail(r, "TUNSETVNETLE");
-  if (!SetOffloads(r->fd, offloads & kKnownOffloads, &r->offloads)) return Fail(r, "TUNSETOFFLOAD");
+  ConfigureTap(offloads, r);
 }
 
 // A tun fd belongs to the network namespace it was opened in: the open runs on a thread inside it.
@@ -131,6 +136,49 @@ Napi::Value Open(const Napi::CallbackInfo& info) {
   }
   Napi::Object out = Napi::Object::New(env);
   out.Set("fd", Napi::Number::New(env, r.fd));
+  out.Set("offloads", Napi::Number::New(env, r.offloads));
+  return out;
+}
+
+// tapAdopt(fd, offloads) -> { offloads }: takes a tap fd another process attached (vrun-jailer's --tap, which the
+// jailed VMM cannot do itself): it must be a tap attached with IFF_TAP|IFF_NO_PI|IFF_VNET_HDR; it is made
+// nonblocking and close-on-exec and configured as tapOpen configures its own. On failure the fd stays open (the
+// caller owns it).
+Napi::Value Adopt(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 2 || !info[0].IsNumber() || !info[1].IsNumber()) {
+    Napi::TypeError::New(env, "tapAdopt(fd: number, offloads: number)").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  int fd = info[0].As<Napi::Number>().Int32Value();
+  struct ifreq ifr = {};
+  if (fd < 3 || ioctl(fd, TUNGETIFF, &ifr) != 0) {
+    ThrowErrno(env, fd < 3 ? EBADF : errno, "TUNGETIFF", "fd " + std::to_string(fd));
+    return env.Undefined();
+  }
+  const short want = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
+  if ((ifr.ifr_flags & (want | IFF_TUN)) != want) {
+    ThrowErrno(env, EINVAL, "TUNGETIFF (not a tap with IFF_NO_PI|IFF_VNET_HDR)", "fd " + std::to_string(fd));
+    return env.Undefined();
+  }
+  int fl = fcntl(fd, F_GETFL);
+  if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) != 0 || fcntl(fd, F_SETFD, FD_CLOEXEC) != 0) {
+    ThrowErrno(env, errno, "fcntl", "fd " + std::to_string(fd));
+    return env.Undefined();
+  }
+  OpenResult r;
+  r.fd = dup(fd);  // ConfigureTap closes its fd on failure; the caller's stays theirs
+  if (r.fd < 0) {
+    ThrowErrno(env, errno, "dup", "fd " + std::to_string(fd));
+    return env.Undefined();
+  }
+  ConfigureTap(info[1].As<Napi::Number>().Uint32Value(), &r);
+  if (r.fd < 0) {
+    ThrowErrno(env, r.err, r.syscall, "fd " + std::to_string(fd));
+    return env.Undefined();
+  }
+  close(r.fd);
+  Napi::Object out = Napi::Object::New(env);
   out.Set("offloads", Napi::Number::New(env, r.offloads));
   return out;
 }
@@ -202,6 +250,7 @@ Napi::Value Write(const Napi::CallbackInfo& info) {
 
 void InitTap(Napi::Env env, Napi::Object exports) {
   exports.Set("tapOpen", Napi::Function::New(env, Open));
+  exports.Set("tapAdopt", Napi::Function::New(env, Adopt));
   exports.Set("tapSetOffload", Napi::Function::New(env, SetOffload));
   exports.Set("tapRead", Napi::Function::New(env, Read));
   exports.Set("tapWrite", Napi::Function::New(env, Write));

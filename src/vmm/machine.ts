@@ -48,10 +48,15 @@ export interface CreateVmOptions {
   ports?: VmPortSpec[];
   /** virtio-fs shares, each served by a vhost-user backend (virtiofsd) already listening on `socket`. */
   shares?: { tag: string; socket: string }[];
-  /** virtio-net NICs, each on a persistent tap the pod's network made (in `netns` when given, else here). */
-  nets?: { tapName: string; mac: string; mtu?: number; netns?: string }[];
+  /**
+   * virtio-net NICs, each on a persistent tap the pod's network made: opened here by name (in `netns` when
+   * given, else here), or already open on fd `tapFd` (handed over by vrun-jailer to the jailed VMM process).
+   */
+  nets?: { tapName: string; mac: string; mtu?: number; netns?: string; tapFd?: number }[];
   /** File receiving the serial console. */
   consoleLog?: string;
+  /** Hears the serial console's bytes as they come (the jailed VMM process passes them on to the sandbox). */
+  onConsole?: (bytes: Buffer) => void;
   logger?: Logger;
   /** How vCPU exits reach the device models (benchmarks compare settings; the defaults are the measured best). */
   exits?: Pick<VmOptions, 'answerSpinNs' | 'postWrites'>;
@@ -138,7 +143,7 @@ export class Machine extends EventEmitter<{ end: [MachineEnd]; 'device-error': [
     let vm: Vm | undefined;
     try {
       for (const n of opts.nets ?? []) {
-        const tap = NativeTap.open(n.tapName, { netns: n.netns });
+        const tap = n.tapFd !== undefined ? NativeTap.adopt(n.tapFd, n.tapName) : NativeTap.open(n.tapName, { netns: n.netns });
         try {
           nets.push(new VirtioNet(tap, { mac: n.mac, mtu: n.mtu, name: `net:${n.tapName}` }, logger));
         } catch (err) {
@@ -263,6 +268,7 @@ export class Machine extends EventEmitter<{ end: [MachineEnd]; 'device-error': [
   }
 
   private onConsole(bytes: Buffer): void {
+    this.opts.onConsole?.(bytes);
     this.console.write(bytes);
   }
 

@@ -9,8 +9,8 @@ import { kvmPlace, runWithLinuxKvm } from '../../src/kvm-lab/placement.js';
 
 /**
  * `vrun run --vmm native` end to end where /dev/kvm can boot Linux (the KVM lab on this kind of host): the
- * real CLI, a real sandbox process running our VMM in-process, virtiofsd, the guest agent and crun in the
- * guest. One lab run executes every case as a shell script and prints one `VRUN-CASE` line per CLI call
+ * real CLI, a real sandbox process, our VMM in a jailed process of its own (src/vmm/native-process/),
+ * virtiofsd, the guest agent and crun in the guest. One lab run executes every case as a shell script and prints one `VRUN-CASE` line per CLI call
  * (status, duration, stdout and stderr in base64); the tests assert on those. The lab's host / is read-only,
  * so the sandboxes' state and the image store live on a tmpfs; the guest image is the host's, linked in.
  */
@@ -40,6 +40,9 @@ export VRUN_ROOT="$base/root" VRUN_RUN="$base/run" VRUN_DEBUG= VRUN_NETWORK=none
 mkdir -p "$VRUN_ROOT" "$VRUN_RUN"
 ln -s '${guestImageCacheDir()}' "$VRUN_ROOT/guest-image"
 W="$base/io"; mkdir -p "$W"; : >"$W/in"
+# What udev does on a distribution (GROUP="kvm", MODE="0660"; 36 is the kvm group's fixed gid on Fedora): L1
+# has no udev, and its /dev/kvm is root's alone, which the jailed VMM's uid could not open.
+chgrp 36 /dev/kvm && chmod 0660 /dev/kvm
 cd '${root}'
 echo "VRUN-L1 boot_id=$(cat /proc/sys/kernel/random/boot_id)"
 # Sandbox directories of the running case: those not listed in $W/before when it started.
@@ -105,11 +108,18 @@ mkdir "$base/vol" && echo seed >"$base/vol/seed" && echo x >"$W/in"
 run_case stdin-volume run --rm -i --vmm native -v "$base/vol:/data" busybox sh -c 'cat; cat /data/seed; echo written >/data/out'
 : >"$W/in"
 echo "VRUN-VOLUME out=$(cat "$base/vol/out" 2>/dev/null)"
-# kill -9 of the VMM: here that is the sandbox process itself.
+# The jailed VMM process as the host sees it, then kill -9 of it.
 run_case detached run -d --vmm native --name native-kill busybox sleep 1000
 run_case kill-inspect inspect native-kill
 set -- $(node -e 'const i = JSON.parse(require("fs").readFileSync(0, "utf8"))[0]; const p = i.Sandbox.Pids; console.log(i.Id, p.vmm, p.sandbox, ...(p.virtiofsd || []))' <"$W/out")
-id=$1; vmm=$2; shift 2
+id=$1; vmm=$2; sandbox=$3; shift 2
+echo "VRUN-VMM status=$(base64 -w0 </proc/$vmm/status) cmdline=$(tr '\\0' ' ' </proc/$vmm/cmdline | base64 -w0) mnt=$(readlink /proc/$vmm/ns/mnt) pid=$(readlink /proc/$vmm/ns/pid) sandbox-mnt=$(readlink /proc/$sandbox/ns/mnt) sandbox-pid=$(readlink /proc/$sandbox/ns/pid)"
+mcg=$(awk -F: '$2 ~ /(^|,)memory(,|$)/ || $2 == "" {print $3; exit}' /proc/$vmm/cgroup)
+for f in memory.max_usage_in_bytes memory.usage_in_bytes memory.limit_in_bytes memory.peak memory.current memory.max; do
+  [ -f "/sys/fs/cgroup/memory$mcg/$f" ] && echo "VRUN-VMM-MEM cgroup $f=$(cat /sys/fs/cgroup/memory$mcg/$f)"
+  [ -f "/sys/fs/cgroup$mcg/$f" ] && echo "VRUN-VMM-MEM cgroup $f=$(cat /sys/fs/cgroup$mcg/$f)"
+done
+echo "VRUN-VMM-MEM ls-kvm=$(ls -ln /dev/kvm | tr ' ' _)"
 kill -9 "$vmm"
 run_case kill-ps ps -a
 run_case kill-dead inspect native-kill
@@ -200,8 +210,9 @@ describe('vrun run --vmm native (KVM lab)', () => {
     const info = inspected('hello-inspect');
     expect(info.Sandbox.Backend).toBe('native');
     expect(info.State.Status).toBe('exited');
-    // The VMM runs inside the sandbox process.
-    expect(info.Sandbox.Pids.vmm).toBe(info.Sandbox.Pids.sandbox);
+    // The VMM is a process of its own.
+    expect(info.Sandbox.Pids.vmm).toBeGreaterThan(1);
+    expect(info.Sandbox.Pids.vmm).not.toBe(info.Sandbox.Pids.sandbox);
     expect(info.Sandbox.Guest.kernel).toBe(image.kernelRelease);
     expect(info.Sandbox.Guest.cpus).toBe(2);
     console.log(`native backend in the lab: ${c.ms} ms for the whole run; phases ${JSON.stringify(info.Sandbox.PhasesMs)}`);
@@ -251,20 +262,45 @@ describe('vrun run --vmm native (KVM lab)', () => {
     expect(volumeOut).toBe('written');
   });
 
-  it('kill -9 of the VMM (the sandbox process): ps shows the sandbox failed, rm -f leaves nothing behind', () => {
+  it('runs the VMM jailed: a non-root uid and gid, no_new_privs, mount and pid namespaces of its own', () => {
+    const before = inspected('kill-inspect');
+    expect(before.State.Status).toBe('running');
+    const line = /^VRUN-VMM (.*)$/m.exec(raw)?.[1] ?? '';
+    const field = (k: string) => new RegExp(`(?:^| )${k}=(\\S*)`).exec(line)?.[1] ?? '';
+    const status = Buffer.from(field('status'), 'base64').toString('utf8');
+    const statusOf = (k: string) => new RegExp(`^${k}:\\s*(.*)$`, 'm').exec(status)?.[1]?.trim().split(/\s+/) ?? [];
+    expect(status, raw).toMatch(/^Name:/);
+    const mem = [...raw.matchAll(/^VRUN-VMM-MEM (.*)$/gm)].map((m) => m[1]).join('; ');
+    console.log(`native VMM process in the lab: ${statusOf('VmRSS').join(' ')} RSS, ${statusOf('VmHWM').join(' ')} peak, RssAnon ${statusOf('RssAnon').join(' ')}, RssFile ${statusOf('RssFile').join(' ')}, RssShmem ${statusOf('RssShmem').join(' ')}, ${statusOf('Threads').join('')} threads; ${mem}`);
+    // Real, effective, saved and filesystem ids: all the pod's jail id, none root.
+    const [uid, ...uids] = statusOf('Uid');
+    const [gid, ...gids] = statusOf('Gid');
+    expect(Number(uid), status).toBeGreaterThan(0);
+    expect(uids, status).toEqual([uid, uid, uid]);
+    expect(Number(gid), status).toBeGreaterThan(0);
+    expect(gids, status).toEqual([gid, gid, gid]);
+    expect(statusOf('NoNewPrivs'), status).toEqual(['1']);
+    expect(statusOf('CapEff'), status).toEqual(['0000000000000000']);
+    expect(Buffer.from(field('cmdline'), 'base64').toString('utf8')).toMatch(/^\S*node\S* \S*\/dist\/vmm\/vmm\.cjs .*\/vmm-launch\.json/);
+    for (const ns of ['mnt', 'pid']) {
+      expect(field(ns)).toMatch(new RegExp(`^${ns}:\\[\\d+\\]$`));
+      expect(field(ns)).not.toBe(field(`sandbox-${ns}`));
+    }
+  });
+
+  it('kill -9 of the VMM process: ps shows the sandbox failed with the reason, rm -f leaves nothing behind', () => {
     const d = get('detached');
     expect(d.status, `${d.err}\n${raw}`).toBe(0);
     const before = inspected('kill-inspect');
     expect(before.State.Status).toBe('running');
-    expect(before.Sandbox.Pids.vmm).toBe(before.Sandbox.Pids.sandbox);
     expect(before.Sandbox.Pids.virtiofsd?.length).toBe(1);
     const ps = get('kill-ps');
     expect(ps.status).toBe(0);
     const row = ps.out.split('\n').find((l) => l.includes('native-kill'));
-    expect(row, ps.out).toMatch(/Failed: the sandbox process \(which ran the native VMM\) died/);
+    expect(row, ps.out).toMatch(/Failed: the VM stopped unexpectedly: the native VMM process was killed by SIGKILL/);
     const after = inspected('kill-dead');
     expect(after.State.Status).toBe('dead');
-    expect(after.State.Error).toBe('the sandbox process (which ran the native VMM) died');
+    expect(after.State.Error).toMatch(/^the VM stopped unexpectedly: the native VMM process was killed by SIGKILL/);
     expect(get('kill-rm').status).toBe(0);
     expect(left).toBe('alive= mounts=0 dir=no');
   });

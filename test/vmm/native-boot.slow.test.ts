@@ -9,7 +9,8 @@ import { USERNS_RANGE_BASE } from '../../src/vmm/jail/ids.js';
  * Linux (the KVM lab on this kind of host). src/vmm/selfcheck/machine-check.ts runs two boots and reports each
  * as a `VRUN-MACHINE {...}` line: `boot` (virtio-fs share served by a real virtiofsd, bytes through
  * the vrun.agent console port, then poweroff) and `panic` (no initrd: the kernel finds no root and
- * panics). This asserts on those reports.
+ * panics). This asserts on those reports, and on the seccomp state of the VMM's threads the boot check read
+ * while the guest ran (native/src/vcpu_seccomp.cc: a filter of their own on the vCPU threads, issue 21).
  */
 
 type Report = Record<string, unknown> & { name: string; lines?: string[]; error?: string; consoleTail?: string };
@@ -44,6 +45,18 @@ describe('native VMM boots the guest image', () => {
     const devices = rep.lines!.find((l) => l.startsWith('VRUN-CHECK virtio-devices='));
     expect(devices).toMatch(/0x0003/); // console
     expect(devices).toMatch(/0x001a/); // fs
+  });
+
+  it('runs every vCPU thread under a seccomp filter of its own, and the boot got through it', () => {
+    type Thread = { tid: number; name: string; seccomp: number; filters?: number };
+    const threads = report('boot').threads as { main?: Thread; vcpus: Thread[] };
+    expect(threads.vcpus.map((t) => t.name).sort()).toEqual(['vcpu 0', 'vcpu 1']);
+    expect(threads.main).toBeDefined();
+    for (const t of threads.vcpus) {
+      expect(t.seccomp, JSON.stringify(threads)).toBe(2);
+      // Installed by the thread for itself (no TSYNC): one filter more than Node's main thread has.
+      expect(t.filters, JSON.stringify(threads)).toBe(threads.main!.filters! + 1);
+    }
   });
 
   it('reads a file from a virtio-fs share served by a real virtiofsd', () => {

@@ -1,5 +1,5 @@
 import net from 'node:net';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -12,7 +12,7 @@ import { Virtiofsd } from '../vhost-user/virtiofsd.js';
 /**
  * Boots the guest image on the native VMM and reports what happened as one `VRUN-MACHINE {...}` line:
  * time to the readiness line, the guest's self-check lines, a byte stream echoed through the
- * `vrun.agent` port, and how the VM ended. Runs where /dev/kvm can boot Linux (the KVM lab here);
+ * `vrun.agent` port, the seccomp state of the vCPU threads while the guest runs, and how the VM ended. Runs where /dev/kvm can boot Linux (the KVM lab here);
  * the slow test asserts on the report.
  */
 
@@ -35,6 +35,37 @@ async function echoThroughPort(socketPath: string, payload: string, timeoutMs: n
   while (got.length < payload.length && Date.now() < deadline) await sleep(20);
   s.destroy();
   return got;
+}
+
+/** A thread of this process as /proc shows it: its name and its status' Seccomp fields. */
+export interface ThreadSeccomp {
+  tid: number;
+  name: string;
+  /** 0: none, 1: strict, 2: filter. */
+  seccomp: number;
+  /** How many filters apply to it (Linux 5.9+; undefined before). */
+  filters?: number;
+}
+
+async function threadSeccomp(tid: string): Promise<ThreadSeccomp | undefined> {
+  try {
+    const dir = `/proc/self/task/${tid}`;
+    const [name, status] = await Promise.all([readFile(`${dir}/comm`, 'utf8'), readFile(`${dir}/status`, 'utf8')]);
+    const field = (f: string): number | undefined => {
+      const m = new RegExp(`^${f}:\\s*(\\d+)$`, 'm').exec(status);
+      return m ? Number(m[1]) : undefined;
+    };
+    const filters = field('Seccomp_filters');
+    return { tid: Number(tid), name: name.trim(), seccomp: field('Seccomp') ?? -1, ...(filters === undefined ? {} : { filters }) };
+  } catch {
+    return undefined; // the thread ended between readdir and the reads
+  }
+}
+
+/** This process' main thread (Node's) and its vCPU threads (named "vcpu N" by native/src/vcpu_seccomp.cc). */
+async function seccompOfThreads(): Promise<{ main?: ThreadSeccomp; vcpus: ThreadSeccomp[] }> {
+  const threads = (await Promise.all((await readdir('/proc/self/task')).map(threadSeccomp))).filter((t) => t !== undefined);
+  return { main: threads.find((t) => t.tid === process.pid), vcpus: threads.filter((t) => /^vcpu \d+$/.test(t.name)) };
 }
 
 export interface MachineCheckOptions {
@@ -93,6 +124,7 @@ export async function machineCheck(opts: MachineCheckOptions): Promise<Record<st
       ]);
       report.readyMs = Date.now() - started;
       report.guestUptime = Number(ready[1]);
+      report.threads = await seccompOfThreads();
       if (opts.echo) report.echo = await echoThroughPort(socket, opts.echo, 60_000);
     }
     report.end = await ended;

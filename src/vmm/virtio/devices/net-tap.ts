@@ -39,6 +39,7 @@ interface TapPollHandle {
 /** The slice of the addon the tap uses. */
 export interface TapNative {
   tapOpen(name: string, offloads: number, netns?: string): { fd: number; offloads: number };
+  tapAdopt(fd: number, offloads: number): { offloads: number };
   tapSetOffload(fd: number, offloads: number): number;
   tapRead(fd: number, buf: Buffer): number;
   tapWrite(fd: number, buf: Buffer, len: number): number;
@@ -47,6 +48,7 @@ export interface TapNative {
   fdClose(fd: number): void;
 }
 
+const DEFAULT_OFFLOADS = TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6;
 const IFNAME_RE = /^[A-Za-z0-9_.-]{1,15}$/;
 
 export class NativeTap implements TapIo {
@@ -68,9 +70,26 @@ export class NativeTap implements TapIo {
   static open(name: string, opts: { netns?: string; offloads?: number } = {}): NativeTap {
     if (!IFNAME_RE.test(name)) throw new TypeError(`tap name ${JSON.stringify(name)} is not an interface name`);
     const native = loadNative<TapNative>();
-    const want = opts.offloads ?? TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6;
+    const want = opts.offloads ?? DEFAULT_OFFLOADS;
     const { fd, offloads } = opts.netns === undefined ? native.tapOpen(name, want) : native.tapOpen(name, want, opts.netns);
     return new NativeTap(native, fd, offloads, name);
+  }
+
+  /**
+   * Takes over fd `fd`, a tap another process attached and handed over (vrun-jailer's --tap: the jailed VMM has
+   * no /dev/net/tun and no netns to enter), configured as open() configures its own. The fd is this object's
+   * from then on, closed by close() (and by this call when it fails).
+   */
+  static adopt(fd: number, name: string, opts: { offloads?: number } = {}): NativeTap {
+    if (!IFNAME_RE.test(name)) throw new TypeError(`tap name ${JSON.stringify(name)} is not an interface name`);
+    const native = loadNative<TapNative>();
+    try {
+      const { offloads } = native.tapAdopt(fd, opts.offloads ?? DEFAULT_OFFLOADS);
+      return new NativeTap(native, fd, offloads, name);
+    } catch (err) {
+      native.fdClose(fd);
+      throw err;
+    }
   }
 
   setOffloads(flags: number): number {
