@@ -34,8 +34,7 @@ export async function reconcile(state: SandboxState, runDir = vrunRunDir()): Pro
   await unmountUnder(paths.dir);
   // Its IP and host ports go back now, as a stopped Docker container's do; a failure here is retried by `vrun rm`.
   await disconnectPod(state.id, state.config.network).catch(() => undefined);
-  // The native VMM runs inside the sandbox process, so its death is the VM's too.
-  const died = state.backend === 'native' ? 'the sandbox process (which ran the native VMM) died' : 'the sandbox process died';
+  const died = 'the sandbox process died';
   const failed: SandboxState = { ...state, status: 'failed', error: state.error ?? died, finishedAt: new Date().toISOString() };
   await writeState(failed, runDir);
   return failed;

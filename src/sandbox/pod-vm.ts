@@ -127,10 +127,10 @@ export class PodVm {
     // image is checked and virtiofsd starts.
     const nativeModule = decision.backend === 'native' ? import('../vmm/native-backend.js') : undefined;
     nativeModule?.catch(() => undefined);
-    // gRPC and the agent's proto take a while to load, and module evaluation blocks the event loop. With QEMU
-    // they load after the launch, while the guest boots (first, they held the VMM's start back by about
-    // 130 ms). The native VMM's device models run on this loop, so there they load before the guest runs.
-    let agentModule = decision.backend === 'native' ? loadAgentModules() : undefined;
+    // gRPC and the agent's proto take a while to load, and module evaluation blocks the event loop: they load
+    // after the launch, while the guest boots (first, they held the VMM's start back by about 130 ms). Both
+    // VMMs are processes of their own, so nothing of the guest's runs on this loop.
+    let agentModule: ReturnType<typeof loadAgentModules> | undefined;
     const image = await loadGuestImage('guest-image');
     await mkdir(spec.paths.runDir, { recursive: true, mode: 0o700 });
     const tFsd = performance.now();

@@ -125,8 +125,8 @@ export function guestText(line: string): string {
 export interface RunningVm {
   backend: string;
   /**
-   * The process running the VM: QEMU's jailer (killing it kills QEMU), or the sandbox's own for the native VMM
-   * (it runs in-process).
+   * The process running the VM: its jailer (killing it kills the VMM), QEMU's or the native VMM's
+   * (src/vmm/native-process/).
    */
   pid: number | undefined;
   /** The VMM process itself where that differs from `pid` (QEMU under its jailer), once it runs. */
