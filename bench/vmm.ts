@@ -40,9 +40,10 @@ export async function run(): Promise<void> {
   process.stdout.write(`  native VMM (node): ${r.nativeRssKiB} KiB   qemu: ${r.qemuRssKiB} KiB   native/qemu = ${ratio(r.nativeRssKiB, r.qemuRssKiB)}\n`);
   const boot = /^VRUN-BOOTBENCH (.*)$/m.exec(res.stdout);
   if (!boot) throw new Error(`boot benchmark printed no result (status ${res.status}): ${res.stderr.trim()}`);
-  const { nativeExits, nativeStreamError, qemuStreamError, ...b } = JSON.parse(boot[1]!) as Record<string, number> & {
+  const { nativeExits, nativeStreamError, jailedStreamError, qemuStreamError, ...b } = JSON.parse(boot[1]!) as Record<string, number> & {
     nativeExits?: unknown;
     nativeStreamError?: string;
+    jailedStreamError?: string;
     qemuStreamError?: string;
   };
   process.stdout.write(`load average before the run: ${load.map((l) => l.toFixed(2)).join(' ')}, after: ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}\n`);
@@ -59,7 +60,15 @@ export async function run(): Promise<void> {
   process.stdout.write(
     `  native VMM: ${b.nativeStreamMiBPerSec} MiB/s   qemu: ${b.qemuStreamMiBPerSec} MiB/s   native/qemu = ${ratio(b.nativeStreamMiBPerSec, b.qemuStreamMiBPerSec)}\n`,
   );
+  // What vrun pays for running the native VMM as a jailed process of its own (issue 21): the jailer, a node
+  // start and the bundle's load, against the same machine run in this process.
+  process.stdout.write(`the native VMM's jail: boot to readiness as vrun runs it (jailed process) vs the same machine in-process ${where}\n`);
+  process.stdout.write(
+    `  jailed: ${b.jailedReadyMs} ms (guest uptime ${b.jailedGuestUptimeS} s, outside it ${Math.round(b.jailedReadyMs! - b.jailedGuestUptimeS! * 1000)} ms)   in-process: ${b.nativeReadyMs} ms (outside the guest's clock ${Math.round(b.nativeReadyMs! - b.nativeGuestUptimeS! * 1000)} ms)   jailed/in-process = ${ratio(b.jailedReadyMs, b.nativeReadyMs)}\n`,
+  );
+  process.stdout.write(`  console stream: jailed ${b.jailedStreamMiBPerSec} MiB/s   in-process ${b.nativeStreamMiBPerSec} MiB/s   jailed/in-process = ${ratio(b.jailedStreamMiBPerSec, b.nativeStreamMiBPerSec)}\n`);
   if (nativeStreamError) process.stdout.write(`  native stream failed: ${nativeStreamError}\n`);
+  if (jailedStreamError) process.stdout.write(`  jailed native stream failed: ${jailedStreamError}\n`);
   if (qemuStreamError) process.stdout.write(`  qemu stream failed: ${qemuStreamError}\n`);
   process.stdout.write(`native VMM exits up to readiness: ${JSON.stringify(nativeExits ?? 'not reported')}\n`);
 }

@@ -1,5 +1,5 @@
 import net from 'node:net';
-import { mkdtemp, open, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, open, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -9,6 +9,7 @@ import { loadGuestImage } from '../../src/guest-image/image.js';
 import type { ConsoleLog } from '../../src/vmm/console-log.js';
 import type { ExitStats } from '../../src/vmm/kvm/vm.js';
 import { createVm } from '../../src/vmm/machine.js';
+import { launchNative } from '../../src/vmm/native-backend.js';
 import { QemuVm } from '../../src/vmm/qemu/machine.js';
 import { FIND_AGENT_PORT } from '../../src/vmm/selfcheck/machine-check.js';
 
@@ -125,6 +126,37 @@ async function nativeRun(dir: string, vcpus: number): Promise<NativeRun> {
   }
 }
 
+/**
+ * The native VMM as vrun runs it: its own process under the jailer (src/vmm/native-process/), same guest and
+ * command as nativeRun, whose in-process machine is the peer that prices the jail and the process start.
+ */
+async function jailedRun(dir: string, vcpus: number): Promise<Run> {
+  const image = await loadGuestImage('guest-image');
+  const runDir = path.join(dir, 'jailed-run');
+  await mkdir(runDir, { mode: 0o700 });
+  const socket = path.join(runDir, 'agent.sock');
+  const started = Date.now();
+  const vm = await launchNative(
+    { backend: 'native', accel: 'kvm' },
+    {
+      kernel: image.kernel,
+      initrd: image.initrd,
+      cmdline: `quiet vrun.cmd=${guestCommand(STREAM_MIB).replace(/ /g, '%20')}`,
+      vcpus,
+      memoryMiB: 512,
+      runDir,
+      agentSocket: socket,
+      shares: [],
+      consoleLog: path.join(dir, 'jailed-console.log'),
+    },
+  );
+  try {
+    return await measure('jailed native', vm.console, started, socket);
+  } finally {
+    await vm.kill();
+  }
+}
+
 async function qemuRun(dir: string, vcpus: number): Promise<Run> {
   const image = await loadGuestImage('guest-image');
   const socket = path.join(dir, 'qemu.sock');
@@ -176,6 +208,7 @@ export async function bootBench(vcpus: number, only?: 'native' | 'qemu'): Promis
     await warmPageCache([image.kernel, image.initrd]);
     const skipped: NativeRun = { readyMs: NaN, guestUptimeS: NaN, streamMiBPerSec: NaN, createMs: NaN, exits: emptyStats() };
     const native = only === 'qemu' ? skipped : await nativeRun(dir, vcpus);
+    const jailed = only === 'qemu' ? skipped : await jailedRun(dir, vcpus);
     const qemu = only === 'native' ? skipped : await qemuRun(dir, vcpus);
     return {
       nativeCreateMs: native.createMs,
@@ -185,10 +218,14 @@ export async function bootBench(vcpus: number, only?: 'native' | 'qemu'): Promis
       nativeReadyMs: native.readyMs,
       nativeGuestUptimeS: native.guestUptimeS,
       nativeStreamMiBPerSec: Number(native.streamMiBPerSec.toFixed(2)),
+      jailedReadyMs: jailed.readyMs,
+      jailedGuestUptimeS: jailed.guestUptimeS,
+      jailedStreamMiBPerSec: Number(jailed.streamMiBPerSec.toFixed(2)),
       qemuReadyMs: qemu.readyMs,
       qemuGuestUptimeS: qemu.guestUptimeS,
       qemuStreamMiBPerSec: Number(qemu.streamMiBPerSec.toFixed(2)),
       ...(native.streamError ? { nativeStreamError: native.streamError } : {}),
+      ...(jailed.streamError ? { jailedStreamError: jailed.streamError } : {}),
       ...(qemu.streamError ? { qemuStreamError: qemu.streamError } : {}),
     };
   } finally {

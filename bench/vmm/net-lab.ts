@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -10,7 +10,7 @@ import { run, runChecked } from '../../src/network/exec.js';
 import { createNetns, deleteNetns, netnsName } from '../../src/network/netns.js';
 import { attachTap, redirectedPackets, type PodNic } from '../../src/network/tap.js';
 import type { ConsoleLog } from '../../src/vmm/console-log.js';
-import { createVm } from '../../src/vmm/machine.js';
+import { launchNative } from '../../src/vmm/native-backend.js';
 import { QemuVm } from '../../src/vmm/qemu/machine.js';
 import { RECV_PORT, SEND_PORT, type PeerReport } from './net-peer.js';
 
@@ -103,26 +103,34 @@ interface Booted {
   stop(): Promise<void>;
 }
 
+/** The native VMM as vrun runs it: a jailed process of its own that gets the tap as an fd from the jailer. */
 async function bootNative(opts: NetLabOptions, nic: PodNic, dir: string, cmd: string): Promise<Booted> {
   const image = await loadGuestImage('guest-image');
-  const m = await createVm({
-    kernel: image.kernel,
-    initrd: image.initrd,
-    cmdline: `quiet vrun.cmd=${cmd.replace(/ /g, '%20')}`,
-    vcpus: opts.vcpus,
-    memoryMiB: opts.memoryMiB,
-    consoleLog: path.join(dir, 'console.log'),
-    nets: [{ tapName: nic.tap, mac: nic.mac, mtu: nic.mtu, netns: nic.netns }],
-  });
-  const ended = m.start().then((e) => JSON.stringify(e));
-  return {
-    console: m.console,
-    ended,
-    state: async () => {
-      const d = await m.diagnose();
-      return (d.virtio as { device?: string; state?: unknown; queues?: unknown }[]).find((v) => v.device?.includes('net:'));
+  const runDir = path.join(dir, 'run');
+  await mkdir(runDir, { mode: 0o700 });
+  const vm = await launchNative(
+    { backend: 'native', accel: 'kvm' },
+    {
+      kernel: image.kernel,
+      initrd: image.initrd,
+      cmdline: `quiet vrun.cmd=${cmd.replace(/ /g, '%20')}`,
+      vcpus: opts.vcpus,
+      memoryMiB: opts.memoryMiB,
+      runDir,
+      agentSocket: path.join(runDir, 'agent.sock'),
+      shares: [],
+      consoleLog: path.join(dir, 'console.log'),
+      nets: [{ netns: nic.netns, tap: nic.tap, mac: nic.mac, mtu: nic.mtu }],
     },
-    stop: () => m.destroy(),
+  );
+  return {
+    console: vm.console,
+    ended: vm.exited.then((e) => JSON.stringify(e)),
+    state: async () => {
+      const d = (await vm.diagnose?.()) ?? {};
+      return (d.virtio as { device?: string; state?: unknown; queues?: unknown }[] | undefined)?.find((v) => v.device?.includes('net:'));
+    },
+    stop: () => vm.kill(),
   };
 }
 

@@ -49,6 +49,13 @@ async function hostTscKhz(): Promise<number | undefined> {
  */
 const L1_KVM_PARAMS = 'kvm_amd.vgif=0';
 
+/**
+ * What udev does for /dev/kvm on a distribution (GROUP="kvm", MODE="0660"; 36 is the kvm group's fixed gid on
+ * Fedora), done before every command: L1 has no udev, and a /dev/kvm that is root's alone could not be opened
+ * by a jailed native VMM's uid.
+ */
+const UDEV_KVM = '[ -c /dev/kvm ] && chgrp 36 /dev/kvm && chmod 0660 /dev/kvm';
+
 export async function runInLab(opts: {
   /** Shell script run by /bin/sh inside the chroot, in the work directory. */
   script: string;
@@ -65,7 +72,7 @@ export async function runInLab(opts: {
   const image = await loadGuestImage('lab-image');
   const workDir = await mkdtemp(path.join(os.tmpdir(), 'vrun-lab-'));
   await chmod(workDir, 0o755);
-  await writeFile(path.join(workDir, 'cmd.sh'), opts.script, { mode: 0o755 });
+  await writeFile(path.join(workDir, 'cmd.sh'), `${UDEV_KVM}\n${opts.script}`, { mode: 0o755 });
   for (const [name, content] of Object.entries(opts.files ?? {})) await writeFile(path.join(workDir, name), content);
   const tscKhz = await hostTscKhz();
   const l1Cmdline = [BASE_CMDLINE, `vrun.labdir=${workDir}`, tscKhz ? `tsc_early_khz=${tscKhz}` : '', L1_KVM_PARAMS, opts.l1Cmdline ?? '']

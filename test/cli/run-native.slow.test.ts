@@ -40,9 +40,6 @@ export VRUN_ROOT="$base/root" VRUN_RUN="$base/run" VRUN_DEBUG= VRUN_NETWORK=none
 mkdir -p "$VRUN_ROOT" "$VRUN_RUN"
 ln -s '${guestImageCacheDir()}' "$VRUN_ROOT/guest-image"
 W="$base/io"; mkdir -p "$W"; : >"$W/in"
-# What udev does on a distribution (GROUP="kvm", MODE="0660"; 36 is the kvm group's fixed gid on Fedora): L1
-# has no udev, and its /dev/kvm is root's alone, which the jailed VMM's uid could not open.
-chgrp 36 /dev/kvm && chmod 0660 /dev/kvm
 cd '${root}'
 echo "VRUN-L1 boot_id=$(cat /proc/sys/kernel/random/boot_id)"
 # Sandbox directories of the running case: those not listed in $W/before when it started.
