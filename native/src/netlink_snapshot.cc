@@ -18,6 +18,7 @@
 
 #include "errno_error.h"
 #include "netns_thread.h"
+#include "rtnetlink.h"
 
 // The values are copied out as the kernel gives them (numbers, raw addresses as text); src/network/link-info.ts
 // checks them and turns them into what the pod's NICs need. Dumps are bounded: a namespace a pod may fill
@@ -93,43 +94,19 @@ std::string Ip(int family, const void* p, size_t len) {
 
 // Sends one dump request and hands every reply message of it to `each`; false with s.err/s.step on failure.
 template <typename Each>
-bool Dump(int fd, uint16_t type, const void* fixed, size_t fixedLen, uint32_t seq, Snapshot& s, const char* step, Each each) {
+bool Dump(RtnlSocket& sock, uint16_t type, const void* fixed, size_t fixedLen, Snapshot& s, const char* step, Each each) {
   std::vector<uint8_t> req(NLMSG_SPACE(fixedLen));
   auto* h = reinterpret_cast<nlmsghdr*>(req.data());
   h->nlmsg_len = static_cast<uint32_t>(NLMSG_LENGTH(fixedLen));
   h->nlmsg_type = type;
   h->nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
-  h->nlmsg_seq = seq;
   memcpy(NLMSG_DATA(h), fixed, fixedLen);
-  sockaddr_nl kernel{};
-  kernel.nl_family = AF_NETLINK;
-  if (sendto(fd, req.data(), h->nlmsg_len, 0, reinterpret_cast<sockaddr*>(&kernel), sizeof kernel) < 0) {
-    s.err = errno;
-    s.step = std::string(step) + ": sendto";
-    return false;
-  }
-  std::vector<uint8_t> buf(32768);
-  for (;;) {
-    ssize_t n = recv(fd, buf.data(), buf.size(), 0);
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      s.err = errno;
-      s.step = std::string(step) + ": recv";
-      return false;
-    }
-    for (auto* m = reinterpret_cast<nlmsghdr*>(buf.data()); NLMSG_OK(m, static_cast<unsigned>(n)); m = NLMSG_NEXT(m, n)) {
-      if (m->nlmsg_seq != seq) continue;
-      if (m->nlmsg_type == NLMSG_DONE) return true;
-      if (m->nlmsg_type == NLMSG_ERROR) {
-        int e = -static_cast<const nlmsgerr*>(NLMSG_DATA(m))->error;
-        if (e == 0) return true;
-        s.err = e;
-        s.step = step;
-        return false;
-      }
-      each(m);
-    }
-  }
+  const char* call = "";
+  int rc = sock.Exchange(h, each, &call);
+  if (rc == 0) return true;
+  s.err = rc > 0 ? rc : errno;
+  s.step = rc > 0 ? std::string(step) : std::string(step) + ": " + call;
+  return false;
 }
 
 template <typename Fn>
@@ -146,15 +123,16 @@ uint32_t U32(const void* p, size_t len) {
 }
 
 void Take(Snapshot& s) {
-  int fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
-  if (fd < 0) {
+  RtnlSocket sock;
+  const char* call = "";
+  if (!sock.Open(&call)) {
     s.err = errno;
-    s.step = "socket(NETLINK_ROUTE)";
+    s.step = call;
     return;
   }
   ifinfomsg ifi{};
   ifi.ifi_family = AF_UNSPEC;
-  bool ok = Dump(fd, RTM_GETLINK, &ifi, sizeof ifi, 1, s, "dumping links", [&](const nlmsghdr* m) {
+  bool ok = Dump(sock, RTM_GETLINK, &ifi, sizeof ifi, s, "dumping links", [&](const nlmsghdr* m) {
     if (m->nlmsg_type != RTM_NEWLINK || s.links.size() >= kMaxEntries || m->nlmsg_len < NLMSG_LENGTH(sizeof(ifinfomsg))) return;
     const auto* i = static_cast<const ifinfomsg*>(NLMSG_DATA(m));
     Link l;
@@ -179,7 +157,7 @@ void Take(Snapshot& s) {
   });
   ifaddrmsg ifa{};
   ifa.ifa_family = AF_UNSPEC;
-  ok = ok && Dump(fd, RTM_GETADDR, &ifa, sizeof ifa, 2, s, "dumping addresses", [&](const nlmsghdr* m) {
+  ok = ok && Dump(sock, RTM_GETADDR, &ifa, sizeof ifa, s, "dumping addresses", [&](const nlmsghdr* m) {
     if (m->nlmsg_type != RTM_NEWADDR || s.addrs.size() >= kMaxEntries || m->nlmsg_len < NLMSG_LENGTH(sizeof(ifaddrmsg))) return;
     const auto* i = static_cast<const ifaddrmsg*>(NLMSG_DATA(m));
     Addr a;
@@ -198,7 +176,7 @@ void Take(Snapshot& s) {
   });
   rtmsg rt{};
   rt.rtm_family = AF_UNSPEC;
-  ok = ok && Dump(fd, RTM_GETROUTE, &rt, sizeof rt, 3, s, "dumping routes", [&](const nlmsghdr* m) {
+  ok = ok && Dump(sock, RTM_GETROUTE, &rt, sizeof rt, s, "dumping routes", [&](const nlmsghdr* m) {
     if (m->nlmsg_type != RTM_NEWROUTE || s.routes.size() >= kMaxEntries || m->nlmsg_len < NLMSG_LENGTH(sizeof(rtmsg))) return;
     const auto* r = static_cast<const rtmsg*>(NLMSG_DATA(m));
     Route o;
@@ -221,7 +199,7 @@ void Take(Snapshot& s) {
   });
   ndmsg nd{};
   nd.ndm_family = AF_UNSPEC;
-  ok = ok && Dump(fd, RTM_GETNEIGH, &nd, sizeof nd, 4, s, "dumping neighbours", [&](const nlmsghdr* m) {
+  ok = ok && Dump(sock, RTM_GETNEIGH, &nd, sizeof nd, s, "dumping neighbours", [&](const nlmsghdr* m) {
     if (m->nlmsg_type != RTM_NEWNEIGH || s.neighbors.size() >= kMaxEntries || m->nlmsg_len < NLMSG_LENGTH(sizeof(ndmsg))) return;
     const auto* n = static_cast<const ndmsg*>(NLMSG_DATA(m));
     Neigh o;
@@ -235,7 +213,6 @@ void Take(Snapshot& s) {
     s.neighbors.push_back(o);
   });
   (void)ok;
-  close(fd);
 }
 
 // netlinkSnapshot(netns): { links, addresses, routes, neighbors }, each an array of plain objects of numbers and

@@ -24,6 +24,7 @@
 #include "errno_error.h"
 #include "unique_fd.h"
 #include "netns_thread.h"
+#include "rtnetlink.h"
 
 // What src/network/tap.ts once did with eight `ip` and `tc` processes (40 to 80 ms each on a loaded host), as a
 // handful of rtnetlink requests on a thread inside the pod's namespace: a few milliseconds in all.
@@ -62,10 +63,9 @@ class Request {
     return at;
   }
   void End(size_t at) { reinterpret_cast<rtattr*>(buf_.data() + at)->rta_len = static_cast<unsigned short>(buf_.size() - at); }
-  nlmsghdr* Finish(uint32_t seq) {
+  nlmsghdr* Finish() {
     auto* h = Header();
     h->nlmsg_len = static_cast<uint32_t>(buf_.size());
-    h->nlmsg_seq = seq;
     return h;
   }
 
@@ -80,46 +80,24 @@ class Request {
   std::vector<uint8_t> buf_;
 };
 
+// The requests' socket: a failure of the socket itself lands in f, named after the step.
 class Rtnl {
  public:
   bool Open(Failure& f) {
-    fd_ = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
-    if (fd_ < 0) return Fail(f, "socket(NETLINK_ROUTE)");
-    sockaddr_nl local{};
-    local.nl_family = AF_NETLINK;
-    if (bind(fd_, reinterpret_cast<sockaddr*>(&local), sizeof local) != 0) return Fail(f, "bind(netlink)");
+    const char* call = "";
+    if (!sock_.Open(&call)) return f = {errno, call}, false;
     return true;
   }
-  ~Rtnl() {
-    if (fd_ >= 0) close(fd_);
-  }
-  // Sends the request and waits for its acknowledgement: 0, or the kernel's errno (positive).
+  // Sends the request and waits for its acknowledgement: 0, the kernel's errno (positive), or -1 (f filled).
   int Call(Request& r, Failure& f, const std::string& step) {
-    nlmsghdr* h = r.Finish(++seq_);
-    sockaddr_nl kernel{};
-    kernel.nl_family = AF_NETLINK;
-    if (sendto(fd_, h, h->nlmsg_len, 0, reinterpret_cast<sockaddr*>(&kernel), sizeof kernel) < 0) return Fail(f, step + ": sendto"), -1;
-    alignas(nlmsghdr) char buf[8192];
-    for (;;) {
-      ssize_t n = recv(fd_, buf, sizeof buf, 0);
-      if (n < 0) {
-        if (errno == EINTR) continue;
-        return Fail(f, step + ": recv"), -1;
-      }
-      for (auto* m = reinterpret_cast<nlmsghdr*>(buf); NLMSG_OK(m, static_cast<unsigned>(n)); m = NLMSG_NEXT(m, n)) {
-        if (m->nlmsg_seq != seq_ || m->nlmsg_type != NLMSG_ERROR) continue;
-        return -static_cast<const nlmsgerr*>(NLMSG_DATA(m))->error;
-      }
-    }
+    const char* call = "";
+    int rc = sock_.Exchange(r.Finish(), [](const nlmsghdr*) {}, &call);
+    if (rc < 0) f = {errno, step + ": " + call};
+    return rc;
   }
 
  private:
-  static bool Fail(Failure& f, const std::string& step) {
-    f = {errno, step};
-    return false;
-  }
-  int fd_ = -1;
-  uint32_t seq_ = 0;
+  RtnlSocket sock_;
 };
 
 bool Check(int rc, Failure& f, const std::string& step) {

@@ -30,6 +30,10 @@ export const VIRTIOFSD = '/usr/lib/qemu/virtiofsd';
  * as root, as before vrun had the jail (and as Kata's does), and says so in a warning.
  */
 const SERVER_OPTIONS = ['sandbox=namespace', 'cache=auto', 'xattr', 'modcaps=-mknod:-setfcap'];
+/** virtiofsd's command line around how it gets its socket (a path it makes, or an fd the jailer made). */
+function serverArgs(socket: string, sharedDir: string): string[] {
+  return [socket, '-o', `source=${sharedDir}`, ...SERVER_OPTIONS.flatMap((o) => ['-o', o])];
+}
 /** Where the jailer puts the listening socket in virtiofsd (`--fd=`). */
 const SOCKET_FD = 3;
 
@@ -112,7 +116,7 @@ export class Virtiofsd {
     const map = opts.idmap ?? ownMap;
     if (!map) {
       opts.logger?.warn({ sharedDir, reason: unmapped }, 'virtiofsd runs as root, not in a user namespace: this kernel cannot id-map the share');
-      const args = [`--socket-path=${socketPath}`, '-o', `source=${sharedDir}`, ...SERVER_OPTIONS.flatMap((o) => ['-o', o])];
+      const args = serverArgs(`--socket-path=${socketPath}`, sharedDir);
       opts.logger?.debug({ binary, args }, 'starting virtiofsd');
       const child = spawn(binary, args, { stdio: ['ignore', 'ignore', 'pipe'] });
       return Virtiofsd.started(new Virtiofsd(child, socketPath, sharedDir, {}, 0, unmapped ?? 'no mapping'), opts.timeoutMs);
@@ -127,7 +131,7 @@ export class Virtiofsd {
       const stdio: ('ignore' | 'pipe' | number)[] = ['ignore', 'ignore', 'pipe'];
       while (stdio.length < nsFd) stdio.push('ignore');
       stdio.push(map.usernsFd);
-      const args = [`--fd=${SOCKET_FD}`, '-o', `source=${sharedDir}`, ...SERVER_OPTIONS.flatMap((o) => ['-o', o]), '--rlimit-nofile=0'];
+      const args = [...serverArgs(`--fd=${SOCKET_FD}`, sharedDir), '--rlimit-nofile=0'];
       const jargs = jailerArgs(jailSpec(root, nsFd, sharedDir, socketPath, opts.idmap === undefined), binary, args);
       opts.logger?.debug({ jailer, args: jargs, hostUid: map.base }, 'starting virtiofsd');
       child = spawn(jailer, jargs, { stdio });
