@@ -2,31 +2,36 @@ import { VrunError } from '../common/errors.js';
 import type { GuestImage } from './image.js';
 
 /**
- * Which initrd a pod boots, and the userland disk beside it (issue 19). QEMU boots the split form: a small
- * initrd, and node, crun, the agent and their libraries from one read-only disk image that all pods' VMMs
- * read through the host's page cache, instead of a ~95 MiB initrd that each QEMU keeps a copy of and each
- * guest unpacks into its own memory. The native VMM has no virtio-blk, so it boots the full initrd, and so
- * does QEMU with an image built before the split form existed. VRUN_GUEST_USERLAND=initrd|disk overrides the
- * choice (disk only where the VMM has it).
+ * Which initrd a pod boots, and how the userland beside it reaches the guest (issue 19). QEMU boots the split
+ * form: a small initrd, and node, crun, the agent and their libraries from one read-only image that all pods'
+ * VMMs read through the host's page cache, instead of a ~95 MiB initrd that each QEMU keeps a copy of and each
+ * guest unpacks into its own memory. By default the image is mapped as persistent memory with DAX (no page
+ * cache of it in the guest either, src/vmm/qemu/userland-pmem.ts); `disk` serves it over virtio-blk. The
+ * native VMM has neither device, so it boots the full initrd, and so does QEMU with an image built before the
+ * split form existed. VRUN_GUEST_USERLAND=initrd|disk|pmem overrides the choice (disk and pmem only on QEMU).
  */
+export type UserlandAttach = 'disk' | 'pmem';
+
 export interface BootFiles {
   initrd: string;
-  userlandImage?: string;
+  userland?: { image: string; attach: UserlandAttach };
 }
 
-export type UserlandMode = 'initrd' | 'disk';
+export type UserlandMode = 'initrd' | UserlandAttach;
+const MODES: readonly UserlandMode[] = ['initrd', 'disk', 'pmem'];
 
 function wantedMode(backend: 'native' | 'qemu', image: GuestImage): UserlandMode {
   const env = process.env.VRUN_GUEST_USERLAND;
-  if (env === undefined || env === '') return backend === 'qemu' && image.userland ? 'disk' : 'initrd';
-  if (env !== 'initrd' && env !== 'disk') throw new VrunError(`VRUN_GUEST_USERLAND=${env}: expected "initrd" or "disk"`, { kind: 'invalid' });
-  if (env === 'disk' && backend !== 'qemu') throw new VrunError('VRUN_GUEST_USERLAND=disk: only the QEMU backend has a disk to serve the userland from', { kind: 'invalid' });
-  return env;
+  if (env === undefined || env === '') return backend === 'qemu' && image.userland ? 'pmem' : 'initrd';
+  const mode = MODES.find((m) => m === env);
+  if (mode === undefined) throw new VrunError(`VRUN_GUEST_USERLAND=${env}: expected "initrd", "disk" or "pmem"`, { kind: 'invalid' });
+  if (mode !== 'initrd' && backend !== 'qemu') throw new VrunError(`VRUN_GUEST_USERLAND=${mode}: only the QEMU backend can serve the userland that way`, { kind: 'invalid' });
+  return mode;
 }
 
 export function bootFiles(image: GuestImage, backend: 'native' | 'qemu'): BootFiles {
   const mode = wantedMode(backend, image);
   if (mode === 'initrd') return { initrd: image.initrd };
   if (!image.userland) throw new VrunError('the guest image has no split userland (built before it existed)', { kind: 'precondition', hint: 'run "npm run guest-image" to rebuild it' });
-  return { initrd: image.userland.initrd, userlandImage: image.userland.image };
+  return { initrd: image.userland.initrd, userland: { image: image.userland.image, attach: mode } };
 }

@@ -8,7 +8,8 @@ import { sha256File, sha256Text } from './hash.js';
 import { capture, runLogged } from './run-logged.js';
 import { type ArtifactFile, readVerifiedManifest, recordFiles, writeManifest } from './manifest.js';
 
-const INITRD_RECIPE = 'initrd-v2';
+// v3: the userland image has 4 KiB blocks and a size in whole 2 MiB (mappable as persistent memory).
+const INITRD_RECIPE = 'initrd-v3';
 
 export interface InitrdArtifact {
   dir: string;
@@ -203,7 +204,10 @@ async function splitUserland(staging: string, outDir: string, dirs: string[], lo
   await mkdir(path.join(staging, '.userland'), { recursive: true });
   await writeCpio(staging, BOOT_CPIO, logFile);
   const kib = Number((await capture('du', ['-sk', tree])).split(/\s/)[0]);
-  const sizeKiB = Math.ceil((kib * 1.1 + 16 * 1024) / 4) * 4;
-  await runLogged(mkfs as string, ['-q', '-F', '-t', 'ext4', '-O', '^has_journal', '-m', '0', '-L', 'vrun-userland', '-E', 'root_owner=0:0', '-d', tree, path.join(outDir, USERLAND_IMAGE), `${sizeKiB}k`], { logFile });
+  // A whole number of 2 MiB blocks, so that the image can be mapped as the guest's persistent memory
+  // (src/vmm/qemu/userland-pmem.ts); 4 KiB blocks, the page size, which DAX needs (mke2fs would pick 1 KiB
+  // for a file system this small).
+  const sizeKiB = Math.ceil((kib * 1.1 + 16 * 1024) / 2048) * 2048;
+  await runLogged(mkfs as string, ['-q', '-F', '-t', 'ext4', '-b', '4096', '-O', '^has_journal', '-m', '0', '-L', 'vrun-userland', '-E', 'root_owner=0:0', '-d', tree, path.join(outDir, USERLAND_IMAGE), `${sizeKiB}k`], { logFile });
   await rm(tree, { recursive: true, force: true });
 }

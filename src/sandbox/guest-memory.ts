@@ -16,5 +16,7 @@ export const MIN_GUEST_MEMORY_MIB = 256;
 
 export function guestMemoryMiB(limitBytes: number | undefined): number {
   if (limitBytes === undefined || limitBytes <= 0) return DEFAULT_GUEST_MEMORY_MIB;
-  return Math.max(MIN_GUEST_MEMORY_MIB, Math.ceil(limitBytes / 2 ** 20) + GUEST_OVERHEAD_MIB);
+  // Even: the shared userland is mapped right after guest RAM, on a 2 MiB boundary (src/vmm/qemu/userland-pmem.ts).
+  const mib = Math.ceil(limitBytes / 2 ** 21) * 2 + GUEST_OVERHEAD_MIB;
+  return Math.max(MIN_GUEST_MEMORY_MIB, mib);
 }

@@ -14,8 +14,11 @@ export type VmmChoice = 'auto' | 'native' | 'qemu' | 'qemu-kvm' | 'qemu-tcg';
 export interface VmLaunch {
   kernel: string;
   initrd: string;
-  /** A read-only disk image with the guest's userland, for an initrd that mounts it (src/guest-image/boot-files.ts). */
-  userlandImage?: string;
+  /**
+   * A read-only image with the guest's userland, for an initrd that mounts it, and how the VMM attaches it
+   * (src/guest-image/boot-files.ts): a virtio-blk disk, or persistent memory the guest maps with DAX.
+   */
+  userland?: { image: string; attach: 'disk' | 'pmem' };
   cmdline: string;
   vcpus: number;
   memoryMiB: number;

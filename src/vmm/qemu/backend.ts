@@ -1,10 +1,11 @@
-import { realpathSync } from 'node:fs';
+import { realpathSync, statSync } from 'node:fs';
 import { errorMessage, VrunError } from '../../common/errors.js';
 import type { Logger } from '../../common/log.js';
 import { checkVmNets, type BackendDecision, type RunningVm, type VmEnd, type VmLaunch } from '../backend.js';
 import { canonicalPath, prepareQemuJail, TCG_TB_MIB, type QemuJail } from '../jail/qemu-jail.js';
 import type { QemuSpec } from './command.js';
 import { QemuVm } from './machine.js';
+import { placeUserlandPmem } from './userland-pmem.js';
 
 /** How the guest init (guest-image/vrun-init) finds the userland disk. */
 export const USERLAND_DISK_SERIAL = 'vrun-userland';
@@ -35,6 +36,20 @@ function tcgTbMiB(): number {
   return n;
 }
 
+type Attachment = { kind: 'disk'; path: string } | { kind: 'pmem'; path: string; sizeMiB: number };
+
+/**
+ * The userland as persistent memory where it fits in the guest's memory map, else as a read-only disk: the
+ * same files either way, only the guest's page cache of them differs (userland-pmem.ts).
+ */
+function userlandAttachment(image: string, wanted: 'disk' | 'pmem', memoryMiB: number, logger?: Logger): Attachment {
+  if (wanted === 'disk') return { kind: 'disk', path: image };
+  const placed = placeUserlandPmem(memoryMiB, statSync(image).size);
+  if (placed.ok) return { kind: 'pmem', path: image, sizeMiB: placed.sizeMiB };
+  logger?.info({ reason: placed.reason }, 'the userland is served from a read-only disk instead of persistent memory');
+  return { kind: 'disk', path: image };
+}
+
 export function launchQemu(decision: BackendDecision, spec: VmLaunch, logger?: Logger): RunningVm {
   const unjailed = process.env.VRUN_JAIL === '0';
   const nets = spec.nets ?? [];
@@ -45,7 +60,8 @@ export function launchQemu(decision: BackendDecision, spec: VmLaunch, logger?: L
   }
   const kernel = realpathSync(spec.kernel);
   const initrd = realpathSync(spec.initrd);
-  const userland = spec.userlandImage === undefined ? undefined : realpathSync(spec.userlandImage);
+  const userland = spec.userland === undefined ? undefined : realpathSync(spec.userland.image);
+  const attach = userland === undefined ? undefined : userlandAttachment(userland, spec.userland?.attach ?? 'disk', spec.memoryMiB, logger);
   const qemuSpec: QemuSpec = {
     kernel,
     initrd,
@@ -59,7 +75,8 @@ export function launchQemu(decision: BackendDecision, spec: VmLaunch, logger?: L
     tcgTbMiB: tcgTbMiB(),
     // VRUN_FREE_PAGE_REPORTING=0 leaves the balloon out, for measuring what it gives back (bench density).
     freePageReporting: process.env.VRUN_FREE_PAGE_REPORTING !== '0',
-    ...(userland ? { readonlyDisks: [{ path: userland, serial: USERLAND_DISK_SERIAL }] } : {}),
+    ...(attach?.kind === 'disk' ? { readonlyDisks: [{ path: attach.path, serial: USERLAND_DISK_SERIAL }] } : {}),
+    ...(attach?.kind === 'pmem' ? { userlandPmem: { path: attach.path, sizeMiB: attach.sizeMiB } } : {}),
     nets: nets.map((n, i) => ({ fd: TAP_FD_BASE + i, mac: n.mac.toLowerCase(), mtu: n.mtu })),
   };
   let jail: QemuJail | undefined;

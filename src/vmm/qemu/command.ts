@@ -1,4 +1,5 @@
 import { VrunError } from '../../common/errors.js';
+import { placeUserlandPmem, type UserlandPmem } from './userland-pmem.js';
 
 /**
  * The qemu-system-x86_64 command line for a vrun guest on QEMU's microvm machine: no firmware, no PCI,
@@ -29,6 +30,12 @@ export interface QemuSpec {
    */
   readonlyDisks?: { path: string; serial: string }[];
   /**
+   * The shared userland image mapped read-only inside guest memory as persistent memory (userland-pmem.ts):
+   * guest RAM (in two parts) and the image become NUMA nodes' memory backends, and the kernel command line
+   * marks the image's range as pmem. The caller checks the placement first (placeUserlandPmem) to fall back to a disk.
+   */
+  userlandPmem?: UserlandPmem;
+  /**
    * virtio-balloon with free page reporting: pages the guest frees are reported, and QEMU discards them
    * (a hole punched in the memfd), so they leave the host. The balloon never inflates: nothing asks it to.
    */
@@ -53,13 +60,16 @@ export type QemuNic = ({ fd: number } | { ifname: string }) & { mac: string; mtu
 
 export const QEMU_BINARY = 'qemu-system-x86_64';
 
-/** A path inside a QEMU -blockdev/-device option list, where a comma would start the next option. */
+/** A path inside a QEMU option list (-blockdev, -object), where a comma would start the next option. */
 function qemuOptionValue(p: string): string {
   if (!p.startsWith('/')) throw new VrunError(`QEMU disk path ${p} is not absolute`);
   return p.replace(/,/g, ',,');
 }
 
 export function qemuArgs(spec: QemuSpec): string[] {
+  const pmem = spec.userlandPmem;
+  const placed = pmem ? placeUserlandPmem(spec.memoryMiB, pmem.sizeMiB * 2 ** 20) : undefined;
+  if (placed && !placed.ok) throw new VrunError(`the userland image cannot be mapped as persistent memory: ${placed.reason}`);
   const args = [
     '-nodefaults',
     '-no-user-config',
@@ -68,7 +78,8 @@ export function qemuArgs(spec: QemuSpec): string[] {
     '-M',
     // Under TCG the guest has no kvmclock, so its wall-clock time comes from the CMOS RTC; without one the kernel
     // waits a second for it at boot and the guest's clock starts at 1970. Under KVM, kvmclock gives the time.
-    `microvm,x-option-roms=off,rtc=${spec.accel === 'kvm' ? 'off' : 'on'},acpi=off,memory-backend=mem${spec.accel === 'kvm' ? ',pit=off,pic=off' : ''}`,
+    // With the userland as pmem, RAM is the NUMA nodes' backends (below), not the machine's memory-backend.
+    `microvm,x-option-roms=off,rtc=${spec.accel === 'kvm' ? 'off' : 'on'},acpi=off${pmem ? '' : ',memory-backend=mem'}${spec.accel === 'kvm' ? ',pit=off,pic=off' : ''}`,
     '-accel',
     spec.accel === 'tcg' ? `tcg,thread=multi${spec.tcgTbMiB ? `,tb-size=${spec.tcgTbMiB}` : ''}` : 'kvm',
     '-cpu',
@@ -76,9 +87,25 @@ export function qemuArgs(spec: QemuSpec): string[] {
     '-smp',
     String(spec.vcpus),
     '-m',
-    `${spec.memoryMiB}M`,
+    `${spec.memoryMiB + (placed?.sizeMiB ?? 0)}M`,
     '-object',
-    `memory-backend-memfd,id=mem,size=${spec.memoryMiB}M,share=on`,
+    `memory-backend-memfd,id=mem,size=${placed?.lowMiB ?? spec.memoryMiB}M,share=on`,
+    ...(placed && pmem
+      ? [
+          '-object',
+          // readonly=on: QEMU maps the file PROT_READ and the range is a ROM (guest writes go nowhere, and
+          // vhost-user does not hand ROM to virtiofsd); share=on: the pages are the host page cache's own.
+          `memory-backend-file,id=userland,mem-path=${qemuOptionValue(pmem.path)},size=${placed.sizeMiB}M,share=on,readonly=on`,
+          '-object',
+          `memory-backend-memfd,id=mem-top,size=${placed.topMiB}M,share=on`,
+          '-numa',
+          'node,memdev=mem',
+          '-numa',
+          'node,memdev=userland',
+          '-numa',
+          'node,memdev=mem-top',
+        ]
+      : []),
     '-global',
     'virtio-mmio.force-legacy=false',
     '-serial',
@@ -86,7 +113,7 @@ export function qemuArgs(spec: QemuSpec): string[] {
     '-kernel',
     spec.kernel,
     '-append',
-    spec.cmdline,
+    placed ? `${spec.cmdline} ${placed.cmdline}` : spec.cmdline,
     '-device',
     'virtio-rng-device',
   ];
