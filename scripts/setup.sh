@@ -26,7 +26,8 @@ step() { printf '\n== %s (%ss)\n' "$1" "$SECONDS"; }
 # (src/network). Tests add the real peers they compare against.
 pkgs=(qemu-system-x86 qemu-system-common qemu-utils linux-source-6.1 build-essential bc bison flex libelf-dev libssl-dev
   cpio xz-utils zstd busybox-static crun iproute2 kmod python3 containernetworking-plugins iptables)
-test_pkgs=(runc skopeo umoci docker-registry containerd podman libcap2-bin)
+# The KVM lab's L1 kernel comes from linux-source-6.12 (bookworm-security): it can id-map tmpfs, 6.1 cannot.
+test_pkgs=(runc skopeo umoci docker-registry containerd podman libcap2-bin linux-source-6.12)
 [ "$with_tests" = 1 ] && pkgs+=("${test_pkgs[@]}")
 
 missing=()
@@ -44,7 +45,7 @@ npm ci --no-audit --no-fund
 step "build (tsc + the agent, CLI and sandbox bundles)"
 npm run --silent build
 
-step "guest image (kernel from linux-source-6.1 + initrd)"
+step "guest image (kernel from linux-source-6.1 + initrd; with --with-tests the KVM lab's L1 from linux-source-6.12)"
 if [ "$with_tests" = 1 ]; then node dist/src/guest-image/cli.js --all; else node dist/src/guest-image/cli.js; fi
 
 if [ -f dist/src/cli/commands/image-ensure-builtin.js ] || node bin/vrun.js help 2>/dev/null | grep -q 'image ensure-builtin'; then

@@ -41,8 +41,12 @@ export function requireRoot(action: string): void {
   }
 }
 
+/** The tarball Debian's kernel source package (linux-source-6.1, linux-source-6.12, ...) installs. */
+export function kernelSourceTool(source: string): HostTool {
+  return { what: `Debian ${source} tarball`, path: `/usr/src/${source}.tar.xz`, debianPackage: source };
+}
+
 export const KERNEL_BUILD_TOOLS: HostTool[] = [
-  { what: 'Debian linux-source-6.1 tarball', path: '/usr/src/linux-source-6.1.tar.xz', debianPackage: 'linux-source-6.1' },
   { what: 'make', path: 'make', debianPackage: 'make' },
   { what: 'gcc', path: 'gcc', debianPackage: 'gcc' },
   { what: 'bc', path: 'bc', debianPackage: 'bc' },

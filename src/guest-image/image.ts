@@ -72,11 +72,22 @@ async function withBuildUmask<T>(fn: () => Promise<T>): Promise<T> {
   }
 }
 
+/**
+ * Which kernel each image boots: Debian's source package and the fragments (under guest-image/, later ones win)
+ * merged onto its tinyconfig. The guest kernel stays on Debian 12's own 6.1. The KVM lab's L1 takes 6.12 (from
+ * bookworm-security): from 6.3 on tmpfs can be id-mapped, so virtiofsd beside the native VMM in the lab runs
+ * in its user namespace as on a current host, not as root (src/vmm/vhost-user/virtiofsd.ts).
+ */
+const KERNELS: Record<'guest-image' | 'lab-image', { name: string; source: string; fragments: string[] }> = {
+  'guest-image': { name: 'kernel', source: 'linux-source-6.1', fragments: ['kernel.fragment'] },
+  'lab-image': { name: 'lab-kernel', source: 'linux-source-6.12', fragments: ['kernel.fragment', 'kernel-lab.fragment'] },
+};
+
 async function build(kind: 'guest-image' | 'lab-image', cacheDir: string, progress: Progress, force: boolean | undefined): Promise<ImageManifest> {
   const started = Date.now();
-  const frags = [path.join(projectRoot(), 'guest-image', 'kernel.fragment')];
-  if (kind === 'lab-image') frags.push(path.join(projectRoot(), 'guest-image', 'kernel-lab.fragment'));
-  const kernel = await buildKernel({ cacheDir, name: kind === 'lab-image' ? 'lab-kernel' : 'kernel', fragments: frags, progress, force });
+  const { name, source, fragments } = KERNELS[kind];
+  const frags = fragments.map((f) => path.join(projectRoot(), 'guest-image', f));
+  const kernel = await buildKernel({ cacheDir, name, source, fragments: frags, progress, force });
   const initrd = await buildInitrd({
     name: kind === 'lab-image' ? 'lab-initrd' : 'initrd',
     payload: kind === 'lab-image' ? await labPayload() : await guestPayload(),
@@ -114,7 +125,7 @@ export function ensureGuestImage(opts: { force?: boolean; progress?: Progress } 
   return ensure('guest-image', opts);
 }
 
-/** The KVM lab's L1 image: the guest kernel plus KVM_AMD and 9p, and a tiny initrd that chroots into the host. */
+/** The KVM lab's L1 image: a 6.12 kernel with the guest's options plus KVM_AMD and 9p, and a tiny initrd that chroots into the host. */
 export function ensureLabImage(opts: { force?: boolean; progress?: Progress } = {}): Promise<ImageManifest> {
   return ensure('lab-image', opts);
 }

@@ -4,12 +4,11 @@ import path from 'node:path';
 import os from 'node:os';
 import { VrunError, errorMessage } from '../common/errors.js';
 import type { Progress } from '../common/progress.js';
-import { KERNEL_BUILD_TOOLS, requireTools } from './host-tools.js';
+import { KERNEL_BUILD_TOOLS, kernelSourceTool, requireTools } from './host-tools.js';
 import { sha256Text } from './hash.js';
 import { capture, runLogged } from './run-logged.js';
 import { type ArtifactFile, readVerifiedManifest, recordFiles, writeManifest } from './manifest.js';
 
-const LINUX_TARBALL = '/usr/src/linux-source-6.1.tar.xz';
 /** Bumped when the way we build changes, so caches keyed by inputs are invalidated. */
 const KERNEL_RECIPE = 'kernel-v1';
 
@@ -29,6 +28,7 @@ interface KernelManifest {
   key: string;
   release: string;
   configHash: string;
+  sourcePackage: string;
   sourcePackageVersion: string;
   fragments: string[];
   buildSeconds: number;
@@ -69,45 +69,50 @@ export function checkConfig(config: string, wanted: Map<string, string>): string
   return bad;
 }
 
-async function sourcePackageVersion(): Promise<string> {
+async function sourcePackageVersion(source: string): Promise<string> {
   try {
-    return (await capture('dpkg-query', ['-W', '-f=${Version}', 'linux-source-6.1'])).trim();
+    return (await capture('dpkg-query', ['-W', '-f=${Version}', source])).trim();
   } catch {
-    throw new VrunError('linux-source-6.1 is not installed: apt-get install linux-source-6.1');
+    throw new VrunError(`${source} is not installed: apt-get install ${source}`);
   }
 }
 
-/** Unpacks Debian's kernel tarball once per package version (into a temp dir, then renamed). */
-async function ensureSource(cacheDir: string, version: string, progress: Progress, logFile: string): Promise<string> {
-  const dir = path.join(cacheDir, 'src', `linux-source-6.1_${version}`);
+/**
+ * Unpacks Debian's kernel tarball (/usr/src/SOURCE.tar.xz, whose top directory is SOURCE) once per package and
+ * version (into a temp dir, then renamed).
+ */
+async function ensureSource(cacheDir: string, source: string, version: string, progress: Progress, logFile: string): Promise<string> {
+  const dir = path.join(cacheDir, 'src', `${source}_${version}`);
   if (existsSync(path.join(dir, '.vrun-extracted'))) return dir;
-  progress.step('guest-image: unpacking linux-source-6.1');
+  progress.step(`guest-image: unpacking ${source}`);
   const tmp = `${dir}.tmp-${process.pid}`;
   await rm(tmp, { recursive: true, force: true });
   await mkdir(tmp, { recursive: true });
-  await runLogged('tar', ['-xf', LINUX_TARBALL, '-C', tmp], { logFile });
-  await writeFile(path.join(tmp, 'linux-source-6.1', '.vrun-extracted'), `${version}\n`);
+  await runLogged('tar', ['-xf', kernelSourceTool(source).path, '-C', tmp], { logFile });
+  await writeFile(path.join(tmp, source, '.vrun-extracted'), `${version}\n`);
   await rm(dir, { recursive: true, force: true });
-  await rename(path.join(tmp, 'linux-source-6.1'), dir);
+  await rename(path.join(tmp, source), dir);
   await rm(tmp, { recursive: true, force: true });
   progress.done();
   return dir;
 }
 
 /**
- * Builds (or reuses) a kernel from tinyconfig plus the given fragments. The cache key covers the
- * source package version, the fragments' text and the recipe; a cached kernel is used only if every
- * recorded file hash still matches.
+ * Builds (or reuses) a kernel from tinyconfig of Debian's `source` package plus the given fragments. The cache
+ * key covers the source package's version (which carries the upstream version: 6.1.x, 6.12.x), the fragments'
+ * text and the recipe; a cached kernel is used only if every recorded file hash still matches.
  */
 export async function buildKernel(opts: {
   cacheDir: string;
   name: string;
+  /** Debian's kernel source package, e.g. linux-source-6.1. */
+  source: string;
   fragments: string[];
   progress: Progress;
   force?: boolean;
 }): Promise<KernelArtifact> {
-  requireTools([...KERNEL_BUILD_TOOLS, { what: 'dpkg-query', path: 'dpkg-query', debianPackage: 'dpkg' }]);
-  const version = await sourcePackageVersion();
+  requireTools([kernelSourceTool(opts.source), ...KERNEL_BUILD_TOOLS, { what: 'dpkg-query', path: 'dpkg-query', debianPackage: 'dpkg' }]);
+  const version = await sourcePackageVersion(opts.source);
   const fragTexts = await Promise.all(opts.fragments.map((f) => readFile(f, 'utf8')));
   const wanted = new Map<string, string>();
   fragTexts.forEach((t, i) => parseFragment(t, opts.fragments[i] as string).forEach((v, k) => wanted.set(k, v)));
@@ -127,12 +132,13 @@ export async function buildKernel(opts: {
   await mkdir(opts.cacheDir, { recursive: true });
   const logFile = path.join(opts.cacheDir, `${opts.name}-${key}.build.log`);
   await writeFile(logFile, '');
-  const src = await ensureSource(opts.cacheDir, version, opts.progress, logFile);
-  const build = path.join(opts.cacheDir, 'build', `${opts.name}-${configHash}`);
+  const src = await ensureSource(opts.cacheDir, opts.source, version, opts.progress, logFile);
+  // Per source too: a tree configured and built from another kernel version is of no use to this one.
+  const build = path.join(opts.cacheDir, 'build', `${opts.name}-${opts.source}-${configHash}`);
   await mkdir(build, { recursive: true });
   const started = Date.now();
 
-  opts.progress.step(`guest-image: configuring ${opts.name} (tinyconfig + ${opts.fragments.map((f) => path.basename(f)).join(' + ')})`);
+  opts.progress.step(`guest-image: configuring ${opts.name} (${opts.source} tinyconfig + ${opts.fragments.map((f) => path.basename(f)).join(' + ')})`);
   await runLogged('make', [`O=${build}`, 'tinyconfig'], { cwd: src, logFile });
   const base = await readFile(path.join(build, '.config'), 'utf8');
   await writeFile(path.join(build, '.config'), base + toConfigLines(wanted));
@@ -175,6 +181,7 @@ export async function buildKernel(opts: {
     key,
     release,
     configHash,
+    sourcePackage: opts.source,
     sourcePackageVersion: version,
     fragments: opts.fragments.map((f) => path.basename(f)),
     buildSeconds: Math.round((Date.now() - started) / 100) / 10,

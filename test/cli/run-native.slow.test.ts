@@ -6,6 +6,7 @@ import { errorMessage } from '../../src/common/errors.js';
 import { guestImageCacheDir, projectRoot } from '../../src/common/paths.js';
 import { ensureGuestImage, ensureLabImage, type ImageManifest } from '../../src/guest-image/image.js';
 import { kvmPlace, runWithLinuxKvm } from '../../src/kvm-lab/placement.js';
+import { USERNS_RANGE_BASE } from '../../src/vmm/jail/ids.js';
 
 /**
  * `vrun run --vmm native` end to end where /dev/kvm can boot Linux (the KVM lab on this kind of host): the
@@ -111,6 +112,8 @@ run_case kill-inspect inspect native-kill
 set -- $(node -e 'const i = JSON.parse(require("fs").readFileSync(0, "utf8"))[0]; const p = i.Sandbox.Pids; console.log(i.Id, p.vmm, p.sandbox, ...(p.virtiofsd || []))' <"$W/out")
 id=$1; vmm=$2; sandbox=$3; shift 2
 echo "VRUN-VMM status=$(base64 -w0 </proc/$vmm/status) cmdline=$(tr '\\0' ' ' </proc/$vmm/cmdline | base64 -w0) mnt=$(readlink /proc/$vmm/ns/mnt) pid=$(readlink /proc/$vmm/ns/pid) sandbox-mnt=$(readlink /proc/$sandbox/ns/mnt) sandbox-pid=$(readlink /proc/$sandbox/ns/pid)"
+# virtiofsd as the host sees it: the jailer's child, with its uid (the jailer is the pid inspect gives).
+for j in "$@"; do [ "$j" = "$sandbox" ] || echo "VRUN-VIRTIOFSD $(ps -o uid=,pid=,args= --ppid "$j" | base64 -w0)"; done
 mcg=$(awk -F: '$2 ~ /(^|,)memory(,|$)/ || $2 == "" {print $3; exit}' /proc/$vmm/cgroup)
 for f in memory.max_usage_in_bytes memory.usage_in_bytes memory.limit_in_bytes memory.peak memory.current memory.max; do
   [ -f "/sys/fs/cgroup/memory$mcg/$f" ] && echo "VRUN-VMM-MEM cgroup $f=$(cat /sys/fs/cgroup/memory$mcg/$f)"
@@ -144,6 +147,8 @@ describe('vrun run --vmm native (KVM lab)', () => {
   let l1BootId = '';
   let left = '';
   let volumeOut = '';
+  let place = '';
+  let virtiofsd: string[] = [];
   const diag = new Map<string, string>();
 
   beforeAll(async () => {
@@ -185,6 +190,8 @@ describe('vrun run --vmm native (KVM lab)', () => {
     l1BootId = /^VRUN-L1 boot_id=(\S+)$/m.exec(res.stdout)?.[1] ?? '';
     left = /^VRUN-LEFT (.*)$/m.exec(res.stdout)?.[1] ?? '';
     volumeOut = /^VRUN-VOLUME out=(.*)$/m.exec(res.stdout)?.[1] ?? '';
+    place = res.place;
+    virtiofsd = [...res.stdout.matchAll(/^VRUN-VIRTIOFSD (\S*)$/gm)].map((m) => Buffer.from(m[1] ?? '', 'base64').toString('utf8').trim());
     expect(res.status, raw).toBe(0);
   }, 1_600_000);
 
@@ -283,6 +290,16 @@ describe('vrun run --vmm native (KVM lab)', () => {
       expect(field(ns)).toMatch(new RegExp(`^${ns}:\\[\\d+\\]$`));
       expect(field(ns)).not.toBe(field(`sandbox-${ns}`));
     }
+  });
+
+  it('runs virtiofsd in its user namespace, as a non-root uid, where the kernel can id-map the pod\'s share', () => {
+    expect(virtiofsd, raw).toHaveLength(1);
+    console.log(`virtiofsd in the ${place} (uid pid args): ${virtiofsd[0]}`);
+    const [uid, , binary] = virtiofsd[0]!.split(/\s+/);
+    expect(binary).toMatch(/virtiofsd$/);
+    // The lab's L1 runs Linux 6.12, which id-maps the tmpfs the sandboxes live on; Debian 12's own 6.1 cannot,
+    // and there virtiofsd runs as root (src/vmm/vhost-user/virtiofsd.ts).
+    if (place === 'lab') expect(Number(uid), virtiofsd[0]).toBeGreaterThanOrEqual(USERNS_RANGE_BASE);
   });
 
   it('kill -9 of the VMM process: ps shows the sandbox failed with the reason, rm -f leaves nothing behind', () => {
