@@ -36,14 +36,7 @@ describe('a CRI pod VM sized from the pod resources', () => {
     linux: resources ? { resources } : {},
   });
 
-  async function endPod(): Promise<void> {
-    if (!cri.podId) return;
-    const id = cri.podId;
-    cri.podId = '';
-    await cri.env.call('StopPodSandbox', { podSandboxId: id });
-    await cri.env.call('RemovePodSandbox', { podSandboxId: id });
-  }
-  afterEach(() => endPod().catch(() => undefined));
+  afterEach(() => cri.endPod().catch(() => undefined));
 
   /** Runs a pod with one container and reads the guest's memory and CPUs from inside that container. */
   async function guestOf(config: ReturnType<typeof sandboxConfig>): Promise<GuestSize> {
@@ -64,7 +57,9 @@ describe('a CRI pod VM sized from the pod resources', () => {
     const nproc = /^nproc=(\d+)$/m.exec(out)?.[1];
     expect(kb, out).toBeDefined();
     expect(nproc, out).toBeDefined();
-    return { memTotalMiB: Number(kb) / 1024, nproc: Number(nproc) };
+    const size = { memTotalMiB: Number(kb) / 1024, nproc: Number(nproc) };
+    console.log(`${config.metadata.name}: guest MemTotal ${size.memTotalMiB.toFixed(1)} MiB, nproc ${size.nproc}`);
+    return size;
   }
 
   /** The shim's own account of where the size came from (its log, one per pod). */
@@ -102,7 +97,7 @@ describe('a CRI pod VM sized from the pod resources', () => {
     expectRam(guest.memTotalMiB, guestMemoryMiB(limit));
     expect(guest.memTotalMiB).toBeGreaterThan(DEFAULT_GUEST_MEMORY_MIB);
     expect(guest.nproc).toBe(2);
-    await endPod();
+    await cri.endPod();
   });
 
   it('gives a pod without resources the runtime options\' size', async () => {
@@ -110,7 +105,7 @@ describe('a CRI pod VM sized from the pod resources', () => {
     expect(sizeLogged()).toMatchObject({ memoryMiB: DEFAULT_POD_VM.memoryMiB, vcpus: DEFAULT_POD_VM.vcpus, memoryFrom: 'runtime options', vcpusFrom: 'runtime options' });
     expectRam(guest.memTotalMiB, DEFAULT_POD_VM.memoryMiB);
     expect(guest.nproc).toBe(DEFAULT_POD_VM.vcpus);
-    await endPod();
+    await cri.endPod();
   });
 
   it('refuses a pod whose memory limit is negative, naming the annotation, before any VM boots', async () => {
@@ -118,6 +113,7 @@ describe('a CRI pod VM sized from the pod resources', () => {
       () => undefined,
       (e: Error) => e,
     );
+    console.log(`vrun-negative: RunPodSandbox refused: ${err?.message ?? ''}`);
     expect(err?.message, 'a negative memory limit was accepted').toContain('io.kubernetes.cri.sandbox-memory');
     expect(err?.message).toMatch(/negative/);
     expect(processesNaming(path.join(cri.runDir, 'shim'))).toEqual([]);
