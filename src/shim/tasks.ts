@@ -19,6 +19,7 @@ import { ShimPod, type PodHooks } from './pod.js';
 import type { TaskEventKind } from './protocol/event-messages.js';
 import type { ShimTaskService } from './protocol/task-service.js';
 import type * as m from './protocol/task-messages.js';
+import { podVmSize } from './pod-sizing.js';
 import { podVmConfigFrom } from './runtime-options.js';
 import { inFlight, newProc, type Proc } from './task-state.js';
 
@@ -157,7 +158,9 @@ export class VrunTasks implements ShimTaskService {
         throw new TtrpcError(Code.INVALID_ARGUMENT, `cannot read the bundle's config.json: ${errorMessage(err)}`);
       }
       const guest = guestSpecFromBundle(configText);
-      const vmConfig = await podVmConfigFrom(req.options);
+      // Only the sandbox's spec carries the pod's resources; it is the pod's first Create, which boots the VM.
+      const vmConfig = podVmSize(await podVmConfigFrom(req.options), guest.pod ? guest.spec.annotations : undefined);
+      if (this.pod.state.status === 'idle') this.log.info({ memoryMiB: vmConfig.memoryMiB, vcpus: vmConfig.vcpus, memoryFrom: vmConfig.memoryFrom, vcpusFrom: vmConfig.vcpusFrom }, 'pod VM size');
       const pod = this.pod.boot(vmConfig, guest.pod?.netns);
       const stdio: StdioPaths = { stdin: req.stdin, stdout: req.stdout, stderr: req.stderr, terminal: req.terminal };
       const c: Container = { id: req.id, bundle: req.bundle, init: newProc(req.id, '', stdio, { status: 'creating' }), execs: new Map() };

@@ -92,14 +92,7 @@ describe('a pod through CRI with the vrun runtime handler', () => {
     expect(fs.readdirSync(path.join(cri.runDir, 'shim'))).toEqual([]);
   });
 
-  /** Stops and removes the test's current pod, also after a failed assertion, so the next test starts clean. */
-  async function endPod(): Promise<void> {
-    if (!cri.podId) return;
-    const id = cri.podId;
-    cri.podId = '';
-    await cri.env.call('StopPodSandbox', { podSandboxId: id });
-    await cri.env.call('RemovePodSandbox', { podSandboxId: id });
-  }
+  const endPod = () => cri.endPod();
   afterEach(() => endPod().catch(() => undefined));
 
   it('kubectl exec -it: CRI Exec with a terminal and stdin, over the streaming server, into a container with a CRI id', async () => {

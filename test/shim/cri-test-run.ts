@@ -16,6 +16,8 @@ export interface CriTestRun {
   readonly runDir: string;
   /** The pod the running test made; afterAll removes it if the test could not. */
   podId: string;
+  /** Stops and removes the test's current pod, also after a failed assertion, so the next test starts clean. */
+  endPod(): Promise<void>;
 }
 
 export function useCriTestRun(prefix: string): CriTestRun {
@@ -53,6 +55,13 @@ export function useCriTestRun(prefix: string): CriTestRun {
     },
     set podId(id: string) {
       state.podId = id;
+    },
+    async endPod() {
+      const id = state.podId;
+      if (!id || !state.env) return;
+      state.podId = '';
+      await state.env.call('StopPodSandbox', { podSandboxId: id });
+      await state.env.call('RemovePodSandbox', { podSandboxId: id });
     },
   };
 }
