@@ -25,7 +25,7 @@ step() { printf '\n== %s (%ss)\n' "$1" "$SECONDS"; }
 # the kernel source and toolchain for the guest kernel, the CNI plugins and iptables for pod networking
 # (src/network). Tests add the real peers they compare against.
 pkgs=(qemu-system-x86 qemu-system-common qemu-utils linux-source-6.1 build-essential bc bison flex libelf-dev libssl-dev
-  cpio xz-utils zstd busybox-static crun iproute2 kmod python3 containernetworking-plugins iptables)
+  patch cpio xz-utils zstd busybox-static crun iproute2 kmod python3 containernetworking-plugins iptables)
 # The KVM lab's L1 kernel comes from linux-source-6.12 (bookworm-security): it can id-map tmpfs, 6.1 cannot.
 test_pkgs=(runc skopeo umoci docker-registry containerd podman libcap2-bin linux-source-6.12)
 [ "$with_tests" = 1 ] && pkgs+=("${test_pkgs[@]}")

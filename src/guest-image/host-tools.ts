@@ -53,6 +53,7 @@ export const KERNEL_BUILD_TOOLS: HostTool[] = [
   { what: 'bison', path: 'bison', debianPackage: 'bison' },
   { what: 'flex', path: 'flex', debianPackage: 'flex' },
   { what: 'xz', path: 'xz', debianPackage: 'xz-utils' },
+  { what: 'patch', path: 'patch', debianPackage: 'patch' },
   { what: 'perl', path: 'perl', debianPackage: 'perl' },
   { what: 'libelf headers', path: '/usr/include/libelf.h', debianPackage: 'libelf-dev' },
   { what: 'OpenSSL headers', path: '/usr/include/openssl/ssl.h', debianPackage: 'libssl-dev' },

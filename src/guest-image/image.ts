@@ -76,18 +76,21 @@ async function withBuildUmask<T>(fn: () => Promise<T>): Promise<T> {
  * Which kernel each image boots: Debian's source package and the fragments (under guest-image/, later ones win)
  * merged onto its tinyconfig. The guest kernel stays on Debian 12's own 6.1. The KVM lab's L1 takes 6.12 (from
  * bookworm-security): from 6.3 on tmpfs can be id-mapped, so virtiofsd beside the native VMM in the lab runs
- * in its user namespace as on a current host, not as root (src/vmm/vhost-user/virtiofsd.ts).
+ * in its user namespace as on a current host, not as root (src/vmm/vhost-user/virtiofsd.ts). Patches (under
+ * guest-image/patches/) are applied to the unpacked source: the guest's one lets a kernel without PCI find the
+ * legacy pmem range that maps the shared userland (src/vmm/qemu/userland-pmem.ts).
  */
-const KERNELS: Record<'guest-image' | 'lab-image', { name: string; source: string; fragments: string[] }> = {
-  'guest-image': { name: 'kernel', source: 'linux-source-6.1', fragments: ['kernel.fragment'] },
-  'lab-image': { name: 'lab-kernel', source: 'linux-source-6.12', fragments: ['kernel.fragment', 'kernel-lab.fragment'] },
+const KERNELS: Record<'guest-image' | 'lab-image', { name: string; source: string; fragments: string[]; patches: string[] }> = {
+  'guest-image': { name: 'kernel', source: 'linux-source-6.1', fragments: ['kernel.fragment'], patches: ['0001-x86-pmem-legacy-without-pci.patch'] },
+  'lab-image': { name: 'lab-kernel', source: 'linux-source-6.12', fragments: ['kernel.fragment', 'kernel-lab.fragment'], patches: [] },
 };
 
 async function build(kind: 'guest-image' | 'lab-image', cacheDir: string, progress: Progress, force: boolean | undefined): Promise<ImageManifest> {
   const started = Date.now();
-  const { name, source, fragments } = KERNELS[kind];
+  const { name, source, fragments, patches } = KERNELS[kind];
   const frags = fragments.map((f) => path.join(projectRoot(), 'guest-image', f));
-  const kernel = await buildKernel({ cacheDir, name, source, fragments: frags, progress, force });
+  const patchFiles = patches.map((f) => path.join(projectRoot(), 'guest-image', 'patches', f));
+  const kernel = await buildKernel({ cacheDir, name, source, fragments: frags, patches: patchFiles, progress, force });
   const initrd = await buildInitrd({
     name: kind === 'lab-image' ? 'lab-initrd' : 'initrd',
     payload: kind === 'lab-image' ? await labPayload() : await guestPayload(),

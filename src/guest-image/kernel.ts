@@ -23,6 +23,11 @@ export interface KernelArtifact {
   cached: boolean;
 }
 
+interface KernelPatch {
+  file: string;
+  text: string;
+}
+
 interface KernelManifest {
   kind: 'kernel';
   key: string;
@@ -31,6 +36,7 @@ interface KernelManifest {
   sourcePackage: string;
   sourcePackageVersion: string;
   fragments: string[];
+  patches: string[];
   buildSeconds: number;
   builtAt: string;
   files: Record<string, ArtifactFile>;
@@ -78,17 +84,25 @@ async function sourcePackageVersion(source: string): Promise<string> {
 }
 
 /**
- * Unpacks Debian's kernel tarball (/usr/src/SOURCE.tar.xz, whose top directory is SOURCE) once per package and
- * version (into a temp dir, then renamed).
+ * Unpacks Debian's kernel tarball (/usr/src/SOURCE.tar.xz, whose top directory is SOURCE) once per package,
+ * version and set of patches (into a temp dir, patched there, then renamed).
  */
-async function ensureSource(cacheDir: string, source: string, version: string, progress: Progress, logFile: string): Promise<string> {
-  const dir = path.join(cacheDir, 'src', `${source}_${version}`);
+async function ensureSource(cacheDir: string, source: string, version: string, patches: KernelPatch[], progress: Progress, logFile: string): Promise<string> {
+  const patched = patches.length > 0 ? `+p${sha256Text(...patches.map((p) => p.text)).slice(0, 12)}` : '';
+  const dir = path.join(cacheDir, 'src', `${source}_${version}${patched}`);
   if (existsSync(path.join(dir, '.vrun-extracted'))) return dir;
-  progress.step(`guest-image: unpacking ${source}`);
+  progress.step(`guest-image: unpacking ${source}${patches.length > 0 ? ` and applying ${patches.length} patch(es)` : ''}`);
   const tmp = `${dir}.tmp-${process.pid}`;
   await rm(tmp, { recursive: true, force: true });
   await mkdir(tmp, { recursive: true });
   await runLogged('tar', ['-xf', kernelSourceTool(source).path, '-C', tmp], { logFile });
+  for (const p of patches) {
+    try {
+      await runLogged('patch', ['-p1', '--batch', '--forward', '-i', p.file], { cwd: path.join(tmp, source), logFile });
+    } catch (err) {
+      throw new VrunError(`kernel patch ${path.basename(p.file)} does not apply to ${source} ${version}: ${errorMessage(err)}`);
+    }
+  }
   await writeFile(path.join(tmp, source, '.vrun-extracted'), `${version}\n`);
   await rm(dir, { recursive: true, force: true });
   await rename(path.join(tmp, source), dir);
@@ -108,6 +122,8 @@ export async function buildKernel(opts: {
   /** Debian's kernel source package, e.g. linux-source-6.1. */
   source: string;
   fragments: string[];
+  /** Patches (-p1) applied to the unpacked source, in this order. */
+  patches?: string[];
   progress: Progress;
   force?: boolean;
 }): Promise<KernelArtifact> {
@@ -116,8 +132,10 @@ export async function buildKernel(opts: {
   const fragTexts = await Promise.all(opts.fragments.map((f) => readFile(f, 'utf8')));
   const wanted = new Map<string, string>();
   fragTexts.forEach((t, i) => parseFragment(t, opts.fragments[i] as string).forEach((v, k) => wanted.set(k, v)));
+  const patches = await Promise.all((opts.patches ?? []).map(async (file) => ({ file, text: await readFile(file, 'utf8') })));
   const configHash = sha256Text(...fragTexts).slice(0, 16);
-  const key = sha256Text(KERNEL_RECIPE, version, ...fragTexts).slice(0, 16);
+  // Without patches the key is what it was before patches existed, so those cached kernels stay valid.
+  const key = sha256Text(KERNEL_RECIPE, version, ...fragTexts, ...patches.map((p) => p.text)).slice(0, 16);
   const outDir = path.join(opts.cacheDir, `${opts.name}-${key}`);
 
   if (!opts.force) {
@@ -132,9 +150,9 @@ export async function buildKernel(opts: {
   await mkdir(opts.cacheDir, { recursive: true });
   const logFile = path.join(opts.cacheDir, `${opts.name}-${key}.build.log`);
   await writeFile(logFile, '');
-  const src = await ensureSource(opts.cacheDir, opts.source, version, opts.progress, logFile);
-  // Per source too: a tree configured and built from another kernel version is of no use to this one.
-  const build = path.join(opts.cacheDir, 'build', `${opts.name}-${opts.source}-${configHash}`);
+  const src = await ensureSource(opts.cacheDir, opts.source, version, patches, opts.progress, logFile);
+  // Per source tree too: a tree configured and built from another kernel version (or patch set) is of no use here.
+  const build = path.join(opts.cacheDir, 'build', `${opts.name}-${path.basename(src)}-${configHash}`);
   await mkdir(build, { recursive: true });
   const started = Date.now();
 
@@ -184,6 +202,7 @@ export async function buildKernel(opts: {
     sourcePackage: opts.source,
     sourcePackageVersion: version,
     fragments: opts.fragments.map((f) => path.basename(f)),
+    patches: patches.map((p) => path.basename(p.file)),
     buildSeconds: Math.round((Date.now() - started) / 100) / 10,
     builtAt: new Date().toISOString(),
     files: await recordFiles(tmpOut, ['vmlinux', 'bzImage', 'config']),

@@ -1,6 +1,6 @@
-import { guestMemoryMiB } from '../sandbox/guest-memory.js';
+import { GUEST_OVERHEAD_MIB, guestMemoryMiB } from '../sandbox/guest-memory.js';
 import { Code, TtrpcError } from '../ttrpc/status.js';
-import type { PodVmConfig } from './runtime-options.js';
+import { MAX_POD_VM_MIB, type PodVmConfig } from './runtime-options.js';
 
 /**
  * A CRI pod's VM sized from the pod's own resources ("sandbox sizing", as Kata does). containerd's CRI plugin
@@ -15,8 +15,8 @@ export const SANDBOX_MEMORY = 'io.kubernetes.cri.sandbox-memory';
 export const SANDBOX_CPU_QUOTA = 'io.kubernetes.cri.sandbox-cpu-quota';
 export const SANDBOX_CPU_PERIOD = 'io.kubernetes.cri.sandbox-cpu-period';
 
-/** In bytes: above 1 TiB a memory limit is a mistake or an attack, not a pod this runtime can boot. */
-const MEMORY_RANGE = [1, 2 ** 40] as const;
+/** In bytes: a limit whose VM (limit + overhead) would be larger than the runtime options allow is refused up front. */
+const MEMORY_RANGE = [1, (MAX_POD_VM_MIB - GUEST_OVERHEAD_MIB) * 2 ** 20] as const;
 /** The CFS period the kernel accepts, in µs (1 ms .. 1 s); kubelet sends 100000. */
 const PERIOD_RANGE = [1000, 1_000_000] as const;
 /** A quota below 1 ms is refused by the kernel; above 1024 CPUs' worth it is absurd. */

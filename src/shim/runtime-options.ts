@@ -20,6 +20,8 @@ export interface PodVmConfig {
 }
 
 export const DEFAULT_POD_VM: PodVmConfig = { vmm: 'auto', memoryMiB: 512, vcpus: 1 };
+/** The largest VM, in MiB, the runtime options (and a pod's own limits, pod-sizing.ts) may ask for. */
+export const MAX_POD_VM_MIB = 65536;
 
 const KNOWN_KEYS = new Set(['vmm', 'memoryMiB', 'vcpus']);
 
@@ -54,7 +56,7 @@ export function parseShimConfig(text: string, where: string): PodVmConfig {
   }
   return {
     vmm,
-    memoryMiB: o.memoryMiB === undefined ? DEFAULT_POD_VM.memoryMiB : intIn('memoryMiB', o.memoryMiB, 128, 65536),
+    memoryMiB: o.memoryMiB === undefined ? DEFAULT_POD_VM.memoryMiB : intIn('memoryMiB', o.memoryMiB, 128, MAX_POD_VM_MIB),
     vcpus: o.vcpus === undefined ? DEFAULT_POD_VM.vcpus : intIn('vcpus', o.vcpus, 1, 16),
   };
 }

@@ -57,6 +57,8 @@ describe('pod VM sizing from the CRI sandbox annotations', () => {
       [{ [SANDBOX_MEMORY]: '9'.repeat(30) }, SANDBOX_MEMORY, /decimal integer/],
       [{ [SANDBOX_MEMORY]: '-1' }, SANDBOX_MEMORY, /negative/],
       [{ [SANDBOX_MEMORY]: String(2 ** 40 + 1) }, SANDBOX_MEMORY, /outside/],
+      // One byte more than the largest VM the runtime options allow, less the guest's overhead.
+      [{ [SANDBOX_MEMORY]: String((65536 - 160) * 2 ** 20 + 1) }, SANDBOX_MEMORY, /outside/],
       [{ ...cri(MiB, 1), [SANDBOX_CPU_QUOTA]: '-100000' }, SANDBOX_CPU_QUOTA, /negative/],
       [{ ...cri(MiB, 1), [SANDBOX_CPU_QUOTA]: '999' }, SANDBOX_CPU_QUOTA, /outside/],
       [{ ...cri(MiB, 1), [SANDBOX_CPU_QUOTA]: String(2 ** 53) }, SANDBOX_CPU_QUOTA, /outside/],
