@@ -30,7 +30,27 @@ export interface FprRun {
   consoleTail?: string;
 }
 
-function guestRamKiB(pid: number): number {
+/**
+ * The guest's side (vrun.cmd): fill a tmpfs with `fillMiB` (pages it must keep), say so, wait `settleS`, delete
+ * the file (pages it frees), say so, and idle. Markers: VRUN-T-BEFORE, VRUN-T-FILLED, VRUN-T-FREED.
+ */
+export function fillScript(fillMiB: number, settleS: number): string {
+  return [
+    'echo VRUN-T-BEFORE',
+    'sleep 4',
+    'mkdir -p /fill',
+    `mount -t tmpfs -o size=${fillMiB + 100}m fill /fill`,
+    `dd if=/dev/zero of=/fill/f bs=1M count=${fillMiB} 2>/dev/null`,
+    'echo VRUN-T-FILLED',
+    `sleep ${settleS}`,
+    'rm /fill/f',
+    'echo VRUN-T-FREED',
+    'sleep 600',
+  ].join(';');
+}
+
+/** The guest RAM a VMM process holds: its Pss_Shmem (guest RAM is a shared memfd; QEMU's and ours alike). */
+export function guestRamKiB(pid: number): number {
   const m = /^Pss_Shmem:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8'));
   if (!m) throw new Error(`no Pss_Shmem for pid ${pid}`);
   return Number(m[1]);
@@ -46,18 +66,7 @@ async function measure(reporting: boolean): Promise<FprRun> {
   // The knob is read where the launch spec is made, as vrun reads it.
   if (reporting) delete process.env.VRUN_FREE_PAGE_REPORTING;
   else process.env.VRUN_FREE_PAGE_REPORTING = '0';
-  const script = [
-    'echo VRUN-T-BEFORE',
-    'sleep 4',
-    'mkdir -p /fill',
-    'mount -t tmpfs -o size=400m fill /fill',
-    `dd if=/dev/zero of=/fill/f bs=1M count=${FILL_MIB} 2>/dev/null`,
-    'echo VRUN-T-FILLED',
-    'sleep 4',
-    'rm /fill/f',
-    'echo VRUN-T-FREED',
-    'sleep 600',
-  ].join(';');
+  const script = fillScript(FILL_MIB, 4);
   let vm: Awaited<ReturnType<typeof launchNative>> | undefined;
   try {
     const image = await loadGuestImage('guest-image');
