@@ -14,7 +14,7 @@ import {
 } from '../../src/vmm/virtio/devices/balloon.js';
 import { GuestMemory } from '../../src/vmm/virtio/guest-memory.js';
 import { REG, STATUS, VIRTIO_F_EVENT_IDX, VIRTIO_F_INDIRECT_DESC, VIRTIO_F_VERSION_1, VirtioMmio } from '../../src/vmm/virtio/mmio.js';
-import { VIRTQ_DESC_F_INDIRECT, VIRTQ_DESC_F_NEXT, VIRTQ_DESC_F_WRITE } from '../../src/vmm/virtio/queue.js';
+import { VIRTQ_DESC_F_WRITE } from '../../src/vmm/virtio/queue.js';
 import { negotiateFeatures } from './helpers/net-rig.js';
 import { GuardedRam, prng, setUpQueues, type Seg, type SimDriver } from './helpers/virtq-driver.js';
 
@@ -245,18 +245,8 @@ describe('virtio-balloon (free page reporting)', () => {
       for (const f of [VIRTIO_BALLOON_F_REPORTING, VIRTIO_F_INDIRECT_DESC, VIRTIO_F_EVENT_IDX]) if (rand() < 0.7) features |= 1n << f;
       const size = 2 ** Math.floor(rand() * 7);
       const rig = bringUp(ram, discard, features, size);
-      rig.drivers.forEach((d, q) => {
-        // Mostly the right direction for the queue (reports: writable), so chains get far enough to be used.
-        const right = q === REPORTING_QUEUE ? VIRTQ_DESC_F_WRITE : 0;
-        for (let i = 0; i < size; i++) {
-          const dir = rand() < 0.95 ? right : right ^ VIRTQ_DESC_F_WRITE;
-          const flags = rand() < 0.97 ? dir | (rand() < 0.3 ? VIRTQ_DESC_F_NEXT : 0) : pick([VIRTQ_DESC_F_INDIRECT, Math.floor(rand() * 65536)]);
-          d.writeDesc(d.descAddr, i, addrOf(), lenOf(), flags, rand() < 0.85 ? Math.floor(rand() * size) : Math.floor(rand() * 65536));
-        }
-        for (let i = 0; i < size; i++) ram.ram.writeUInt16LE(rand() < 0.98 ? Math.floor(rand() * size) : Math.floor(rand() * 65536), d.availAddr - G + 4 + 2 * i);
-        d.setAvailFlags(Math.floor(rand() * 2));
-        d.setAvailIdx(rand() < 0.95 ? Math.floor(rand() * (size + 1)) : Math.floor(rand() * 65536));
-      });
+      // Mostly the right direction for the queue (reports: writable), so chains get far enough to be used.
+      rig.drivers.forEach((d, q) => d.scramble(rand, q === REPORTING_QUEUE, addrOf, lenOf));
       // Now and then a report that is malformed for certain at the head of the reporting queue.
       const planted = rand() < 0.15;
       if (planted) {
