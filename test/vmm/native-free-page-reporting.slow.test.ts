@@ -25,6 +25,8 @@ describe('native VMM free page reporting (KVM lab)', () => {
     raw = `status ${res.status}\nstdout: ${res.stdout}\nstderr: ${res.stderr}\nconsole:\n${res.consoleLog}`;
     runs = [...res.stdout.matchAll(/^VRUN-FPR (.*)$/gm)].map((m) => JSON.parse(m[1]!) as FprRun);
     expect(runs.length, raw).toBe(2);
+    const [a, b] = [runs.find((x) => x.reporting), runs.find((x) => !x.reporting)];
+    if (a?.freedKiB && b?.freedKiB) console.log(`guest RAM held after the free, with/without the balloon: ${(a.freedKiB / b.freedKiB).toFixed(2)}`);
     for (const r of runs) {
       expect(r.error, `${r.consoleTail}\n${raw}`).toBeUndefined();
       const mib = (k?: number) => ((k ?? 0) / MIB).toFixed(1);
@@ -42,10 +44,14 @@ describe('native VMM free page reporting (KVM lab)', () => {
     expect((r.balloon as { discardErrors: number }).discardErrors).toBe(0);
   });
 
-  it('keeps it without the balloon (VRUN_FREE_PAGE_REPORTING=0)', () => {
+  it('keeps it without the balloon (VRUN_FREE_PAGE_REPORTING=0), far above what the balloon leaves', () => {
     const r = runs.find((x) => !x.reporting)!;
+    const withIt = runs.find((x) => x.reporting)!;
     expect(r.balloon).toBeNull();
-    expect(r.filledKiB! - r.beforeKiB!).toBeGreaterThan((FILL_MIB - 40) * MIB);
-    expect(r.freedKiB!).toBeGreaterThan(r.beforeKiB! + (FILL_MIB - 40) * MIB);
+    // Boot's own freed memory stays too, so the fill partly reuses pages the host already holds: only "nothing
+    // came back" is certain here.
+    expect(r.filledKiB!).toBeGreaterThan(r.beforeKiB!);
+    expect(r.freedKiB!).toBeGreaterThan(r.filledKiB! - 16 * MIB);
+    expect(r.freedKiB! - withIt.freedKiB!).toBeGreaterThan((FILL_MIB - 100) * MIB);
   });
 });
