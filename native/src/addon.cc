@@ -2,6 +2,7 @@
 
 #include "fd_passing.h"
 #include "fs_ops.h"
+#include "guest_ram_napi.h"
 #include "idmap.h"
 #include "kvm_system.h"
 #include "kvm_vm.h"
@@ -19,6 +20,7 @@ namespace {
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   vrun::InitKvmSystem(env, exports);
   vrun::KvmVm::Init(env, exports);
+  vrun::InitGuestRam(env, exports);
   vrun::InitFsOps(env, exports);
   vrun::InitIdmap(env, exports);
   vrun::InitNewFiles(env, exports);

@@ -22,6 +22,10 @@ class GuestRam {
   int memfd() const { return memfd_; }
   // The fd is only needed while the VM exists; the mapping may outlive it.
   void CloseMemfd();
+  // Gives the host pages behind [offset, offset + length) back (they read as zeros afterwards, in every
+  // mapping of the memfd: KVM's, vhost-user backends'). Page-aligned, non-empty and inside the RAM, or it
+  // fails with EINVAL without touching anything. Returns 0 or an errno.
+  int Discard(uint64_t offset, uint64_t length);
 
  private:
   GuestRam(uint8_t* data, size_t size, int memfd) : data_(data), size_(size), memfd_(memfd) {}

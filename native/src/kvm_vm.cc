@@ -1,5 +1,6 @@
 #include "kvm_vm.h"
 
+#include "guest_ram_napi.h"
 #include "kvm_abi.h"
 
 #include <errno.h>
@@ -130,6 +131,7 @@ void KvmVm::Init(Napi::Env env, Napi::Object exports) {
                                    {
                                        InstanceMethod("memory", &KvmVm::Memory),
                                        InstanceMethod("memfd", &KvmVm::Memfd),
+                                       InstanceMethod("discard", &KvmVm::Discard),
                                        InstanceMethod("createVcpu", &KvmVm::CreateVcpu),
                                        InstanceMethod("getVcpuState", &KvmVm::GetVcpuState),
                                        InstanceMethod("setVcpuState", &KvmVm::SetVcpuState),
@@ -292,6 +294,11 @@ Napi::Value KvmVm::Memory(const Napi::CallbackInfo& info) {
 Napi::Value KvmVm::Memfd(const Napi::CallbackInfo& info) {
   if (!Alive(info.Env())) return info.Env().Undefined();
   return Napi::Number::New(info.Env(), ram_->memfd());
+}
+
+Napi::Value KvmVm::Discard(const Napi::CallbackInfo& info) {
+  if (!Alive(info.Env())) return info.Env().Undefined();
+  return DiscardGuestRam(info, ram_);
 }
 
 Napi::Value KvmVm::CreateVcpu(const Napi::CallbackInfo& info) {

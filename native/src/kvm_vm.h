@@ -49,6 +49,7 @@ class KvmVm : public Napi::ObjectWrap<KvmVm> {
 
   Napi::Value Memory(const Napi::CallbackInfo& info);
   Napi::Value Memfd(const Napi::CallbackInfo& info);
+  Napi::Value Discard(const Napi::CallbackInfo& info);
   Napi::Value CreateVcpu(const Napi::CallbackInfo& info);
   Napi::Value GetVcpuState(const Napi::CallbackInfo& info);
   Napi::Value SetVcpuState(const Napi::CallbackInfo& info);

@@ -19,6 +19,7 @@ import { lowRamEnd, ramRegions, SERIAL_IRQ, virtioMmioSlot } from './layout.js';
 import { VirtioConsole, type ConsolePortSpec } from './virtio/devices/console.js';
 import { PortSocket } from './virtio/devices/console-socket.js';
 import { VHOST_USER_ADDR_BASE, VirtioFs } from './virtio/devices/fs.js';
+import { VirtioBalloon } from './virtio/devices/balloon.js';
 import { VirtioRng } from './virtio/devices/rng.js';
 import { VirtioNet } from './virtio/devices/net.js';
 import { NativeTap } from './virtio/devices/net-tap.js';
@@ -60,6 +61,8 @@ export interface CreateVmOptions {
   logger?: Logger;
   /** How vCPU exits reach the device models (benchmarks compare settings; the defaults are the measured best). */
   exits?: Pick<VmOptions, 'answerSpinNs' | 'postWrites'>;
+  /** A virtio-balloon that gives the memory the guest frees back to the host (default on; QEMU's backend has the same). */
+  freePageReporting?: boolean;
 }
 
 export type MachineEnd =
@@ -171,6 +174,7 @@ export class Machine extends EventEmitter<{ end: [MachineEnd]; 'device-error': [
       const consoleDevice = opts.ports && opts.ports.length > 0 ? new VirtioConsole(opts.ports, logger) : undefined;
       if (consoleDevice) devices.push(consoleDevice);
       devices.push(...nets, new VirtioRng());
+      if (opts.freePageReporting !== false) devices.push(new VirtioBalloon(created.discard, logger));
       const slots = devices.map((_, i) => virtioMmioSlot(i));
       const cmdline = buildCmdline({ virtio: slots, extra: opts.cmdline });
       const result = directBoot(created.ram.subarray(0, lowRamEnd(memBytes)), {

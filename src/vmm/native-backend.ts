@@ -74,6 +74,8 @@ export async function launchNative(decision: BackendDecision, spec: VmLaunch, lo
     agentSocket: canonicalPath(spec.agentSocket),
     shares: spec.shares.map((s) => ({ tag: s.tag, socket: canonicalPath(s.socketPath) })),
     nets: nets.map((n, i) => ({ fd: TAP_FD_BASE + i, tap: n.tap, mac: n.mac.toLowerCase(), mtu: n.mtu })),
+    // VRUN_FREE_PAGE_REPORTING=0 leaves the balloon out, as in the QEMU backend (bench density compares).
+    freePageReporting: process.env.VRUN_FREE_PAGE_REPORTING !== '0',
   };
   const node = realpathSync(process.execPath);
   const jail = prepareVmmJail({

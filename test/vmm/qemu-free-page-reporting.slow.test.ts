@@ -1,4 +1,3 @@
-import { readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -6,6 +5,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { BASE_CMDLINE, READY_PATTERN } from '../../src/guest-image/guest-contract.js';
 import { loadGuestImage } from '../../src/guest-image/image.js';
 import { QemuVm } from '../../src/vmm/qemu/machine.js';
+import { fillScript, guestRamKiB } from '../../bench/vmm/free-page-lab.js';
 
 /**
  * Free page reporting (issue 19): a guest that fills most of its memory and frees it again gives it back to
@@ -15,12 +15,6 @@ import { QemuVm } from '../../src/vmm/qemu/machine.js';
 
 const MIB = 1024;
 const FILL_MIB = 360;
-
-function guestRamKiB(pid: number): number {
-  const m = /^Pss_Shmem:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8'));
-  if (!m) throw new Error(`no Pss_Shmem for pid ${pid}`);
-  return Number(m[1]);
-}
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -36,18 +30,7 @@ describe('virtio-balloon free page reporting under QEMU', () => {
     const image = await loadGuestImage();
     workDir = await mkdtemp(path.join(os.tmpdir(), 'vrun-fpr-'));
     // The guest fills a tmpfs (pages it must keep), says so, then deletes the file (pages it frees) and idles.
-    const script = [
-      'echo VRUN-T-BEFORE',
-      'sleep 4',
-      'mkdir -p /fill',
-      'mount -t tmpfs -o size=460m fill /fill',
-      `dd if=/dev/zero of=/fill/f bs=1M count=${FILL_MIB} 2>/dev/null`,
-      'echo VRUN-T-FILLED',
-      'sleep 6',
-      'rm /fill/f',
-      'echo VRUN-T-FREED',
-      'sleep 600',
-    ].join(';');
+    const script = fillScript(FILL_MIB, 6);
     vm = QemuVm.start(
       {
         kernel: image.kernel,

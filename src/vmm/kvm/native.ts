@@ -47,6 +47,8 @@ export type ExitCallback = (...event: ExitEvent) => number | bigint;
 export interface NativeKvmVm {
   memory(): ArrayBuffer;
   memfd(): number;
+  /** Gives the host pages behind [offset, offset + length) of the RAM file back; page-aligned and inside it, or it throws. */
+  discard(offset: number, length: number): void;
   createVcpu(index: number): void;
   getVcpuState(index: number, kind: VcpuStateKind): Buffer;
   setVcpuState(index: number, kind: VcpuStateKind | 'msrs' | 'cpuid', data: Buffer): void;
@@ -71,7 +73,15 @@ export interface NativeKvmVm {
   destroy(): void;
 }
 
+/** Guest RAM (one shared memfd mapping) without a VM: the device models' tests discard real pages with it. */
+export interface NativeGuestRam {
+  memory(): ArrayBuffer;
+  memfd(): number;
+  discard(offset: number, length: number): void;
+}
+
 export interface KvmAddon {
+  GuestRam: new (bytes: number) => NativeGuestRam;
   KvmVm: new (devicePath: string, memBytes: number, regions: [number, number, number][]) => NativeKvmVm;
   kvmApiVersion(path?: string): number;
   kvmCheckExtension(cap: number, path?: string): number;

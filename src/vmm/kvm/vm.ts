@@ -1,6 +1,7 @@
 import { VrunError, errorMessage } from '../../common/errors.js';
 import { rootLogger, type Logger } from '../../common/log.js';
 import { Bus } from '../devices/bus.js';
+import { ramFileDiscarder, type DiscardRam } from '../virtio/devices/balloon.js';
 import { GuestMemory } from '../virtio/guest-memory.js';
 import { decodeVcpuStop, EXIT_MMIO, EXIT_PIO, EXIT_STOPPED, kvmAddon, type NativeKvmVm, type VcpuStateKind, type VcpuStop } from './native.js';
 import { decodeRegs, encodeRegs, type RegName, type Regs } from './vcpu-state.js';
@@ -64,6 +65,8 @@ export class Vm {
   readonly mmio: Bus;
   readonly ram: Buffer;
   readonly memory: GuestMemory;
+  /** Gives the host memory behind a view of guest RAM back (free page reporting). */
+  readonly discard: DiscardRam;
   readonly vcpus: number;
   private readonly native: NativeKvmVm;
   private readonly logger: Logger;
@@ -116,6 +119,7 @@ export class Vm {
     }
     this.ram = Buffer.from(this.native.memory());
     this.memory = new GuestMemory(regions.map((r) => ({ guestAddr: r.guestAddr, buf: this.ram.subarray(r.fileOffset, r.fileOffset + r.size) })));
+    this.discard = ramFileDiscarder(this.ram, (offset, length) => this.native.discard(offset, length));
   }
 
   get memfd(): number {

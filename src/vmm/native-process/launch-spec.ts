@@ -23,6 +23,8 @@ export interface VmmLaunchSpec {
   shares: { tag: string; socket: string }[];
   /** virtio-net devices, each on the tap the jailer opened on fd `fd`. */
   nets: { fd: number; tap: string; mac: string; mtu: number }[];
+  /** Free page reporting (a virtio-balloon); absent means on. */
+  freePageReporting?: boolean;
 }
 
 /** The spec file is small; anything larger is not one. */
@@ -33,7 +35,7 @@ const MAX_SHARES = 16;
 const MAX_MEMORY_MIB = 1 << 20;
 /** virtio-fs tags are at most 36 bytes. */
 const TAG = /^[A-Za-z0-9_.-]{1,36}$/;
-const KEYS = new Set(['kernel', 'initrd', 'cmdline', 'vcpus', 'memoryMiB', 'runDir', 'agentSocket', 'shares', 'nets']);
+const KEYS = new Set(['kernel', 'initrd', 'cmdline', 'vcpus', 'memoryMiB', 'runDir', 'agentSocket', 'shares', 'nets', 'freePageReporting']);
 
 function bad(why: string): VrunError {
   return new VrunError(`invalid VMM launch spec: ${why}`, { kind: 'invalid' });
@@ -97,6 +99,7 @@ export function parseLaunchSpec(text: string): VmmLaunchSpec {
   // The names, MACs and MTUs are checked as the sandbox checks them; the namespace is the one the process is in.
   checkVmNets(nets.map((n) => ({ netns: '/proc/self/ns/net', tap: n.tap, mac: n.mac, mtu: n.mtu })));
   if (new Set(nets.map((n) => n.fd)).size !== nets.length) throw bad('two NICs on one fd');
+  if (o.freePageReporting !== undefined && typeof o.freePageReporting !== 'boolean') throw bad('freePageReporting must be true or false');
   return {
     kernel: plainAbsolute('kernel', o.kernel),
     ...(o.initrd === undefined ? {} : { initrd: plainAbsolute('initrd', o.initrd) }),
@@ -107,5 +110,6 @@ export function parseLaunchSpec(text: string): VmmLaunchSpec {
     agentSocket: socketIn(runDir, 'agentSocket', o.agentSocket),
     shares,
     nets: nets.map((n) => ({ ...n, mac: n.mac.toLowerCase() })),
+    ...(o.freePageReporting === undefined ? {} : { freePageReporting: o.freePageReporting }),
   };
 }

@@ -68,6 +68,7 @@ function makeMachine(spec: VmmLaunchSpec): Promise<Machine> {
     ports: [{ name: 'vrun.agent', socket: spec.agentSocket }],
     shares: spec.shares,
     nets: spec.nets.map((n) => ({ tapName: n.tap, tapFd: n.fd, mac: n.mac, mtu: n.mtu })),
+    freePageReporting: spec.freePageReporting,
     // The console's bytes go to the sandbox, which logs them (its own cap) and watches the lines.
     onConsole: (bytes) => process.stdout.write(bytes),
     logger: log,

@@ -138,6 +138,23 @@ export class SimDriver {
     return out;
   }
 
+  /**
+   * Fills the whole descriptor table and available ring from `rand` for seeded fuzzing: mostly plausible (buffers
+   * the way `writable` says, short chains, heads inside the queue), now and then anything at all.
+   */
+  scramble(rand: () => number, writable: boolean, addrOf: () => number, lenOf: () => number): void {
+    const right = writable ? VIRTQ_DESC_F_WRITE : 0;
+    const any = () => Math.floor(rand() * 65536);
+    for (let i = 0; i < this.size; i++) {
+      const dir = rand() < 0.95 ? right : right ^ VIRTQ_DESC_F_WRITE;
+      const flags = rand() < 0.98 ? dir | (rand() < 0.2 ? VIRTQ_DESC_F_NEXT : 0) : [VIRTQ_DESC_F_INDIRECT, any()][Math.floor(rand() * 2)]!;
+      this.writeDesc(this.descAddr, i, addrOf(), lenOf(), flags, rand() < 0.85 ? Math.floor(rand() * this.size) : any());
+    }
+    for (let i = 0; i < this.size; i++) this.ram.ram.writeUInt16LE(rand() < 0.98 ? Math.floor(rand() * this.size) : any(), this.off(this.availAddr) + 4 + 2 * i);
+    this.setAvailFlags(Math.floor(rand() * 2));
+    this.setAvailIdx(rand() < 0.95 ? Math.floor(rand() * (this.size + 1)) : any());
+  }
+
   config(eventIdx = false, indirect = true) {
     return { size: this.size, descAddr: this.descAddr, availAddr: this.availAddr, usedAddr: this.usedAddr, eventIdx, indirect };
   }
