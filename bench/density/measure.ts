@@ -57,14 +57,20 @@ function pssOf(pid: number | undefined): Pss {
   return parseSmapsRollup(readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8'));
 }
 
+/** A process's children, from /proc/PID/stat's ppid (kernels without CONFIG_PROC_CHILDREN have no children file). */
 function children(pid: number): number[] {
-  try {
-    return readdirSync(`/proc/${pid}/task`).flatMap((t) =>
-      readFileSync(`/proc/${pid}/task/${t}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number),
-    );
-  } catch {
-    return [];
-  }
+  return readdirSync('/proc')
+    .filter((d) => /^\d+$/.test(d))
+    .filter((d) => {
+      try {
+        // The field after the parenthesised command (which may itself hold spaces or parentheses) is the state, then ppid.
+        const stat = readFileSync(`/proc/${d}/stat`, 'utf8');
+        return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === pid;
+      } catch {
+        return false;
+      }
+    })
+    .map(Number);
 }
 
 function comm(pid: number): string {
@@ -90,20 +96,20 @@ interface Inspect {
   Sandbox: { Pids: { sandbox?: number; vmm?: number; virtiofsd?: number[] } };
 }
 
-/** The pod's processes as its state records them; QEMU is the jailer's child when jailed. */
+/** The pod's processes as its state records them; the VMM (QEMU or the native VMM) is the jailer's child when jailed. */
 function podPss(name: string): PodPss {
   const r = vrun(['inspect', name]);
   if (r.status !== 0) throw new Error(`vrun inspect ${name} exited ${r.status}: ${r.stderr.trim()}`);
   const pids = (JSON.parse(r.stdout) as Inspect[])[0]?.Sandbox.Pids ?? {};
   const started = pids.vmm;
   if (started === undefined) throw new Error(`pod ${name} records no VMM pid`);
-  const qemu = comm(started).startsWith('qemu') ? started : children(started).find((c) => comm(c).startsWith('qemu'));
-  if (qemu === undefined) throw new Error(`pod ${name}: no QEMU process under pid ${started} (${comm(started) || 'gone'}): did the pod stop?`);
+  const vmm = comm(started) === 'vrun-jailer' ? children(started)[0] : started;
+  if (vmm === undefined) throw new Error(`pod ${name}: no VMM process under jailer pid ${started}: did the pod stop?`);
   return {
     name,
     sandbox: pssOf(pids.sandbox),
-    vmm: pssOf(qemu),
-    jailer: qemu === started ? ZERO : pssOf(started),
+    vmm: pssOf(vmm),
+    jailer: vmm === started ? ZERO : pssOf(started),
     virtiofsd: (pids.virtiofsd ?? []).map(pssOf).reduce(addPss, ZERO),
   };
 }
@@ -114,6 +120,8 @@ export async function measureDensity(pods: number, opts: { settleSeconds?: numbe
   const settleSeconds = opts.settleSeconds ?? Number(process.env.VRUN_DENSITY_SETTLE_S ?? 20);
   const log = opts.log ?? ((l: string) => process.stderr.write(`${l}\n`));
   const names = Array.from({ length: pods }, (_, i) => `density-${process.pid}-${i}`);
+  // VRUN_DENSITY_VMM=native: the KVM lab's figure (bench/density.ts runs this script there).
+  const vmmFlag = process.env.VRUN_DENSITY_VMM ? ['--vmm', process.env.VRUN_DENSITY_VMM] : [];
   const started: string[] = [];
   const removeAll = () => {
     for (const n of started.splice(0)) vrun(['rm', '-f', n]);
@@ -131,7 +139,7 @@ export async function measureDensity(pods: number, opts: { settleSeconds?: numbe
       started.push(n);
       // An hour: 20 sequential boots under TCG on a loaded host took more than 10 minutes, and a pod whose
       // `sleep` ended is gone before it is measured.
-      const r = vrun(['run', '-d', '--name', n, 'busybox', 'sleep', '3600']);
+      const r = vrun(['run', '-d', '--name', n, ...vmmFlag, 'busybox', 'sleep', '3600']);
       if (r.status !== 0) throw new Error(`vrun run -d ${n} exited ${r.status}: ${r.stderr.trim()}`);
       log(`  started ${n} in ${((performance.now() - t) / 1000).toFixed(1)} s`);
     }
