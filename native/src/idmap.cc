@@ -7,11 +7,13 @@
 #include <signal.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <memory>
 #include <string>
 #include <vector>
@@ -130,6 +132,51 @@ bool MountAs(uint32_t id, const std::string& target, const std::string& data, un
   return true;
 }
 
+// Linux before 6.15 takes overlayfs layers only from mounts attached in the caller's mount namespace: its
+// clone_private_mount() refuses a detached copy ("overlayfs: failed to clone upperpath", EINVAL), while from 6.3
+// on tmpfs can be id-mapped. So the id-mapped copies are attached for the overlay's mount(2) alone, each on a
+// directory in a private tmpfs (nothing mounted in it propagates) on a fresh root-only directory in /run, all
+// detached and removed right after: overlayfs holds private clones of its layers.
+class Staging {
+ public:
+  ~Staging() {
+    if (mounted_) umount2(dir_.c_str(), MNT_DETACH);
+    if (!dir_.empty()) rmdir(dir_.c_str());
+  }
+  bool Open(Failure& f) {
+    char tmpl[] = "/run/.vrun-idmap-XXXXXX";
+    if (mkdtemp(tmpl) == nullptr) {
+      f = {errno, "mkdtemp", tmpl};
+      return false;
+    }
+    dir_ = tmpl;
+    if (mount("tmpfs", dir_.c_str(), "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "mode=0700") != 0) {
+      f = {errno, "mount(tmpfs)", dir_};
+      return false;
+    }
+    mounted_ = true;
+    if (mount(nullptr, dir_.c_str(), nullptr, MS_PRIVATE, nullptr) != 0) {
+      f = {errno, "mount(MS_PRIVATE)", dir_};
+      return false;
+    }
+    return true;
+  }
+  // Attaches the detached `tree` on a new directory in the staging tmpfs; its path, or "" on failure.
+  std::string Attach(int tree, Failure& f) {
+    std::string p = dir_ + "/" + std::to_string(count_++);
+    if (mkdir(p.c_str(), 0700) != 0) {
+      f = {errno, "mkdir", p};
+      return "";
+    }
+    return MoveInto(tree, p, f) ? p : "";
+  }
+
+ private:
+  std::string dir_;
+  bool mounted_ = false;
+  unsigned count_ = 0;
+};
+
 std::string Dirname(const std::string& p) {
   size_t at = p.find_last_of('/');
   return at == std::string::npos || at == 0 ? "/" : p.substr(0, at);
@@ -234,24 +281,30 @@ Napi::Value Overlay(const Napi::CallbackInfo& info) {
     Napi::TypeError::New(env, "idmapOverlay: data must not name layers").ThrowAsJavaScriptException();
     return env.Undefined();
   }
-  Failure f{};
-  std::vector<std::unique_ptr<Fd>> held;
-  auto fdPath = [](const Fd& fd) { return "/proc/self/fd/" + std::to_string(fd.get()); };
-  std::string data = "lowerdir=";
   for (uint32_t i = 0; i < lowerArr.Length(); i++) {
-    Napi::Value v = lowerArr.Get(i);
-    if (!v.IsString()) {
+    if (!lowerArr.Get(i).IsString()) {
       Napi::TypeError::New(env, usage).ThrowAsJavaScriptException();
       return env.Undefined();
     }
-    held.push_back(std::make_unique<Fd>(IdmappedClone(v.As<Napi::String>().Utf8Value(), userns, false, 0, 0, f)));
-    if (held.back()->get() < 0) return Throw(env, f), env.Undefined();
-    data += (i ? ":" : "") + fdPath(*held.back());
+  }
+  Failure f{};
+  Staging staging;
+  if (!staging.Open(f)) return Throw(env, f), env.Undefined();
+  // An id-mapped copy of `path`, attached in the staging tmpfs: its path there, or "".
+  auto layer = [&](const std::string& path) {
+    Fd tree(IdmappedClone(path, userns, false, 0, 0, f));
+    return tree.get() < 0 ? std::string() : staging.Attach(tree.get(), f);
+  };
+  std::string data = "lowerdir=";
+  for (uint32_t i = 0; i < lowerArr.Length(); i++) {
+    std::string at = layer(lowerArr.Get(i).As<Napi::String>().Utf8Value());
+    if (at.empty()) return Throw(env, f), env.Undefined();
+    data += (i ? ":" : "") + at;
   }
   if (!upper.empty()) {
-    held.push_back(std::make_unique<Fd>(IdmappedClone(Dirname(upper), userns, false, 0, 0, f)));
-    if (held.back()->get() < 0) return Throw(env, f), env.Undefined();
-    data += ",upperdir=" + fdPath(*held.back()) + "/" + Basename(upper) + ",workdir=" + fdPath(*held.back()) + "/" + Basename(work);
+    std::string at = layer(Dirname(upper));
+    if (at.empty()) return Throw(env, f), env.Undefined();
+    data += ",upperdir=" + at + "/" + Basename(upper) + ",workdir=" + at + "/" + Basename(work);
   }
   if (!extra.empty()) data += "," + extra;
   unsigned long flags = MS_NOSUID | MS_NODEV | MS_NOEXEC | (info[7].As<Napi::Boolean>().Value() ? MS_RDONLY : 0);

@@ -41,6 +41,9 @@ export function enterLongMode(vm: Vm, vcpu = 0): void {
   ram.writeBigUInt64LE(0n, GDT);
   ram.writeBigUInt64LE(0x00af_9b00_0000_ffffn, GDT + 8);
   ram.writeBigUInt64LE(0x00cf_9300_0000_ffffn, GDT + 16);
+  // KVM refuses EFER.LME/LMA in KVM_SET_SREGS ("Invalid argument") unless the vCPU's CPUID has long mode, as
+  // Debian's 6.12 does (kvm_valid_efer in its sregs check; its 6.1 did not look): give it what KVM supports.
+  vm.setState(vcpu, 'cpuid', vm.supportedCpuid());
   vm.editSregs(vcpu, (s) => {
     const code = { base: 0, limit: 0xffff_ffff, selector: 8, type: 11, present: 1, dpl: 0, db: 0, s: 1, l: 1, g: 1, avl: 0, unusable: 0 };
     const data = { ...code, selector: 16, type: 3, db: 1, l: 0 };
