@@ -246,7 +246,7 @@ describe('vrun run --vmm native (KVM lab)', () => {
     expect(vmm.vcpus[0]?.error).toBeUndefined();
     expect(vmm.vcpus[0]?.rip).toMatch(/^0x[0-9a-f]+$/);
     expect(vmm.serial).toHaveProperty('ier');
-    expect(vmm.virtio.map((d) => d.device.replace(/^virtio-mmio:/, '').replace(/:.*/, '')).sort()).toEqual(['console', 'fs', 'rng']);
+    expect(vmm.virtio.map((d) => d.device.replace(/^virtio-mmio:/, '').replace(/:.*/, '')).sort()).toEqual(['balloon', 'console', 'fs', 'rng']);
   });
 
   it('runs uname -r on the guest kernel, whose clock (kvmclock) is the lab\'s', () => {
