@@ -266,7 +266,7 @@ describe('vrun run --vmm native (KVM lab)', () => {
     expect(volumeOut).toBe('written');
   });
 
-  it('runs the VMM jailed: a non-root uid and gid, no_new_privs, mount and pid namespaces of its own', () => {
+  it('runs the VMM jailed: a non-root uid and gid, no_new_privs, seccomp, mount and pid namespaces of its own', () => {
     const before = inspected('kill-inspect');
     expect(before.State.Status).toBe('running');
     const line = /^VRUN-VMM (.*)$/m.exec(raw)?.[1] ?? '';
@@ -284,6 +284,8 @@ describe('vrun run --vmm native (KVM lab)', () => {
     expect(Number(gid), status).toBeGreaterThan(0);
     expect(gids, status).toEqual([gid, gid, gid]);
     expect(statusOf('NoNewPrivs'), status).toEqual(['1']);
+    // The process-wide floor (src/vmm/kvm/process-seccomp.ts, applied to every thread before the machine starts).
+    expect(statusOf('Seccomp'), status).toEqual(['2']);
     expect(statusOf('CapEff'), status).toEqual(['0000000000000000']);
     expect(Buffer.from(field('cmdline'), 'base64').toString('utf8')).toMatch(/^\S*node\S* \S*\/dist\/vmm\/vmm\.cjs .*\/vmm-launch\.json/);
     for (const ns of ['mnt', 'pid']) {
