@@ -5,9 +5,10 @@
  * (also on failure). Run by bench/density.ts; `node dist/bench/density/measure.js N` prints one JSON result.
  */
 import { spawnSync } from 'node:child_process';
-import { readFileSync, readdirSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
+import { firstChild } from '../../src/common/proc-children.js';
 
 const root = path.resolve(import.meta.dirname, '../../..');
 const vrunCommand = path.join(root, 'bin', 'vrun');
@@ -57,21 +58,6 @@ function pssOf(pid: number | undefined): Pss {
   return parseSmapsRollup(readFileSync(`/proc/${pid}/smaps_rollup`, 'utf8'));
 }
 
-/** A process's children, from /proc/PID/stat's ppid (kernels without CONFIG_PROC_CHILDREN have no children file). */
-function children(pid: number): number[] {
-  return readdirSync('/proc')
-    .filter((d) => /^\d+$/.test(d))
-    .filter((d) => {
-      try {
-        // The field after the parenthesised command (which may itself hold spaces or parentheses) is the state, then ppid.
-        const stat = readFileSync(`/proc/${d}/stat`, 'utf8');
-        return Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === pid;
-      } catch {
-        return false;
-      }
-    })
-    .map(Number);
-}
 
 function comm(pid: number): string {
   try {
@@ -103,7 +89,7 @@ function podPss(name: string): PodPss {
   const pids = (JSON.parse(r.stdout) as Inspect[])[0]?.Sandbox.Pids ?? {};
   const started = pids.vmm;
   if (started === undefined) throw new Error(`pod ${name} records no VMM pid`);
-  const vmm = comm(started) === 'vrun-jailer' ? children(started)[0] : started;
+  const vmm = comm(started) === 'vrun-jailer' ? firstChild(started) : started;
   if (vmm === undefined) throw new Error(`pod ${name}: no VMM process under jailer pid ${started}: did the pod stop?`);
   return {
     name,

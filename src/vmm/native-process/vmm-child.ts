@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { readdirSync, readFileSync } from 'node:fs';
 import type { Logger } from '../../common/log.js';
+import { firstChild } from '../../common/proc-children.js';
 import { GUEST_EXIT_PATTERN } from '../../guest-image/guest-contract.js';
 import type { VmEnd } from '../backend.js';
 import { ConsoleLog } from '../console-log.js';
@@ -106,7 +106,7 @@ export class VmmChild {
   /** The process's only child (the VMM, under its jailer), while it runs. */
   childPid(): number | undefined {
     const pid = this.child.pid;
-    return pid === undefined ? undefined : childOf(pid);
+    return pid === undefined ? undefined : firstChild(pid);
   }
 
   get running(): boolean {
@@ -146,26 +146,3 @@ export class VmmChild {
   }
 }
 
-/**
- * The first child of `pid`: from /proc/PID/task/PID/children where the kernel has it (CONFIG_PROC_CHILDREN;
- * the KVM lab's L1 kernel does not), else from every process's parent.
- */
-function childOf(pid: number): number | undefined {
-  try {
-    const first = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/)[0];
-    return first ? Number(first) : undefined;
-  } catch {
-    // no such file: look at the parents
-  }
-  for (const d of readdirSync('/proc')) {
-    if (!/^\d+$/.test(d)) continue;
-    try {
-      const stat = readFileSync(`/proc/${d}/stat`, 'utf8');
-      // The fourth field, after the command in parentheses (which may hold spaces and parentheses itself).
-      if (Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]) === pid) return Number(d);
-    } catch {
-      // gone meanwhile
-    }
-  }
-  return undefined;
-}
