@@ -24,8 +24,10 @@ static_assert(sizeof(kvm_cpuid_entry2) == 40 && sizeof(kvm_msr_entry) == 16, "KV
 constexpr unsigned long kKvmGetSupportedCpuid = _IOWR(KVMIO, 0x05, CpuidHeader);
 constexpr unsigned long kKvmSetCpuid2 = _IOW(KVMIO, 0x90, CpuidHeader);
 constexpr unsigned long kKvmSetMsrs = _IOW(KVMIO, 0x89, MsrsHeader);
+constexpr unsigned long kKvmGetMsrs = _IOWR(KVMIO, 0x88, MsrsHeader);
 static_assert(kKvmGetSupportedCpuid == 0xc008ae05, "KVM_GET_SUPPORTED_CPUID as the kernel numbers it");
 static_assert(kKvmSetCpuid2 == 0x4008ae90, "KVM_SET_CPUID2 as the kernel numbers it");
 static_assert(kKvmSetMsrs == 0x4008ae89, "KVM_SET_MSRS as the kernel numbers it");
+static_assert(kKvmGetMsrs == 0xc008ae88, "KVM_GET_MSRS as the kernel numbers it");
 
 }  // namespace vrun

@@ -135,6 +135,9 @@ void KvmVm::Init(Napi::Env env, Napi::Object exports) {
                                        InstanceMethod("createVcpu", &KvmVm::CreateVcpu),
                                        InstanceMethod("getVcpuState", &KvmVm::GetVcpuState),
                                        InstanceMethod("setVcpuState", &KvmVm::SetVcpuState),
+                                       InstanceMethod("getMsrs", &KvmVm::GetMsrs),
+                                       InstanceMethod("vcpuThreads", &KvmVm::VcpuThreads),
+                                       InstanceMethod("tscKhz", &KvmVm::TscKhz),
                                        InstanceMethod("supportedCpuid", &KvmVm::SupportedCpuid),
                                        InstanceMethod("start", &KvmVm::Start),
                                        InstanceMethod("pause", &KvmVm::Pause),
@@ -346,6 +349,26 @@ Napi::Value KvmVm::GetVcpuState(const Napi::CallbackInfo& info) {
   memset(buf.Data(), 0, k->size);
   if (ioctl(v->fd(), k->get, buf.Data()) < 0) return Fail(env, std::string("get ") + k->name + " failed: " + strerror(errno));
   return buf;
+}
+
+// getMsrs(index, buffer) -> Buffer: `buffer` holds 16-byte kvm_msr_entry records with the indices to read; the
+// answer is a copy with their values filled in. An MSR KVM does not know fails the call, naming how many it read.
+Napi::Value KvmVm::GetMsrs(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Vcpu* v = VcpuArg(info, 0, true);
+  if (!v) return env.Undefined();
+  if (info.Length() < 2 || !info[1].IsBuffer()) return Fail(env, "getMsrs(index, buffer)");
+  Napi::Buffer<uint8_t> buf = info[1].As<Napi::Buffer<uint8_t>>();
+  const size_t n = buf.Length() / sizeof(kvm_msr_entry);
+  if (n == 0 || buf.Length() % sizeof(kvm_msr_entry) != 0 || n > kMaxMsrs) return Fail(env, "msrs buffer has a bad length");
+  std::vector<uint8_t> raw(sizeof(MsrsHeader) + buf.Length(), 0);
+  reinterpret_cast<MsrsHeader*>(raw.data())->nmsrs = static_cast<uint32_t>(n);
+  memcpy(raw.data() + sizeof(MsrsHeader), buf.Data(), buf.Length());
+  int r = ioctl(v->fd(), kKvmGetMsrs, raw.data());
+  if (r < 0 || static_cast<size_t>(r) != n) {
+    return Fail(env, std::string("get msrs failed: ") + (r < 0 ? strerror(errno) : "only " + std::to_string(r) + " of " + std::to_string(n) + " read"));
+  }
+  return Napi::Buffer<uint8_t>::Copy(env, raw.data() + sizeof(MsrsHeader), buf.Length());
 }
 
 // setVcpuState(index, kind, buffer): kinds as above, plus 'msrs' (16-byte entries: index, 0, u64
@@ -588,6 +611,33 @@ Napi::Value KvmVm::ExitStatsJs(const Napi::CallbackInfo& info) {
     out.Set(static_cast<uint32_t>(i), row);
   }
   return out;
+}
+
+// vcpuThreads() -> per vCPU [inKvmRunNow (0 or 1), kvmRunEntries, parked by pause() (0 or 1), thread running (0 or 1)]
+Napi::Value KvmVm::VcpuThreads(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Array out = Napi::Array::New(env, destroyed_ ? 0 : vcpus_.size());
+  if (destroyed_) return out;
+  for (size_t i = 0; i < vcpus_.size(); i++) {
+    const ExitStats& s = vcpus_[i]->stats();
+    Napi::Array row = Napi::Array::New(env, 4);
+    row.Set(0u, Napi::Number::New(env, s.in_run.load() ? 1 : 0));
+    row.Set(1u, Napi::Number::New(env, static_cast<double>(s.runs.load())));
+    row.Set(2u, Napi::Number::New(env, vcpus_[i]->paused_now() ? 1 : 0));
+    row.Set(3u, Napi::Number::New(env, vcpus_[i]->running() ? 1 : 0));
+    out.Set(static_cast<uint32_t>(i), row);
+  }
+  return out;
+}
+
+// tscKhz(index) -> the vCPU's TSC frequency in kHz (KVM_GET_TSC_KHZ), to turn TSC ticks into time.
+Napi::Value KvmVm::TscKhz(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Vcpu* v = VcpuArg(info, 0, false);
+  if (!v) return env.Undefined();
+  int r = ioctl(v->fd(), KVM_GET_TSC_KHZ, 0);
+  if (r < 0) return Fail(env, std::string("KVM_GET_TSC_KHZ failed: ") + strerror(errno));
+  return Napi::Number::New(env, r);
 }
 
 Napi::Value KvmVm::Destroy(const Napi::CallbackInfo& info) {

@@ -53,6 +53,9 @@ class KvmVm : public Napi::ObjectWrap<KvmVm> {
   Napi::Value CreateVcpu(const Napi::CallbackInfo& info);
   Napi::Value GetVcpuState(const Napi::CallbackInfo& info);
   Napi::Value SetVcpuState(const Napi::CallbackInfo& info);
+  Napi::Value GetMsrs(const Napi::CallbackInfo& info);
+  Napi::Value VcpuThreads(const Napi::CallbackInfo& info);
+  Napi::Value TscKhz(const Napi::CallbackInfo& info);
   Napi::Value SupportedCpuid(const Napi::CallbackInfo& info);
   Napi::Value Start(const Napi::CallbackInfo& info);
   Napi::Value Pause(const Napi::CallbackInfo& info);

@@ -236,7 +236,10 @@ void Vcpu::Loop() {
       parked_.store(false);
       continue;
     }
+    stats_.runs.fetch_add(1, std::memory_order_relaxed);
+    stats_.in_run.store(true, std::memory_order_relaxed);
     int r = ioctl(fd_, KVM_RUN, 0);
+    stats_.in_run.store(false, std::memory_order_relaxed);
     if (r < 0) {
       if (errno == EINTR || errno == EAGAIN) {
         run_->immediate_exit = 0;

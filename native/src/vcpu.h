@@ -68,6 +68,10 @@ struct ExitStats {
   std::atomic<uint64_t> posted{0};
   // Nanoseconds the vCPU spent waiting for JS answers.
   std::atomic<uint64_t> wait_ns{0};
+  // Whether the thread is inside KVM_RUN now, and how often it entered it: for a hang, whether the guest's
+  // interrupts were KVM's to deliver (thread in KVM_RUN) or the thread was held up in this process.
+  std::atomic<bool> in_run{false};
+  std::atomic<uint64_t> runs{0};
 };
 
 class Vcpu;

@@ -25,6 +25,8 @@ import { VirtioNet } from './virtio/devices/net.js';
 import { NativeTap } from './virtio/devices/net-tap.js';
 import { VhostUserFrontend } from './vhost-user/frontend.js';
 import { REG, VirtioMmio, type VirtioDevice } from './virtio/mmio.js';
+import { deadlineState, MSR_IA32_TSC, MSR_IA32_TSC_DEADLINE, summarizeLapic } from './kvm/lapic-state.js';
+import { stuckInKvm, type DiagnosedVcpu } from './kvm/stuck-in-kvm.js';
 
 /**
  * The native VMM's machine: a KVM VM with guest RAM, the legacy PC devices Linux expects (8250 UART,
@@ -98,6 +100,8 @@ const MIN_MEMORY_MIB = 64;
 const POWER_DOWN = /^(\[[\s\d.]+\] )?reboot: (Power down|System halted)$/;
 /** KVM_MP_STATE_* by value. */
 const MP_STATES = ['runnable', 'uninitialized', 'init-received', 'halted', 'sipi-received', 'stopped', 'check-stop', 'operating', 'load'];
+/** How long diagnose() waits for the kicked vCPU threads to leave KVM_RUN before it reads what it can. */
+const DIAGNOSE_PAUSE_WAIT_MS = 2000;
 const APIC_LVT0 = 0x350;
 const APIC_LVT1 = 0x360;
 const APIC_DM_MASK = 0x700;
@@ -323,25 +327,51 @@ export class Machine extends EventEmitter<{ end: [MachineEnd]; 'device-error': [
    * on afterwards.
    */
   async diagnose(): Promise<Record<string, unknown>> {
-    const vcpus: Record<string, unknown>[] = [];
+    const vcpus: (DiagnosedVcpu & Record<string, unknown>)[] = [];
     if (!this.ended) {
+      // Where each vCPU thread stood before the pause takes them all out of KVM_RUN.
+      const before = this.vm.vcpuThreads();
+      let tscKhz = 0;
+      try {
+        tscKhz = this.vm.tscKhz(0);
+      } catch {
+        // an older KVM: the deadline is then given in ticks only
+      }
+      const kicked = performance.now();
       this.vm.pause();
       // Pausing takes effect when each vCPU thread next leaves KVM_RUN (it is kicked); the exits it may be
-      // waiting on are answered by this loop meanwhile.
-      await new Promise((r) => setTimeout(r, 200));
+      // waiting on are answered by this loop meanwhile. A loaded nested host can take a while to deliver it.
+      let after = this.vm.vcpuThreads();
+      for (let waited = 0; waited < DIAGNOSE_PAUSE_WAIT_MS && after.some((t) => t.running && !t.parked); waited += 50) {
+        await new Promise((r) => setTimeout(r, 50));
+        after = this.vm.vcpuThreads();
+      }
+      const kickedMsAgo = Math.round(performance.now() - kicked);
       for (let i = 0; i < this.vm.vcpus; i++) {
+        const b = before[i];
+        const a = after[i];
+        const thread = { inKvmRun: b?.inKvmRun ?? false, kvmRuns: b?.kvmRuns ?? 0, stillInKvmRun: (a?.running ?? false) && !(a?.parked ?? false) && (a?.inKvmRun ?? false), kickedMsAgo };
         try {
           const r = this.vm.regs(i);
           const mp = this.vm.state(i, 'mpstate').readUInt32LE(0);
-          vcpus.push({ vcpu: i, rip: `0x${r.rip.toString(16)}`, interruptsOn: (r.rflags & 0x200n) !== 0n, mpState: MP_STATES[mp] ?? mp });
+          const [tsc, deadline] = this.vm.msrs(i, [MSR_IA32_TSC, MSR_IA32_TSC_DEADLINE]);
+          vcpus.push({
+            vcpu: i,
+            rip: `0x${r.rip.toString(16)}`,
+            interruptsOn: (r.rflags & 0x200n) !== 0n,
+            mpState: MP_STATES[mp] ?? mp,
+            lapic: summarizeLapic(this.vm.state(i, 'lapic')),
+            tscDeadline: deadlineState(tsc ?? 0n, deadline ?? 0n, tscKhz),
+            thread,
+          });
         } catch (err) {
-          vcpus.push({ vcpu: i, error: errorMessage(err) });
+          vcpus.push({ vcpu: i, error: errorMessage(err), thread });
         }
       }
       this.vm.resume();
     }
     const { byAddress, ...exits } = this.vm.exitStats();
-    return { ended: this.ended?.kind ?? null, vcpus, exits: { ...exits, top: byAddress.slice(0, 8) }, serial: this.serial?.debugState(), virtio: this.transports.map((t) => t.debugState()) };
+    return { ended: this.ended?.kind ?? null, vcpus, stuckInKvm: stuckInKvm(vcpus), exits: { ...exits, top: byAddress.slice(0, 8) }, serial: this.serial?.debugState(), virtio: this.transports.map((t) => t.debugState()) };
   }
 
   /** Stops the guest if needed and releases everything: threads, fds, sockets. */

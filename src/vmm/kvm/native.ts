@@ -52,6 +52,12 @@ export interface NativeKvmVm {
   createVcpu(index: number): void;
   getVcpuState(index: number, kind: VcpuStateKind): Buffer;
   setVcpuState(index: number, kind: VcpuStateKind | 'msrs' | 'cpuid', data: Buffer): void;
+  /** KVM_GET_MSRS: `entries` as encodeMsrs makes them; returns a copy with the values read. */
+  getMsrs(index: number, entries: Buffer): Buffer;
+  /** Per vCPU thread: [inside KVM_RUN now, KVM_RUN entries so far, parked by pause(), thread running] (flags 0/1). */
+  vcpuThreads(): [number, number, number, number][];
+  /** KVM_GET_TSC_KHZ of a vCPU. */
+  tscKhz(index: number): number;
   supportedCpuid(): Buffer;
   /**
    * `fastPio`: [base, size, readValue] port ranges the vCPU threads answer without JS; `spinNs`: how

@@ -4,7 +4,7 @@ import { Bus } from '../devices/bus.js';
 import { ramFileDiscarder, type DiscardRam } from '../virtio/devices/balloon.js';
 import { GuestMemory } from '../virtio/guest-memory.js';
 import { decodeVcpuStop, EXIT_MMIO, EXIT_PIO, EXIT_STOPPED, kvmAddon, type NativeKvmVm, type VcpuStateKind, type VcpuStop } from './native.js';
-import { decodeRegs, encodeRegs, type RegName, type Regs } from './vcpu-state.js';
+import { decodeRegs, encodeMsrs, encodeRegs, MSR_ENTRY_SIZE, type RegName, type Regs } from './vcpu-state.js';
 
 /**
  * A KVM virtual machine driven from TypeScript: guest RAM (one shared memfd, seen here as a Buffer
@@ -132,6 +132,21 @@ export class Vm {
 
   setState(vcpu: number, kind: VcpuStateKind | 'msrs' | 'cpuid', data: Buffer): void {
     this.native.setVcpuState(vcpu, kind, data);
+  }
+
+  /** The values of the given MSRs, in order (KVM_GET_MSRS). */
+  msrs(vcpu: number, indices: readonly number[]): bigint[] {
+    const out = this.native.getMsrs(vcpu, encodeMsrs(indices.map((index) => ({ index, data: 0 }))));
+    return indices.map((_, i) => out.readBigUInt64LE(MSR_ENTRY_SIZE * i + 8));
+  }
+
+  /** Per vCPU thread, read without pausing: whether it is inside KVM_RUN now and how often it entered it. */
+  vcpuThreads(): { inKvmRun: boolean; kvmRuns: number; parked: boolean; running: boolean }[] {
+    return this.native.vcpuThreads().map(([inRun, runs, parked, running]) => ({ inKvmRun: inRun === 1, kvmRuns: runs, parked: parked === 1, running: running === 1 }));
+  }
+
+  tscKhz(vcpu: number): number {
+    return this.native.tscKhz(vcpu);
   }
 
   regs(vcpu: number): Regs {

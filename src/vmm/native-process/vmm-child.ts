@@ -14,7 +14,7 @@ import { nativeVmEnd } from './vm-end.js';
  * code), its end in the backends' common words once the process is gone and its console read to the end.
  */
 
-/** How long a diagnose may take before the sandbox stops waiting (the VMM pauses the vCPUs for 200 ms). */
+/** How long a diagnose may take before the sandbox stops waiting (the VMM waits up to 2 s for its vCPUs to pause). */
 const DIAGNOSE_TIMEOUT_MS = 5000;
 /** The VMM's stderr kept for a failure's message. */
 const STDERR_KEEP = 8192;
