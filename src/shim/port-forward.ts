@@ -10,7 +10,8 @@ import { listenInNetns, originalDestination } from './netns-socket.js';
  * pod's network namespace and dialling 127.0.0.1:PORT there, which is the host side of the VM. So the shim
  * listens on loopback in that namespace, a nat OUTPUT rule there redirects every other loopback TCP connection
  * to the listener, and each accepted connection is carried, by its original destination port
- * (SO_ORIGINAL_DST), over the agent connection to 127.0.0.1:PORT inside the guest. Nothing but the pod's own
+ * (SO_ORIGINAL_DST), over the agent connection to localhost:PORT inside the guest (127.0.0.1, then ::1 when
+ * nothing is there, containerd's order). Nothing but the pod's own
  * namespace is touched: the rule, the listener and the connections go with the pod.
  */
 

@@ -422,11 +422,12 @@ export class AgentClient {
   }
 
   /**
-   * A byte stream to `address:port` on the guest's loopback (CRI port-forward). Ending it half-closes the guest
+   * A byte stream to `address:port` on the guest's loopback (CRI port-forward); without `address`, to
+   * localhost:port as containerd dials it (127.0.0.1, then ::1 when nothing is there). Ending it half-closes the guest
    * connection; it ends when the guest connection closed, and fails (an AgentError) when the guest could not
    * dial. Reading slowly pauses the call, whose HTTP/2 flow control pauses the guest's reads.
    */
-  portForward(port: number, address: '127.0.0.1' | '::1' = '127.0.0.1'): Duplex {
+  portForward(port: number, address: '' | '127.0.0.1' | '::1' = ''): Duplex {
     const call: grpc.ClientDuplexStream<{ port?: number; address?: string; data?: Buffer }, PortForwardResponse__Output> = this.client.portForward();
     const send = (data: Buffer, cb: (err?: Error | null) => void): void => {
       for (let off = 0; off < data.length; off += STDIO_CHUNK_BYTES) {
