@@ -630,10 +630,12 @@ Napi::Value KvmVm::VcpuThreads(const Napi::CallbackInfo& info) {
   return out;
 }
 
-// tscKhz(index) -> the vCPU's TSC frequency in kHz (KVM_GET_TSC_KHZ), to turn TSC ticks into time.
+// tscKhz(index) -> the vCPU's TSC frequency in kHz (KVM_GET_TSC_KHZ), to turn TSC ticks into time. Paused vCPUs
+// only: every vCPU ioctl takes the vCPU's mutex, which KVM_RUN holds, so asking a running vCPU would block this
+// thread for as long as the guest stays inside KVM (a halted vCPU: indefinitely).
 Napi::Value KvmVm::TscKhz(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  Vcpu* v = VcpuArg(info, 0, false);
+  Vcpu* v = VcpuArg(info, 0, true);
   if (!v) return env.Undefined();
   int r = ioctl(v->fd(), KVM_GET_TSC_KHZ, 0);
   if (r < 0) return Fail(env, std::string("KVM_GET_TSC_KHZ failed: ") + strerror(errno));

@@ -118,6 +118,7 @@ export class Machine extends EventEmitter<{ end: [MachineEnd]; 'device-error': [
   private runPromise: Promise<VcpuStop[]> | undefined;
   private serial: Serial | undefined;
   private readonly transports: VirtioMmio[] = [];
+  private diagnosing: Promise<unknown> = Promise.resolve();
 
   private constructor(
     readonly vm: Vm,
@@ -326,17 +327,18 @@ export class Machine extends EventEmitter<{ end: [MachineEnd]; 'device-error': [
    * queue state. For the sandbox log (a boot that timed out, a sandbox that failed, SIGUSR2); the guest runs
    * on afterwards.
    */
-  async diagnose(): Promise<Record<string, unknown>> {
+  diagnose(): Promise<Record<string, unknown>> {
+    // One at a time: a second diagnosis would resume the vCPUs the first one is still reading.
+    const next = this.diagnosing.then(() => this.diagnoseNow());
+    this.diagnosing = next.catch(() => undefined);
+    return next;
+  }
+
+  private async diagnoseNow(): Promise<Record<string, unknown>> {
     const vcpus: (DiagnosedVcpu & Record<string, unknown>)[] = [];
     if (!this.ended) {
       // Where each vCPU thread stood before the pause takes them all out of KVM_RUN.
       const before = this.vm.vcpuThreads();
-      let tscKhz = 0;
-      try {
-        tscKhz = this.vm.tscKhz(0);
-      } catch {
-        // an older KVM: the deadline is then given in ticks only
-      }
       const kicked = performance.now();
       this.vm.pause();
       // Pausing takes effect when each vCPU thread next leaves KVM_RUN (it is kicked); the exits it may be
@@ -347,6 +349,14 @@ export class Machine extends EventEmitter<{ end: [MachineEnd]; 'device-error': [
         after = this.vm.vcpuThreads();
       }
       const kickedMsAgo = Math.round(performance.now() - kicked);
+      let tscKhz = 0;
+      for (let i = 0; i < this.vm.vcpus && tscKhz === 0; i++) {
+        try {
+          tscKhz = this.vm.tscKhz(i);
+        } catch {
+          // not paused, or an older KVM: deadlines are then given in ticks only
+        }
+      }
       for (let i = 0; i < this.vm.vcpus; i++) {
         const b = before[i];
         const a = after[i];
