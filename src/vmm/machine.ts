@@ -381,7 +381,7 @@ export class Machine extends EventEmitter<{ end: [MachineEnd]; 'device-error': [
       this.vm.resume();
     }
     const { byAddress, ...exits } = this.vm.exitStats();
-    return { ended: this.ended?.kind ?? null, vcpus, stuckInKvm: stuckInKvm(vcpus), exits: { ...exits, top: byAddress.slice(0, 8) }, serial: this.serial?.debugState(), virtio: this.transports.map((t) => t.debugState()) };
+    return { ended: this.ended?.kind ?? null, vcpus, stoppedVcpus: this.vm.stoppedVcpus(), stuckInKvm: stuckInKvm(vcpus), exits: { ...exits, top: byAddress.slice(0, 8) }, serial: this.serial?.debugState(), virtio: this.transports.map((t) => t.debugState()) };
   }
 
   /** Stops the guest if needed and releases everything: threads, fds, sockets. */

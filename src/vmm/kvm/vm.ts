@@ -140,6 +140,11 @@ export class Vm {
     return indices.map((_, i) => out.readBigUInt64LE(MSR_ENTRY_SIZE * i + 8));
   }
 
+  /** The vCPUs whose threads have ended so far, and why (the machine ends when all have). */
+  stoppedVcpus(): VcpuStop[] {
+    return [...this.stops];
+  }
+
   /** Per vCPU thread, read without pausing: whether it is inside KVM_RUN now and how often it entered it. */
   vcpuThreads(): { inKvmRun: boolean; kvmRuns: number; parked: boolean; running: boolean }[] {
     return this.native.vcpuThreads().map(([inRun, runs, parked, running]) => ({ inKvmRun: inRun === 1, kvmRuns: runs, parked: parked === 1, running: running === 1 }));
