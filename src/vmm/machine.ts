@@ -25,7 +25,7 @@ import { VirtioNet } from './virtio/devices/net.js';
 import { NativeTap } from './virtio/devices/net-tap.js';
 import { VhostUserFrontend } from './vhost-user/frontend.js';
 import { REG, VirtioMmio, type VirtioDevice } from './virtio/mmio.js';
-import { deadlineState, MSR_IA32_TSC, MSR_IA32_TSC_DEADLINE, summarizeLapic } from './kvm/lapic-state.js';
+import { deadlineState, MSR_IA32_TSC, MSR_IA32_TSC_DEADLINE, setLintDelivery, summarizeLapic } from './kvm/lapic-state.js';
 import { stuckInKvm, type DiagnosedVcpu } from './kvm/stuck-in-kvm.js';
 
 /**
@@ -102,11 +102,6 @@ const POWER_DOWN = /^(\[[\s\d.]+\] )?reboot: (Power down|System halted)$/;
 const MP_STATES = ['runnable', 'uninitialized', 'init-received', 'halted', 'sipi-received', 'stopped', 'check-stop', 'operating', 'load'];
 /** How long diagnose() waits for the kicked vCPU threads to leave KVM_RUN before it reads what it can. */
 const DIAGNOSE_PAUSE_WAIT_MS = 2000;
-const APIC_LVT0 = 0x350;
-const APIC_LVT1 = 0x360;
-const APIC_DM_MASK = 0x700;
-const APIC_DM_EXTINT = 0x700;
-const APIC_DM_NMI = 0x400;
 
 export class Machine extends EventEmitter<{ end: [MachineEnd]; 'device-error': [string] }> {
   readonly console: ConsoleLog;
@@ -249,10 +244,8 @@ export class Machine extends EventEmitter<{ end: [MachineEnd]; 'device-error': [
     const supported = decodeCpuid(vm.supportedCpuid());
     for (let i = 0; i < vm.vcpus; i++) {
       vm.setState(i, 'cpuid', encodeCpuid(vcpuCpuid(supported, i, vm.vcpus)));
-      // LINT0 delivers the PIC's ExtINT and LINT1 NMIs, as the MP table tells the kernel (Firecracker does the same).
       const lapic = vm.state(i, 'lapic');
-      lapic.writeUInt32LE((lapic.readUInt32LE(APIC_LVT0) & ~APIC_DM_MASK) | APIC_DM_EXTINT, APIC_LVT0);
-      lapic.writeUInt32LE((lapic.readUInt32LE(APIC_LVT1) & ~APIC_DM_MASK) | APIC_DM_NMI, APIC_LVT1);
+      setLintDelivery(lapic);
       vm.setState(i, 'lapic', lapic);
     }
     vm.setState(0, 'msrs', encodeMsrs(boot.msrs));

@@ -1,5 +1,5 @@
 /**
- * A reader's view of KVM_GET_LAPIC's register page and the timer MSRs, for the hang diagnosis: a guest whose
+ * KVM_GET_LAPIC's register page: the one edit the VMM makes at setup, and a reader's view of it and the timer MSRs, for the hang diagnosis: a guest whose
  * vCPUs all sit in HLT with interrupts on is waiting for something, and the local APIC says whether that is a
  * timer that was armed and never delivered (pending in IRR, or a TSC deadline already in the past) or nothing
  * the APIC knows of (a device interrupt the VMM never raised). Offsets per the Intel SDM, vol. 3, table 11-1.
@@ -14,12 +14,23 @@ const APIC_LVTT = 0x320;
 const APIC_TMICT = 0x380;
 const APIC_TMCCT = 0x390;
 const APIC_TDCR = 0x3e0;
+const APIC_LVT0 = 0x350;
+const APIC_LVT1 = 0x360;
+const APIC_DM_MASK = 0x700;
+const APIC_DM_EXTINT = 0x700;
+const APIC_DM_NMI = 0x400;
 const SVR_ENABLED = 1 << 8;
 const LVT_MASKED = 1 << 16;
 const TIMER_MODES = ['one-shot', 'periodic', 'tsc-deadline', 'reserved'] as const;
 
 export const MSR_IA32_TSC = 0x10;
 export const MSR_IA32_TSC_DEADLINE = 0x6e0;
+
+/** LINT0 delivers the PIC's ExtINT and LINT1 NMIs, as the MP table tells the kernel (Firecracker does the same). */
+export function setLintDelivery(regs: Buffer): void {
+  regs.writeUInt32LE((regs.readUInt32LE(APIC_LVT0) & ~APIC_DM_MASK) | APIC_DM_EXTINT, APIC_LVT0);
+  regs.writeUInt32LE((regs.readUInt32LE(APIC_LVT1) & ~APIC_DM_MASK) | APIC_DM_NMI, APIC_LVT1);
+}
 
 export interface LapicSummary {
   enabled: boolean;
