@@ -42,7 +42,7 @@ export interface NetLabReport {
   vmm: NetLabVmm;
   bytes: number;
   attempts: number;
-  /** Why an attempt was run again (only the L2 RCU stall that lies below both VMMs, see the README). */
+  /** Why an attempt was run again: an L2 RCU stall, or a vCPU stuck in L1's KVM (below both VMMs, see the README). */
   retries: string[];
   mac?: string;
   mtu?: number;
@@ -66,6 +66,8 @@ export interface NetLabReport {
   guestLines?: string[];
   error?: string;
   consoleTail?: string;
+  /** The VMM's diagnosis of the last attempt whose transfers stopped (native only): its vCPUs, stuckInKvm. */
+  hang?: Record<string, unknown>;
 }
 
 const POD_MAC = '02:13:00:00:00:02';
@@ -74,6 +76,48 @@ const PEER_IP = '10.213.0.1';
 const GUEST_IP = '10.213.0.2';
 const STALL = /rcu_sched detected stalls/;
 const MAX_ATTEMPTS = 3;
+/**
+ * A transfer that moves fewer than `minBytes` through the device in `windowMs` has stopped: the slowest healthy
+ * lab run moved 0.2 MB/s, 24 MB in that time, and a stopped one still trickles TCP retransmissions.
+ */
+export const STOPPED = { windowMs: 120_000, minBytes: 1 << 20, everyMs: 15_000 };
+
+type NetDeviceState = { device?: string; state?: Record<string, unknown>; queues?: unknown };
+
+function netDevice(d: Record<string, unknown>): NetDeviceState | undefined {
+  return (d.virtio as NetDeviceState[] | undefined)?.find((v) => v.device?.includes('net:'));
+}
+
+/** Both directions' payload bytes through the native device, or undefined when the VMM cannot say. */
+function deviceBytes(d: Record<string, unknown>): number | undefined {
+  const s = netDevice(d)?.state;
+  return typeof s?.rxBytes === 'number' && typeof s.txBytes === 'number' ? s.rxBytes + s.txBytes : undefined;
+}
+
+/**
+ * Samples the device's byte counters every `everyMs` while `running()`; resolves with the VMM's whole diagnosis
+ * once fewer than `minBytes` went through in `windowMs`, or undefined when the transfers ended or the VMM cannot
+ * be asked.
+ */
+export async function watchTransfers(
+  vm: Pick<Booted, 'diagnose'>,
+  running: () => boolean,
+  limits: typeof STOPPED = STOPPED,
+): Promise<Record<string, unknown> | undefined> {
+  const samples: { at: number; bytes: number }[] = [];
+  while (running()) {
+    await new Promise((r) => setTimeout(r, limits.everyMs));
+    if (!running()) return undefined;
+    const d = await vm.diagnose().catch(() => undefined);
+    const bytes = d && deviceBytes(d);
+    if (bytes === undefined) return undefined;
+    const now = Date.now();
+    samples.push({ at: now, bytes });
+    while (samples.length > 1 && now - samples[1]!.at >= limits.windowMs) samples.shift();
+    if (now - samples[0]!.at >= limits.windowMs && bytes - samples[0]!.bytes < limits.minBytes) return d;
+  }
+  return undefined;
+}
 
 /** The guest's part, run by its init instead of the agent; spaces go as %20 (guest-image/vrun-init). */
 export function guestCommand(bytes: number, verify: boolean): string {
@@ -94,12 +138,14 @@ export function guestCommand(bytes: number, verify: boolean): string {
   ].join('; ');
 }
 
-interface Booted {
+export interface Booted {
   console: ConsoleLog;
   /** Settles with how the VM ended. */
   ended: Promise<string>;
   /** Device-side state for the report (native only). */
   state(): Promise<unknown>;
+  /** The VMM's whole view of the guest: vCPUs, devices, `stuckInKvm` (native only). */
+  diagnose(): Promise<Record<string, unknown> | undefined>;
   stop(): Promise<void>;
 }
 
@@ -126,10 +172,8 @@ async function bootNative(opts: NetLabOptions, nic: PodNic, dir: string, cmd: st
   return {
     console: vm.console,
     ended: vm.exited.then((e) => JSON.stringify(e)),
-    state: async () => {
-      const d = (await vm.diagnose?.()) ?? {};
-      return (d.virtio as { device?: string; state?: unknown; queues?: unknown }[] | undefined)?.find((v) => v.device?.includes('net:'));
-    },
+    state: async () => netDevice((await vm.diagnose?.()) ?? {}),
+    diagnose: async () => vm.diagnose?.(),
     stop: () => vm.kill(),
   };
 }
@@ -153,6 +197,7 @@ async function bootQemu(opts: NetLabOptions, nic: PodNic, dir: string, cmd: stri
     console: vm.console,
     ended: vm.exited.then((e) => JSON.stringify(e.end)),
     state: () => Promise.resolve(undefined),
+    diagnose: () => Promise.resolve(undefined),
     stop: async () => void (await vm.kill()),
   };
 }
@@ -190,7 +235,11 @@ async function waitUntil(cond: () => boolean, timeoutMs: number, what: string): 
 
 const mbps = (r: PeerReport | undefined) => (r && !r.error && r.ms > 0 ? Number((r.bytes / 1e6 / (r.ms / 1000)).toFixed(2)) : undefined);
 
-/** One boot with the network set up fresh; `stalled` when the guest hit the L2 RCU stall. */
+/**
+ * One boot with the network set up fresh; `stalled` says why it is worth another boot: the guest hit the L2 RCU
+ * stall, or the transfers stopped with a guest vCPU stuck in L1's KVM (src/vmm/kvm/stuck-in-kvm.ts). Both lie
+ * below our VMM; a transfer that stops for any other reason fails the run with the VMM's diagnosis.
+ */
 async function attempt(opts: NetLabOptions, id: string, rep: NetLabReport): Promise<{ stalled: string | undefined }> {
   const podId = `netlab-${id}`;
   const peerId = `netlab-peer-${id}`;
@@ -213,10 +262,14 @@ async function attempt(opts: NetLabOptions, id: string, rep: NetLabReport): Prom
     peer = await startPeer(peerNs, opts.bytes, opts.timeoutMs, peerReports);
     const cmd = guestCommand(opts.bytes, opts.verify);
     vm = opts.vmm === 'native' ? await bootNative(opts, nic, dir, cmd) : await bootQemu(opts, nic, dir, cmd);
+    const booted = vm;
     const con = vm.console;
     let ended: string | undefined;
     void vm.ended.then((e) => (ended = e));
     let pinged: Promise<void> | undefined;
+    let hung: Record<string, unknown> | undefined;
+    let watching = false;
+    const transferring = () => stalled === undefined && ended === undefined && !lines.includes('done');
     con.onLine((l) => {
       if (STALL.test(l)) stalled ??= l.trim();
       const net = /^VRUN-NET (.*)$/.exec(l.trim());
@@ -224,14 +277,26 @@ async function attempt(opts: NetLabOptions, id: string, rep: NetLabReport): Prom
       lines.push(net[1]!);
       if (net[1]!.startsWith('ping=')) {
         rep.guestPing = net[1]!.slice(5);
+        // The transfers start now: from here on the device's counters must keep moving.
+        if (!watching) {
+          watching = true;
+          void watchTransfers(booted, transferring).then((d) => (hung = d));
+        }
         // The other way round, while the guest goes on to the transfers.
         pinged = run(['/bin/busybox', 'ping', '-c', '2', '-w', '60', GUEST_IP], { netns: peerNs, timeoutMs: 90_000 }).then((r) => {
           rep.peerPing = { code: r.code, output: (r.stdout + r.stderr).trim().split('\n').slice(-3).join('\n') };
         });
       }
     });
-    await waitUntil(() => stalled !== undefined || lines.includes('done') || ended !== undefined, opts.timeoutMs, 'the guest to finish its transfers');
+    await waitUntil(() => stalled !== undefined || hung !== undefined || lines.includes('done') || ended !== undefined, opts.timeoutMs, 'the guest to finish its transfers');
     if (stalled) return { stalled };
+    if (hung) {
+      rep.device = netDevice(hung);
+      rep.hang = { stuckInKvm: hung.stuckInKvm, stoppedVcpus: hung.stoppedVcpus, vcpus: hung.vcpus };
+      const below = hung.stuckInKvm;
+      if (typeof below === 'string') return { stalled: `transfers stopped (< ${STOPPED.minBytes} bytes in ${STOPPED.windowMs} ms) with ${below}` };
+      throw new Error(`the transfers stopped: less than ${STOPPED.minBytes} bytes through the device in ${STOPPED.windowMs} ms, no vCPU stuck in L1's KVM (see hang and device)`);
+    }
     if (!lines.includes('done')) throw new Error(`the VM ended (${ended}) before the transfers finished: ${con.recent(20)}`);
     await waitUntil(() => peerReports.length >= 2, 60_000, 'the peer reports');
     await pinged;
@@ -271,7 +336,7 @@ export async function netLab(opts: NetLabOptions): Promise<NetLabReport> {
       rep.attempts++;
       const { stalled } = await attempt(opts, `${process.pid}-${opts.vmm}-${rep.attempts}`, rep);
       if (!stalled) break;
-      if (rep.attempts >= MAX_ATTEMPTS) throw new Error(`L2 RCU stall on every one of ${MAX_ATTEMPTS} boots: ${stalled}`);
+      if (rep.attempts >= MAX_ATTEMPTS) throw new Error(`a failure below the VMM on every one of ${MAX_ATTEMPTS} boots, the last: ${stalled}`);
       rep.retries.push(stalled);
     }
   } catch (err) {
