@@ -8,6 +8,7 @@
 #include <linux/kvm.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <array>
@@ -150,6 +151,7 @@ void KvmVm::Init(Napi::Env env, Napi::Object exports) {
                                        InstanceMethod("kickEventfd", &KvmVm::KickEventfd),
                                        InstanceMethod("irqLine", &KvmVm::IrqLine),
                                        InstanceMethod("destroy", &KvmVm::Destroy),
+                                       InstanceMethod("mapReadonly", &KvmVm::MapReadonly),
                                        InstanceMethod("exitStats", &KvmVm::ExitStatsJs),
                                    });
   exports.Set("KvmVm", cls);
@@ -284,9 +286,58 @@ void KvmVm::Teardown() {
   if (vm_fd_ >= 0) close(vm_fd_);
   if (kvm_fd_ >= 0) close(kvm_fd_);
   vm_fd_ = kvm_fd_ = -1;
+  for (auto& [addr, len] : rom_maps_) munmap(addr, len);
+  rom_maps_.clear();
   if (ram_) ram_->CloseMemfd();
   ram_.reset();
   if (!memory_.IsEmpty()) memory_.Reset();
+}
+
+// Guest RAM takes slots 0..7 (Setup); read-only mappings take the ones after.
+constexpr uint32_t kFirstRomSlot = 8;
+constexpr size_t kMaxRomSlots = 4;
+
+// mapReadonly(fd, guestAddr, size): maps `size` bytes of file `fd` from offset 0, PROT_READ and shared, at
+// guest-physical `guestAddr` as a KVM_MEM_READONLY slot. Guest reads come from the host's page cache of the
+// file; guest writes never reach it (KVM exits with KVM_EXIT_MMIO instead). The fd may be closed afterwards.
+Napi::Value KvmVm::MapReadonly(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!Alive(env)) return env.Undefined();
+  double fd = 0, ga = 0, sz = 0;
+  if (info.Length() < 3 || !SafeInteger(info[0], 2147483647.0, &fd) || !SafeInteger(info[1], 1ull << 52, &ga) ||
+      !SafeInteger(info[2], 1ull << 40, &sz) || sz == 0 || std::fmod(ga, 4096) != 0 || std::fmod(sz, 4096) != 0) {
+    Fail(env, "mapReadonly(fd: number, guestAddr: number, size: number): page-aligned address and a non-zero page-multiple size");
+    return env.Undefined();
+  }
+  if (rom_maps_.size() >= kMaxRomSlots) {
+    Fail(env, "mapReadonly: at most " + std::to_string(kMaxRomSlots) + " read-only mappings per VM");
+    return env.Undefined();
+  }
+  if (ioctl(kvm_fd_, KVM_CHECK_EXTENSION, KVM_CAP_READONLY_MEM) <= 0) {
+    Fail(env, "this host's KVM has no read-only memory slots (KVM_CAP_READONLY_MEM)");
+    return env.Undefined();
+  }
+  size_t len = static_cast<size_t>(sz);
+  void* addr = mmap(nullptr, len, PROT_READ, MAP_SHARED, static_cast<int>(fd), 0);
+  if (addr == MAP_FAILED) {
+    Fail(env, std::string("mapReadonly: mmap failed: ") + strerror(errno));
+    return env.Undefined();
+  }
+  kvm_userspace_memory_region region;
+  memset(&region, 0, sizeof region);
+  region.slot = kFirstRomSlot + static_cast<uint32_t>(rom_maps_.size());
+  region.flags = KVM_MEM_READONLY;
+  region.guest_phys_addr = static_cast<uint64_t>(ga);
+  region.memory_size = len;
+  region.userspace_addr = reinterpret_cast<uint64_t>(addr);
+  if (ioctl(vm_fd_, KVM_SET_USER_MEMORY_REGION, &region) < 0) {
+    int err = errno;
+    munmap(addr, len);
+    Fail(env, std::string("mapReadonly: KVM_SET_USER_MEMORY_REGION failed: ") + strerror(err));
+    return env.Undefined();
+  }
+  rom_maps_.emplace_back(addr, len);
+  return env.Undefined();
 }
 
 Napi::Value KvmVm::Memory(const Napi::CallbackInfo& info) {

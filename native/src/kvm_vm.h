@@ -68,6 +68,7 @@ class KvmVm : public Napi::ObjectWrap<KvmVm> {
   Napi::Value TriggerIrqfd(const Napi::CallbackInfo& info);
   Napi::Value IrqLine(const Napi::CallbackInfo& info);
   Napi::Value Destroy(const Napi::CallbackInfo& info);
+  Napi::Value MapReadonly(const Napi::CallbackInfo& info);
   Napi::Value ExitStatsJs(const Napi::CallbackInfo& info);
 
   bool Setup(Napi::Env env, const Napi::CallbackInfo& info);
@@ -90,6 +91,8 @@ class KvmVm : public Napi::ObjectWrap<KvmVm> {
   std::map<int, int> irqfds_;  // id -> eventfd
   std::vector<int> kick_fds_;  // ioeventfds handed to vhost-user backends
   int next_irqfd_ = 1;
+  // Read-only file mappings behind KVM_MEM_READONLY slots (address, length), unmapped after the VM is gone.
+  std::vector<std::pair<void*, size_t>> rom_maps_;
   // Each vCPU's exit counters as they were when teardown closed it.
   std::vector<std::array<uint64_t, 6>> final_stats_;
 };

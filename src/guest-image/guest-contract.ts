@@ -16,6 +16,12 @@
 export const BASE_CMDLINE =
   'console=ttyS0 reboot=t panic=-1 i8042.noaux i8042.nomux i8042.dumbkbd tsc=reliable no_timer_check dummy.numdummies=0 sysctl.net.core.fb_tunnels_only_for_init_net=1';
 
+/**
+ * Tells the init that the userland image is /dev/pmem0, to mount with DAX (guest-image/vrun-init); the VMM that
+ * maps the image as persistent memory adds it.
+ */
+export const USERLAND_PMEM_PARAM = 'vrun.userland=pmem';
+
 /** The init's readiness line, with the guest's uptime in seconds. */
 export const READY_PATTERN = /VRUN-READY (\d+\.\d+)/;
 

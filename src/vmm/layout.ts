@@ -15,6 +15,7 @@ import { VrunError } from '../common/errors.js';
  *   0x0010_0000  high memory: kernel at its ELF physical address, initrd as high as possible
  *   0xd000_0000  32-bit MMIO gap: virtio-mmio devices, IOAPIC 0xfec0_0000, LAPIC 0xfee0_0000
  *   0x1_0000_0000 RAM above the gap when the guest has more than 3.25 GiB
+ *   above RAM, from 4 GiB on a 128 MiB boundary: the read-only userland image as persistent memory (e820 type 12)
  */
 
 export const PAGE_SIZE = 0x1000;
@@ -58,6 +59,10 @@ export const MIN_FREE_RAM = 32 * 1024 * 1024;
 
 export const E820_RAM = 1;
 export const E820_RESERVED = 2;
+/** Legacy persistent memory (what `memmap=N!S` makes): Linux's nd_e820 turns the range into /dev/pmemN. */
+export const E820_PRAM = 12;
+/** A memory section of x86-64 Linux: ranges it hot-adds (pmem's struct pages) start on one, so nothing is shared. */
+export const PMEM_ALIGN = 128 * 1024 * 1024;
 
 export interface E820Entry {
   addr: number;
@@ -93,8 +98,22 @@ export function lowRamEnd(memBytes: number): number {
   return Math.min(memBytes, MMIO_GAP_START);
 }
 
-/** The map handed to the kernel, sorted by address and without overlaps. */
-export function e820Map(memBytes: number): E820Entry[] {
+/** A range of guest-physical memory outside RAM: a persistent-memory range, or a read-only mapping behind one. */
+export interface GuestRange {
+  addr: number;
+  size: number;
+}
+
+/** Where a persistent-memory range of `size` bytes goes: above all of RAM and 4 GiB, on a section boundary. */
+export function pmemRange(memBytes: number, size: number): GuestRange {
+  if (!Number.isSafeInteger(size) || size <= 0 || size % PAGE_SIZE !== 0) throw new VrunError(`persistent memory of ${size} bytes is not a positive multiple of ${PAGE_SIZE} bytes`);
+  const regions = ramRegions(memBytes);
+  const last = regions[regions.length - 1]!;
+  return { addr: alignUp(Math.max(MMIO_GAP_END, last.guestAddr + last.size), PMEM_ALIGN), size };
+}
+
+/** The map handed to the kernel, sorted by address and without overlaps; `pmem` from pmemRange(). */
+export function e820Map(memBytes: number, pmem?: GuestRange): E820Entry[] {
   const regions = ramRegions(memBytes);
   const low = regions[0]!.size;
   const map: E820Entry[] = [
@@ -104,6 +123,7 @@ export function e820Map(memBytes: number): E820Entry[] {
   ];
   const high = regions[1];
   if (high) map.push({ addr: high.guestAddr, size: high.size, type: E820_RAM });
+  if (pmem) map.push({ addr: pmem.addr, size: pmem.size, type: E820_PRAM });
   return map;
 }
 

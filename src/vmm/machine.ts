@@ -1,5 +1,5 @@
 import { EventEmitter } from 'node:events';
-import { existsSync } from 'node:fs';
+import { existsSync, statSync } from 'node:fs';
 import { VrunError, errorMessage } from '../common/errors.js';
 import { rootLogger, type Logger } from '../common/log.js';
 import { buildCmdline } from './boot/cmdline.js';
@@ -15,7 +15,8 @@ import { attachSilentPorts } from './devices/legacy-ports.js';
 import { Serial, SERIAL_PORT_BASE, SERIAL_PORT_SIZE } from './devices/serial.js';
 import { Vm, type VcpuStop, type VmOptions } from './kvm/vm.js';
 import { CPUID_ENTRY_SIZE as CPUID_ENTRY, encodeMsrs, FPU_FCW_OFFSET, FPU_MXCSR_OFFSET, writeControl, writeSegment, writeTable } from './kvm/vcpu-state.js';
-import { lowRamEnd, ramRegions, SERIAL_IRQ, virtioMmioSlot } from './layout.js';
+import { USERLAND_PMEM_PARAM } from '../guest-image/guest-contract.js';
+import { lowRamEnd, pmemRange, ramRegions, SERIAL_IRQ, virtioMmioSlot, type GuestRange } from './layout.js';
 import { VirtioConsole, type ConsolePortSpec } from './virtio/devices/console.js';
 import { PortSocket } from './virtio/devices/console-socket.js';
 import { VHOST_USER_ADDR_BASE, VirtioFs } from './virtio/devices/fs.js';
@@ -65,6 +66,29 @@ export interface CreateVmOptions {
   exits?: Pick<VmOptions, 'answerSpinNs' | 'postWrites'>;
   /** A virtio-balloon that gives the memory the guest frees back to the host (default on; QEMU's backend has the same). */
   freePageReporting?: boolean;
+  /**
+   * The shared userland image (guest-image's userland.ext4), mapped read-only above guest RAM as persistent
+   * memory that the guest mounts with DAX: every VM reads the same host page cache and keeps no copy of its own.
+   */
+  userlandPmem?: string;
+}
+
+/** Linux hot-adds persistent memory in 2 MiB subsections; the image builder pads the image to a whole number. */
+const PMEM_SIZE_ALIGN = 2 * 1024 * 1024;
+/** Far above the ~120 MiB image, and a bound on what a bad path can make the VMM map. */
+const MAX_PMEM_BYTES = 4 * 1024 * 1024 * 1024;
+
+function userlandRange(file: string, memBytes: number): GuestRange {
+  let size: number;
+  try {
+    size = statSync(file).size;
+  } catch (err) {
+    throw new VrunError(`userland image ${file}: ${errorMessage(err)}`, { cause: err });
+  }
+  if (size === 0 || size % PMEM_SIZE_ALIGN !== 0 || size > MAX_PMEM_BYTES) {
+    throw new VrunError(`userland image ${file} is ${size} bytes: persistent memory needs a whole number of 2 MiB, at most 4 GiB (rebuild the guest image)`);
+  }
+  return pmemRange(memBytes, size);
 }
 
 export type MachineEnd =
@@ -140,6 +164,8 @@ export class Machine extends EventEmitter<{ end: [MachineEnd]; 'device-error': [
     const memBytes = opts.memoryMiB * 1024 * 1024;
     checkKernel(opts.kernel, memBytes);
     if (opts.initrd && !existsSync(opts.initrd)) throw new VrunError(`initrd ${opts.initrd} does not exist`);
+    const userland = opts.userlandPmem;
+    const pmem = userland === undefined ? undefined : userlandRange(userland, memBytes);
     const backends: VhostUserFrontend[] = [];
     const sockets: PortSocket[] = [];
     const nets: VirtioNet[] = [];
@@ -162,6 +188,7 @@ export class Machine extends EventEmitter<{ end: [MachineEnd]; 'device-error': [
       const regions = ramRegions(memBytes);
       const created = new Vm({ memBytes, vcpus: opts.vcpus, regions, logger, ...opts.exits });
       vm = created;
+      if (userland !== undefined && pmem) created.mapReadonlyFile(userland, pmem);
       const devices: VirtioDevice[] = [];
       (opts.shares ?? []).forEach((share, i) => {
         const backend = backends[i]!;
@@ -176,13 +203,15 @@ export class Machine extends EventEmitter<{ end: [MachineEnd]; 'device-error': [
       devices.push(...nets, new VirtioRng());
       if (opts.freePageReporting !== false) devices.push(new VirtioBalloon(created.discard, logger));
       const slots = devices.map((_, i) => virtioMmioSlot(i));
-      const cmdline = buildCmdline({ virtio: slots, extra: opts.cmdline });
+      const extra = [opts.cmdline, pmem ? USERLAND_PMEM_PARAM : undefined].filter((p) => p).join(' ');
+      const cmdline = buildCmdline({ virtio: slots, extra: extra || undefined });
       const result = directBoot(created.ram.subarray(0, lowRamEnd(memBytes)), {
         kernel: opts.kernel,
         initrd: opts.initrd,
         cmdline: cmdline.toBytes(),
         vcpus: opts.vcpus,
         memBytes,
+        ...(pmem ? { pmem } : {}),
       });
       const m = new Machine(created, result.cpu, opts, logger, consoleDevice);
       m.attachDevices(devices, slots);

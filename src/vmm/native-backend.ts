@@ -64,6 +64,8 @@ export async function launchNative(decision: BackendDecision, spec: VmLaunch, lo
   const kernel = realpathSync(spec.kernel);
   const initrd = realpathSync(spec.initrd);
   const runDir = realpathSync(spec.runDir);
+  if (spec.userland && spec.userland.attach !== 'pmem') throw new VrunError(`the native VMM serves the userland only as persistent memory, not as a ${spec.userland.attach}`, { kind: 'invalid' });
+  const userland = spec.userland === undefined ? undefined : realpathSync(spec.userland.image);
   const launch: VmmLaunchSpec = {
     kernel,
     initrd,
@@ -76,11 +78,12 @@ export async function launchNative(decision: BackendDecision, spec: VmLaunch, lo
     nets: nets.map((n, i) => ({ fd: TAP_FD_BASE + i, tap: n.tap, mac: n.mac.toLowerCase(), mtu: n.mtu })),
     // VRUN_FREE_PAGE_REPORTING=0 leaves the balloon out, as in the QEMU backend (bench density compares).
     freePageReporting: process.env.VRUN_FREE_PAGE_REPORTING !== '0',
+    ...(userland === undefined ? {} : { userlandPmem: userland }),
   };
   const node = realpathSync(process.execPath);
   const jail = prepareVmmJail({
     runDir,
-    files: [bundle, addon, kernel, initrd, ...(node.startsWith('/usr/') ? [] : [node])],
+    files: [bundle, addon, kernel, initrd, ...(userland === undefined ? [] : [userland]), ...(node.startsWith('/usr/') ? [] : [node])],
     sockets: launch.shares.map((s) => s.socket),
     kvm: true,
     memoryMiB: spec.memoryMiB,

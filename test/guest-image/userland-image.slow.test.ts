@@ -1,5 +1,3 @@
-import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
 import { mkdtemp, rm, stat } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -9,6 +7,7 @@ import { ensureGuestImage, type GuestImage } from '../../src/guest-image/image.j
 import { USERLAND_DISK_SERIAL } from '../../src/vmm/qemu/backend.js';
 import type { QemuSpec } from '../../src/vmm/qemu/command.js';
 import { QemuVm } from '../../src/vmm/qemu/machine.js';
+import { probeFacts, sha256, userlandProbe } from '../../bench/vmm/userland-pmem-lab.js';
 
 /**
  * The split guest image (issue 19): the small boot initrd plus the userland in one read-only ext4 image, served
@@ -16,18 +15,6 @@ import { QemuVm } from '../../src/vmm/qemu/machine.js';
  * node and crun run from it, and nothing the guest does changes the host's file; with DAX, reading the
  * userland adds nothing to the guest's page cache.
  */
-function checks(consoleText: string): Map<string, string> {
-  const out = new Map<string, string>();
-  for (const m of consoleText.matchAll(/^VRUN-CHECK ([a-z0-9-]+)=(.*)$/gm)) out.set(m[1] as string, (m[2] as string).trim());
-  return out;
-}
-
-async function sha256(file: string): Promise<string> {
-  const hash = createHash('sha256');
-  for await (const chunk of createReadStream(file)) hash.update(chunk as Buffer);
-  return hash.digest('hex');
-}
-
 const MEMORY_MIB = 512;
 
 function attachment(image: NonNullable<GuestImage['userland']>, attach: 'disk' | 'pmem', imageMiB: number): Partial<QemuSpec> {
@@ -53,23 +40,7 @@ describe.each(['disk', 'pmem'] as const)('guest image with the userland as a rea
     hashBefore = await sha256(imagePath);
     workDir = await mkdtemp(path.join(os.tmpdir(), 'vrun-userland-'));
     const device = attach === 'pmem' ? '/dev/pmem0' : '/dev/vda';
-    // After the self-check: where /usr comes from, what reading all of node costs the guest's page cache, and
-    // whether the guest can write to the image: through the file system (refused) or, as root, straight to the
-    // block device (the host's file must not change).
-    const probe = [
-      // Single quotes only: the kernel's command line parser takes double quotes as its own.
-      "echo VRUN-CHECK usr-mount=$(grep -c ' /usr ext4 ro,' /proc/mounts)",
-      "echo VRUN-CHECK userland-dax=$(grep ' /.userland ' /proc/mounts | grep -c dax)",
-      "echo VRUN-CHECK cached-before=$(grep ^Cached: /proc/meminfo | tr -s ' ' | cut -d' ' -f2)",
-      'cat /usr/bin/node > /dev/null',
-      "echo VRUN-CHECK cached-after=$(grep ^Cached: /proc/meminfo | tr -s ' ' | cut -d' ' -f2)",
-      "echo VRUN-CHECK node-kib=$(du -k /usr/bin/node | cut -f1)",
-      'if touch /usr/x 2>/dev/null; then echo VRUN-CHECK usr-write=ok; else echo VRUN-CHECK usr-write=refused; fi',
-      'if mount -o remount,rw /.userland 2>/dev/null; then echo VRUN-CHECK remount-rw=ok; else echo VRUN-CHECK remount-rw=refused; fi',
-      'echo VRUN-CHECK agent=$(ls /opt/vrun/vrun-agent.js)',
-      // Last: this wrecks the guest's own view of the file system, which is the guest's business.
-      `blockdev --setrw ${device} 2>/dev/null; dd if=/dev/zero of=${device} bs=4096 count=256 conv=fsync 2>/dev/null; echo VRUN-CHECK raw-write-done=1`,
-    ].join(';');
+    const probe = userlandProbe(device);
     const { size } = await stat(imagePath);
     vm = QemuVm.start(
       {
@@ -85,7 +56,7 @@ describe.each(['disk', 'pmem'] as const)('guest image with the userland as a rea
     );
     await vm.console.waitFor(READY_PATTERN, 240_000, 'VRUN-READY');
     await vm.console.waitFor(/VRUN-CHECK raw-write-done=/, 180_000, 'the probe');
-    facts = checks(vm.console.recent(300));
+    facts = probeFacts(vm.console.recent(300));
   }, 500_000);
   afterAll(async () => {
     await vm?.kill();

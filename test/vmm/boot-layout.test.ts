@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import {
+  E820_PRAM,
   E820_RAM,
   HIMEM_START,
   IOAPIC_ADDR,
@@ -12,6 +13,7 @@ import {
   SERIAL_IRQ,
   e820Map,
   initrdPlacement,
+  pmemRange,
   ramRegions,
   virtioMmioSlot,
 } from '../../src/vmm/layout.js';
@@ -20,6 +22,21 @@ const MiB = 1024 * 1024;
 const sizes = [2 * MiB, 64 * MiB, 512 * MiB, 3328 * MiB, 3329 * MiB, 8192 * MiB];
 
 describe('memory layout', () => {
+  it('puts a persistent-memory range above RAM and 4 GiB on a 128 MiB boundary, typed 12 after the RAM entries', () => {
+    for (const mem of sizes) {
+      const pm = pmemRange(mem, 120 * MiB);
+      const ramEnd = Math.max(...ramRegions(mem).map((r) => r.guestAddr + r.size));
+      expect(pm.addr).toBeGreaterThanOrEqual(Math.max(MMIO_GAP_END, ramEnd));
+      expect(pm.addr % (128 * MiB)).toBe(0);
+      expect(pm.addr - Math.max(MMIO_GAP_END, ramEnd)).toBeLessThan(128 * MiB);
+      const map = e820Map(mem, pm);
+      expect(map.slice(0, -1)).toEqual(e820Map(mem));
+      expect(map[map.length - 1]).toEqual({ addr: pm.addr, size: 120 * MiB, type: E820_PRAM });
+    }
+    expect(() => pmemRange(512 * MiB, 0)).toThrow(/persistent memory of 0 bytes/);
+    expect(() => pmemRange(512 * MiB, 4097)).toThrow(/multiple of 4096/);
+  });
+
   it('e820 entries are sorted, disjoint, page-sane and cover exactly the guest RAM', () => {
     for (const mem of sizes) {
       const map = e820Map(mem);

@@ -5,7 +5,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { buildCmdline } from '../../src/vmm/boot/cmdline.js';
 import { directBoot } from '../../src/vmm/boot/direct-boot.js';
 import { gdtEntry, segmentFromGdt } from '../../src/vmm/boot/params.js';
-import { CMDLINE_START, E820_RAM, MMIO_GAP_START, PAGE_SIZE, e820Map, virtioMmioSlot } from '../../src/vmm/layout.js';
+import { CMDLINE_START, E820_PRAM, E820_RAM, MMIO_GAP_START, PAGE_SIZE, e820Map, pmemRange, virtioMmioSlot } from '../../src/vmm/layout.js';
 import { buildElf, pvhNote } from './helpers/elf-builder.js';
 
 const MiB = 1024 * 1024;
@@ -86,6 +86,26 @@ describe('direct boot structures', () => {
     // kernel bytes are in place, the MP table too
     expect(ram[0x1000000]).toBe(0x90);
     expect(Buffer.from(ram.subarray(0x9fc00, 0x9fc04)).toString()).toBe('_MP_');
+  });
+
+  it.each(['pvh', 'linux64'] as const)('%s: a persistent-memory range reaches the memory map as type 12 (the userland image)', (protocol) => {
+    const mem = 96 * MiB;
+    const ram = new Uint8Array(mem);
+    const pmem = pmemRange(mem, 120 * MiB);
+    const res = directBoot(ram, { kernel: kernelFile, cmdline: cmdline.toBytes(), vcpus: 1, memBytes: mem, protocol, pmem });
+    const b = Buffer.from(ram.buffer);
+    // PVH: hvm_start_info's memmap (24-byte entries); linux64: the zero page's e820 table (20-byte entries).
+    const [at, n, stride] =
+      protocol === 'pvh'
+        ? [Number(b.readBigUInt64LE(res.cpu.regs.rbx + 40)), b.readUInt32LE(res.cpu.regs.rbx + 48), 24]
+        : [res.cpu.regs.rsi + 0x2d0, b[res.cpu.regs.rsi + 0x1e8]!, 20];
+    const map = Array.from({ length: n }, (_, i) => ({
+      addr: Number(b.readBigUInt64LE(at + i * stride)),
+      size: Number(b.readBigUInt64LE(at + i * stride + 8)),
+      type: b.readUInt32LE(at + i * stride + 16),
+    }));
+    expect(map).toEqual(e820Map(mem, pmem));
+    expect(map.filter((e) => e.type === E820_PRAM)).toEqual([{ addr: 4096 * MiB, size: 120 * MiB, type: E820_PRAM }]);
   });
 
   it('linux64: zero page with boot flag, HdrS, loader type, command line, ramdisk and e820; long mode with identity paging', () => {

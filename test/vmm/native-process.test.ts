@@ -31,6 +31,7 @@ function goodSpec(): VmmLaunchSpec {
     agentSocket: '/run/vrun/x/vm/agent.sock',
     shares: [{ tag: 'vrun-root', socket: '/run/vrun/x/vm/fs0.sock' }],
     nets: [{ fd: 4, tap: 'tap0', mac: '02:00:00:00:00:01', mtu: 1500 }],
+    userlandPmem: '/var/lib/vrun/guest-image/initrd-x/userland.ext4',
   };
 }
 
@@ -78,6 +79,8 @@ describe('the VMM launch spec', () => {
     ['a tap on stdout', withSpec((s) => (s.nets = [{ fd: 1, tap: 'tap0', mac: '02:00:00:00:00:01', mtu: 1500 }])), /nets\[0\].fd must be a whole number from 3 to 255/],
     ['a multicast MAC', withSpec((s) => (s.nets = [{ fd: 4, tap: 'tap0', mac: '03:00:00:00:00:01', mtu: 1500 }])), /multicast/],
     ['two NICs on one fd', withSpec((s) => (s.nets = [{ fd: 4, tap: 'tap0', mac: '02:00:00:00:00:01', mtu: 1500 }, { fd: 4, tap: 'tap1', mac: '02:00:00:00:00:02', mtu: 1500 }])), /two NICs on one fd/],
+    ['a relative userland image', withSpec((s) => (s.userlandPmem = 'userland.ext4')), /userlandPmem "userland.ext4" is not a plain absolute path/],
+    ['a userland image that is not a path', withSpec((s) => (s.userlandPmem = 7)), /userlandPmem must be a path/],
     ['a control character in the command line', withSpec((s) => (s.cmdline = 'quiet\ninit=/bin/sh')), /cmdline must be printable ASCII/],
     ['a spec too large', JSON.stringify({ ...goodSpec(), cmdline: 'x'.repeat(70_000) }), /larger than 65536 bytes/],
   ])('refuses %s with an error naming it', (_what, text, why) => {

@@ -90,8 +90,12 @@ describe('bootFiles', () => {
   });
   const image: GuestImage = { kernel: '/k', bzImage: '/b', initrd: '/full.cpio', kernelRelease: '6.1', configHash: 'h', userland: { initrd: '/boot.cpio', image: '/u.ext4' } };
 
-  it('gives the native VMM the full initrd, whatever the image has', () => {
+  it('gives the native VMM the split userland as pmem by default, the full initrd when the image predates it or when asked', () => {
     delete process.env.VRUN_GUEST_USERLAND;
+    expect(bootFiles(image, 'native')).toEqual({ initrd: '/boot.cpio', userland: { image: '/u.ext4', attach: 'pmem' } });
+    const { userland: _none, ...old } = image;
+    expect(bootFiles(old, 'native')).toEqual({ initrd: '/full.cpio' });
+    process.env.VRUN_GUEST_USERLAND = 'initrd';
     expect(bootFiles(image, 'native')).toEqual({ initrd: '/full.cpio' });
   });
 
@@ -104,10 +108,16 @@ describe('bootFiles', () => {
     expect(bootFiles(image, 'qemu')).toEqual({ initrd: '/full.cpio' });
   });
 
-  it.each(['disk', 'pmem'] as const)('gives QEMU the split userland as %s when asked, and refuses it for the native VMM', (attach) => {
+  it.each(['disk', 'pmem'] as const)('gives QEMU the split userland as %s when asked', (attach) => {
     process.env.VRUN_GUEST_USERLAND = attach;
     expect(bootFiles(image, 'qemu')).toEqual({ initrd: '/boot.cpio', userland: { image: '/u.ext4', attach } });
-    expect(() => bootFiles(image, 'native')).toThrow(/only the QEMU backend/);
+  });
+
+  it('refuses the userland as a disk for the native VMM, which has no virtio-blk', () => {
+    process.env.VRUN_GUEST_USERLAND = 'disk';
+    expect(() => bootFiles(image, 'native')).toThrow(/only the QEMU backend has a virtio-blk disk/);
+    process.env.VRUN_GUEST_USERLAND = 'pmem';
+    expect(bootFiles(image, 'native')).toEqual({ initrd: '/boot.cpio', userland: { image: '/u.ext4', attach: 'pmem' } });
   });
 
   it('asked for explicitly, an image built before the split form is an error naming the fix', () => {

@@ -1,6 +1,6 @@
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { VrunError, errorMessage } from '../../common/errors.js';
-import { PAGE_SIZE, alignUp, assertMemorySize, initrdPlacement, lowRamEnd, MIN_FREE_RAM } from '../layout.js';
+import { PAGE_SIZE, alignUp, assertMemorySize, initrdPlacement, lowRamEnd, MIN_FREE_RAM, type GuestRange } from '../layout.js';
 import { loadElfKernel, openFileSource, parseElfKernel, type ElfKernel } from './elf.js';
 import { writeMpTable } from './mptable.js';
 import { chooseProtocol, writeBootStructures, type BootCpuState, type BootProtocol } from './params.js';
@@ -19,6 +19,8 @@ export interface DirectBootOptions {
   vcpus: number;
   memBytes: number;
   protocol?: BootProtocol;
+  /** A persistent-memory range the memory map declares (the caller maps something there). */
+  pmem?: GuestRange;
 }
 
 export interface DirectBootResult {
@@ -45,7 +47,7 @@ export function directBoot(ram: Uint8Array, opts: DirectBootOptions): DirectBoot
   const initrd = opts.initrd ? loadInitrd(ram, opts.initrd, opts.memBytes, kernel.end) : undefined;
   writeMpTable(ram, opts.vcpus);
   const protocol = chooseProtocol(kernel, opts.protocol);
-  const cpu = writeBootStructures(ram, { protocol, kernel, memBytes: opts.memBytes, cmdline: opts.cmdline, ...(initrd ? { initrd } : {}) });
+  const cpu = writeBootStructures(ram, { protocol, kernel, memBytes: opts.memBytes, cmdline: opts.cmdline, ...(initrd ? { initrd } : {}), ...(opts.pmem ? { pmem: opts.pmem } : {}) });
   return { cpu, kernel, initrd };
 }
 

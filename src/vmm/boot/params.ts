@@ -15,6 +15,7 @@ import {
   ZERO_PAGE_START,
   e820Map,
   type E820Entry,
+  type GuestRange,
 } from '../layout.js';
 import type { ElfKernel } from './elf.js';
 
@@ -165,6 +166,8 @@ export interface BootSetup {
   /** NUL-terminated command line. */
   cmdline: Uint8Array;
   initrd?: { addr: number; size: number };
+  /** A persistent-memory range for the memory map (layout.ts pmemRange). */
+  pmem?: GuestRange;
 }
 
 function writeCmdline(ram: Uint8Array, cmdline: Uint8Array): void {
@@ -208,7 +211,7 @@ function baseState(protocol: BootProtocol, gdt: bigint[]): BootCpuState {
 /** Writes every boot structure into guest RAM (guest-physical 0 at index 0) and returns vCPU 0's state. */
 export function writeBootStructures(ram: Uint8Array, setup: BootSetup): BootCpuState {
   writeCmdline(ram, setup.cmdline);
-  const map = e820Map(setup.memBytes);
+  const map = e820Map(setup.memBytes, setup.pmem);
   return setup.protocol === 'pvh' ? writePvh(ram, setup, map) : writeLinux64(ram, setup, map);
 }
 

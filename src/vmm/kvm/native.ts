@@ -50,6 +50,8 @@ export interface NativeKvmVm {
   /** Gives the host pages behind [offset, offset + length) of the RAM file back; page-aligned and inside it, or it throws. */
   discard(offset: number, length: number): void;
   createVcpu(index: number): void;
+  /** `size` bytes of file `fd` (from offset 0) at guest-physical `guestAddr`, read-only (KVM_MEM_READONLY). */
+  mapReadonly(fd: number, guestAddr: number, size: number): void;
   getVcpuState(index: number, kind: VcpuStateKind): Buffer;
   setVcpuState(index: number, kind: VcpuStateKind | 'msrs' | 'cpuid', data: Buffer): void;
   /** KVM_GET_MSRS: `entries` as encodeMsrs makes them; returns a copy with the values read. */

@@ -1,8 +1,10 @@
+import { closeSync, constants, fstatSync, openSync } from 'node:fs';
 import { VrunError, errorMessage } from '../../common/errors.js';
 import { rootLogger, type Logger } from '../../common/log.js';
 import { Bus } from '../devices/bus.js';
 import { ramFileDiscarder, type DiscardRam } from '../virtio/devices/balloon.js';
 import { GuestMemory } from '../virtio/guest-memory.js';
+import type { GuestRange } from '../layout.js';
 import { decodeVcpuStop, EXIT_MMIO, EXIT_PIO, EXIT_STOPPED, kvmAddon, type NativeKvmVm, type VcpuStateKind, type VcpuStop } from './native.js';
 import { decodeRegs, encodeMsrs, encodeRegs, MSR_ENTRY_SIZE, type RegName, type Regs } from './vcpu-state.js';
 
@@ -120,6 +122,24 @@ export class Vm {
     this.ram = Buffer.from(this.native.memory());
     this.memory = new GuestMemory(regions.map((r) => ({ guestAddr: r.guestAddr, buf: this.ram.subarray(r.fileOffset, r.fileOffset + r.size) })));
     this.discard = ramFileDiscarder(this.ram, (offset, length) => this.native.discard(offset, length));
+  }
+
+  /**
+   * Maps the first `range.size` bytes of `file` at `range.addr`, read-only: the guest reads the host's page cache
+   * of the file (shared by every VM that maps it) and its writes become MMIO exits that hit no device. Not part
+   * of `memory`, so no device can be asked to write there either.
+   */
+  mapReadonlyFile(file: string, range: GuestRange): void {
+    const fd = openSync(file, constants.O_RDONLY | constants.O_NOFOLLOW);
+    try {
+      const size = fstatSync(fd).size;
+      if (size < range.size) throw new VrunError(`${file} has ${size} bytes, fewer than the ${range.size} to map`);
+      this.native.mapReadonly(fd, range.addr, range.size);
+    } catch (err) {
+      throw err instanceof VrunError ? err : new VrunError(`cannot map ${file} into the guest: ${errorMessage(err)}`, { cause: err });
+    } finally {
+      closeSync(fd);
+    }
   }
 
   get memfd(): number {

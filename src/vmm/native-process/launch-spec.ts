@@ -25,6 +25,8 @@ export interface VmmLaunchSpec {
   nets: { fd: number; tap: string; mac: string; mtu: number }[];
   /** Free page reporting (a virtio-balloon); absent means on. */
   freePageReporting?: boolean;
+  /** The shared userland image, mapped read-only as persistent memory (Machine's userlandPmem). */
+  userlandPmem?: string;
 }
 
 /** The spec file is small; anything larger is not one. */
@@ -35,7 +37,7 @@ const MAX_SHARES = 16;
 const MAX_MEMORY_MIB = 1 << 20;
 /** virtio-fs tags are at most 36 bytes. */
 const TAG = /^[A-Za-z0-9_.-]{1,36}$/;
-const KEYS = new Set(['kernel', 'initrd', 'cmdline', 'vcpus', 'memoryMiB', 'runDir', 'agentSocket', 'shares', 'nets', 'freePageReporting']);
+const KEYS = new Set(['kernel', 'initrd', 'cmdline', 'vcpus', 'memoryMiB', 'runDir', 'agentSocket', 'shares', 'nets', 'freePageReporting', 'userlandPmem']);
 
 function bad(why: string): VrunError {
   return new VrunError(`invalid VMM launch spec: ${why}`, { kind: 'invalid' });
@@ -111,5 +113,6 @@ export function parseLaunchSpec(text: string): VmmLaunchSpec {
     shares,
     nets: nets.map((n) => ({ ...n, mac: n.mac.toLowerCase() })),
     ...(o.freePageReporting === undefined ? {} : { freePageReporting: o.freePageReporting }),
+    ...(o.userlandPmem === undefined ? {} : { userlandPmem: plainAbsolute('userlandPmem', o.userlandPmem) }),
   };
 }

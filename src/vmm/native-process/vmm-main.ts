@@ -69,6 +69,7 @@ function makeMachine(spec: VmmLaunchSpec): Promise<Machine> {
     shares: spec.shares,
     nets: spec.nets.map((n) => ({ tapName: n.tap, tapFd: n.fd, mac: n.mac, mtu: n.mtu })),
     freePageReporting: spec.freePageReporting,
+    userlandPmem: spec.userlandPmem,
     // The console's bytes go to the sandbox, which logs them (its own cap) and watches the lines.
     onConsole: (bytes) => process.stdout.write(bytes),
     logger: log,

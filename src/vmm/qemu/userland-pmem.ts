@@ -1,3 +1,5 @@
+import { USERLAND_PMEM_PARAM } from '../../guest-image/guest-contract.js';
+
 /**
  * The shared userland as persistent memory (issue 19). QEMU maps the userland image read-only inside the
  * guest's memory map, as the middle one of three NUMA nodes' memory backends (RAM, the image, RAM again); the
@@ -46,5 +48,5 @@ export function placeUserlandPmem(memoryMiB: number, imageBytes: number): PmemPl
     return { ok: false, reason: `guest RAM (${memoryMiB} MiB) plus the userland (${sizeMiB} MiB) goes past microvm's ${MICROVM_LOW_RAM_MIB} MiB of low memory` };
   }
   const lowMiB = memoryMiB - TOP_RAM_MIB;
-  return { ok: true, lowMiB, sizeMiB, topMiB: TOP_RAM_MIB, cmdline: `memmap=${sizeMiB}M!${lowMiB}M vrun.userland=pmem` };
+  return { ok: true, lowMiB, sizeMiB, topMiB: TOP_RAM_MIB, cmdline: `memmap=${sizeMiB}M!${lowMiB}M ${USERLAND_PMEM_PARAM}` };
 }
