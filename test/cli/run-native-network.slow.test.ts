@@ -6,6 +6,7 @@ import { kvmPlace, runWithLinuxKvm } from '../../src/kvm-lab/placement.js';
 import { DEFAULT_NETWORK, defaultNetworkConfList } from '../../src/network/cni-config.js';
 import type { NetworkLeftovers } from '../../src/network/leftovers.js';
 import { HTTP_GET_JS } from '../helpers/http-get.js';
+import { isL1KernelFailure } from '../helpers/l1-failure.js';
 import { LAB_CASE_FUNCTIONS, parseLabCases, parseLabDiagnostics, retryEvidence, type LabCase } from '../helpers/lab-cli-cases.js';
 
 /**
@@ -169,7 +170,26 @@ describe('vrun run --vmm native with a network (KVM lab)', () => {
   beforeAll(async () => {
     await ensureGuestImage();
     if (kvmPlace() === 'lab') await ensureLabImage();
-    const res = await runWithLinuxKvm(labScript(), { timeoutMs: 1_500_000 });
+    // L1 is stock Linux KVM under L0's TCG; with two guests at once its kernel now and then oopses in a vCPU
+    // thread (BUG: TASK stack guard page was hit, a bad kernel GS base), which no user process can cause. Such a
+    // run is done again, once, and says so; anything else fails.
+    let res: Awaited<ReturnType<typeof runWithLinuxKvm>> | undefined;
+    for (let attempt = 1; res === undefined; attempt++) {
+      let r: Awaited<ReturnType<typeof runWithLinuxKvm>>;
+      try {
+        r = await runWithLinuxKvm(labScript(), { timeoutMs: 900_000 });
+      } catch (err) {
+        if (!isL1KernelFailure((err as Error).message) || attempt >= 2) throw err;
+        console.log(`VRUN-RETRY native network in the lab after L1's own kernel failed (below the VMM): ${(err as Error).message.split('\n')[0] ?? ''}`);
+        continue;
+      }
+      const l1Oops = /^VRUN-KERNEL-OOPS (\S+)$/m.exec(r.stdout)?.[1];
+      if (l1Oops && r.place === 'lab' && attempt < 2) {
+        console.log(`VRUN-RETRY native network in the lab after L1's kernel oopsed (below the VMM):\n${Buffer.from(l1Oops, 'base64').toString('utf8')}`);
+        continue;
+      }
+      res = r;
+    }
     stdout = res.stdout;
     const diag = parseLabDiagnostics(res.stdout);
     raw = `status ${res.status} (${res.place}, command ${res.commandMs} ms)\nstdout: ${res.stdout.replace(/^VRUN-DIAG .*\n?/gm, '')}\nstderr: ${res.stderr}\nconsole:\n${res.consoleLog}`;
@@ -181,7 +201,7 @@ describe('vrun run --vmm native with a network (KVM lab)', () => {
     if (retried.length > 0) console.log(`native network in the lab: ${retried.join('\n')}`);
     console.log(`native network in the lab (${res.place}): ${res.commandMs} ms in all; ${[...cases].map(([n, c]) => `${n} ${c.ms} ms`).join(', ')}`);
     expect(res.status, raw).toBe(0);
-  }, 1_600_000);
+  }, 1_900_000);
 
   const get = (name: string): LabCase => {
     const c = cases.get(name);
