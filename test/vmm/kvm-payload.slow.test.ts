@@ -49,6 +49,16 @@ describe('native VMM payloads on /dev/kvm', () => {
     expect(rep.deviceError).toBeUndefined();
   });
 
+  it("ends the whole machine when one vCPU triple-faults, while another still runs", () => {
+    const rep = report('tripleFault');
+    expect(rep.stops).toEqual([
+      { vcpu: 0, reason: 'shutdown' },
+      { vcpu: 1, reason: 'stopped' },
+    ]);
+    // Long before the scenario's own 20 s bound would have stopped the spinning vCPU.
+    expect(rep.ms).toBeLessThan(10_000);
+  });
+
   it('long mode: the same, with 8-byte MMIO split into halves', () => {
     const rep = report('longMode');
     expect(rep.stops).toEqual([{ vcpu: 0, reason: 'stopped' }]);

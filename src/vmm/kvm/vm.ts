@@ -62,6 +62,9 @@ const KVM_CAP_MAX_VCPUS = 66;
 
 export type { VcpuStop, VcpuStopReason } from './native.js';
 
+/** Why one vCPU stopping stops the others (see run()). */
+const MACHINE_WIDE_STOPS: ReadonlySet<string> = new Set(['shutdown', 'reset', 'poweroff', 'crash', 'error']);
+
 export class Vm {
   readonly pio: Bus;
   readonly mmio: Bus;
@@ -264,8 +267,12 @@ export class Vm {
     this.started = true;
     this.native.start((...event) => {
       if (event[1] === EXIT_STOPPED) {
-        this.stops.push(decodeVcpuStop(event[0], event[2], event[3]));
+        const stop = decodeVcpuStop(event[0], event[2], event[3]);
+        this.stops.push(stop);
         if (this.stops.length === this.vcpus) this.settle();
+        // A triple fault, reset, power-off, crash or error of one vCPU is the machine's: a PC resets all its CPUs
+        // together. The other vCPUs would otherwise run on without it, a guest that neither works nor ends.
+        else if (MACHINE_WIDE_STOPS.has(stop.reason)) this.native.stop();
         return 0;
       }
       const [, kind, addr, size, write, data] = event;

@@ -120,6 +120,28 @@ export const scenarios: Record<string, () => Promise<Record<string, unknown>>> =
     }
   },
 
+  async tripleFault() {
+    // vCPU 0 loads an empty IDT and takes int3: #GP, #DF, triple fault (KVM_EXIT_SHUTDOWN). vCPU 1 spins on
+    // `jmp $` for ever: the machine must end at once, not when something else stops it.
+    const vm = new Vm({ memBytes: 0x10000, vcpus: 2 });
+    try {
+      new Code()
+        .emit(0x0f, 0x01, 0x1e, 0x00, 0x30) // lidt [0x3000] (six zero bytes: limit 0, base 0)
+        .emit(0xcc) // int3
+        .load(vm);
+      vm.ram[0x2000] = 0xeb; // jmp $
+      vm.ram[0x2001] = 0xfe;
+      enterRealMode(vm, 0);
+      enterRealMode(vm, 1);
+      vm.setRegs(1, { rip: 0x2000, rflags: 2, rsp: 0x7000 });
+      const started = performance.now();
+      const stops = await runBounded(vm, 20_000);
+      return { stops: [...stops].sort((a, b) => a.vcpu - b.vcpu), ms: Math.round(performance.now() - started) };
+    } finally {
+      vm.destroy();
+    }
+  },
+
   async irqfd() {
     const vm = new Vm({ memBytes: 0x10000, vcpus: 1 });
     try {
